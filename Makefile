@@ -1,0 +1,45 @@
+# The kit's two commands (see README.md):
+#   make reproduce   install everything, then run the whole notebook pipeline (smoke profile)
+#   make test        install everything, then run the test suite
+# Both create .venv/ on first use. Variables you may set:
+#   PYTHON=python3.11        interpreter for the virtual environment
+#   TORCH=torch==2.13.0      the torch requirement installed first. 2.13.0 is pinned because
+#                            its CPU build is what CPU-only machines here have on disk; a bare
+#                            "torch" could pull a multi-GB CUDA build onto a CPU machine.
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu   where to get torch (e.g. the CPU index)
+#   PROFILE=smoke|paper      profile of `make reproduce`;  ARGS=...  extra arguments
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PROFILE ?= smoke
+ARGS ?=
+STAMP := $(VENV)/.irnlib-installed
+
+.PHONY: install reproduce test lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (irnlib)" >/dev/null
+	touch $@
+
+reproduce: $(STAMP)
+	$(BIN)/python -m irnlib reproduce --profile $(PROFILE) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) results/runs results/cache

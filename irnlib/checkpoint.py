@@ -1,0 +1,127 @@
+"""Loading and saving IRN weights in the official checkpoint format.
+
+The official release (``IRN_x2.pth``, ``IRN_x4.pth``, ``IRN_x8.pth``) stores a plain state
+dict whose keys are those of :class:`irnlib.network.IRN`, sometimes prefixed with
+``module.`` (saved from a ``DataParallel`` wrapper). The kit's training checkpoints hold
+the same state dict under ``"model"``. Files are read with ``weights_only=True``: no code
+from a checkpoint is ever executed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .images import atomic_write
+from .network import IRN, SCALES
+
+__all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture"]
+
+_HAAR = re.compile(r"^operations\.(\d+)\.haar_weights$")
+_BLOCK = re.compile(r"^operations\.(\d+)\.[FGH]\.conv[1-5]\.(weight|bias)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says which file and why."""
+
+
+def load_state_dict(path, map_location="cpu") -> dict[str, torch.Tensor]:
+    """Read the IRN state dict from a checkpoint file (official or the kit's).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    CheckpointError
+        If the file is truncated, not a PyTorch file, or holds no IRN state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # weights_only unpickling fails in many ways on a bad file
+        raise CheckpointError(
+            f"{path}: cannot be read as a PyTorch checkpoint - the file is truncated, corrupt "
+            f"or not a checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]  # the kit's training checkpoint
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = sorted(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(
+            f"{path}: holds no IRN state dict (found {found}); expected a dict of tensors "
+            "with keys like 'operations.0.haar_weights' and 'operations.1.F.conv1.weight'"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict:
+    """Scale, block counts, channels and growth of the IRN that ``state`` belongs to."""
+    haar = sorted(int(m.group(1)) for k in state if (m := _HAAR.match(k)))
+    if not haar or haar[0] != 0:
+        raise CheckpointError(
+            f"{source}: not an IRN state dict - no 'operations.0.haar_weights' key "
+            f"(first keys: {sorted(state)[:5]})"
+        )
+    blocks_at = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    last = max(blocks_at | set(haar))
+    bounds = haar + [last + 1]
+    block_num = [bounds[i + 1] - bounds[i] - 1 for i in range(len(haar))]
+    scale = 2 ** len(haar)
+    if scale not in SCALES:
+        raise CheckpointError(f"{source}: {len(haar)} Haar levels (scale {scale}); IRN supports {sorted(SCALES)}")
+    channels = state["operations.0.haar_weights"].shape[0] // 4
+    first_block = bounds[0] + 1
+    gc_key = f"operations.{first_block}.F.conv1.weight"
+    gc = state[gc_key].shape[0] if gc_key in state else 32
+    return {"scale": scale, "block_num": block_num, "channels": channels, "gc": gc}
+
+
+def load_checkpoint(path, map_location="cpu") -> IRN:
+    """Build an :class:`IRN` from a checkpoint file and load its weights strictly.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An official IRN checkpoint (plain state dict, optional ``module.`` prefix), a model
+        exported by the kit, or a kit training checkpoint (state dict under ``"model"``).
+    map_location : str or torch.device
+        Where to put the weights.
+
+    Returns
+    -------
+    IRN
+        In eval mode, with scale and block counts inferred from the keys.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError
+        With the file name and what was found versus expected.
+    """
+    state = load_state_dict(path, map_location)
+    arch = infer_architecture(state, source=str(path))
+    net = IRN(**arch)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"{path}: does not match an IRN x{arch['scale']} with blocks {arch['block_num']} - "
+            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, wrong shapes {wrong[:5]}"
+        )
+    net.load_state_dict(state, strict=True)
+    return net.to(map_location).eval()
+
+
+def save_model(net: IRN, path) -> Path:
+    """Export the weights in the official format (a plain state dict), atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))

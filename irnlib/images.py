@@ -1,0 +1,154 @@
+"""Image files and conversions: the one loader of the kit, atomic PNG writes, mod-crop.
+
+Conventions: an *image* is a NumPy ``uint8`` array of shape ``(H, W, 3)`` in RGB order;
+a *batch* is a float tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+__all__ = [
+    "ImageFileError",
+    "load_image",
+    "save_png",
+    "atomic_write",
+    "mod_crop",
+    "to_batch",
+    "to_image",
+]
+
+
+class ImageFileError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+def _to_rgb_uint8(pil: Image.Image, path: Path) -> np.ndarray:
+    """Apply the kit's colour rule (see :func:`load_image`)."""
+    mode = pil.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: keep the 8 most significant bits (round(v / 257)).
+        arr = np.asarray(pil, dtype=np.float64)
+        if mode == "I" and arr.max(initial=0) > 65535:
+            raise ImageFileError(f"{path}: 32-bit integer images are not supported")
+        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if mode == "F":
+        raise ImageFileError(f"{path}: floating-point images are not supported")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in pil.info):
+        pil = pil.convert("RGBA")  # alpha is dropped below, not composited
+    return np.asarray(pil.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(path) -> np.ndarray:
+    """Read an image file as RGB ``uint8``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any format Pillow decodes (PNG, JPEG, BMP, TIFF, ...).
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB. Greyscale (``L``, 1-bit) is replicated to three equal channels; palette images
+        are expanded; an alpha channel is **dropped** (the colour values are kept as stored,
+        not composited on any background); 16-bit greyscale is reduced to 8 bits by
+        ``round(v / 257)``; 16-bit RGB PNGs are reduced by Pillow to their high bytes.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ImageFileError
+        If the file is empty, cannot be decoded, or has zero size; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            img = _to_rgb_uint8(pil, path)
+    except ImageFileError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageFileError(f"{path}: cannot be decoded as an image ({err})") from err
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ImageFileError(f"{path}: the image has zero size {img.shape[:2]}")
+    return img
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only once it is complete.
+
+    A crash or an exception leaves ``path`` as it was (absent or the previous version) and
+    no temporary file behind. The temporary file lives in the same folder, so the final
+    ``os.replace`` is atomic.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(path, img: np.ndarray, metadata: dict[str, str] | None = None) -> Path:
+    """Write a uint8 image as a lossless PNG, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; parent folders are created.
+    img : ndarray of uint8, shape (H, W, 3) or (H, W)
+    metadata : dict of str, optional
+        Stored as PNG text chunks (read back with ``PIL.Image.open(path).text``).
+    """
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim not in (2, 3):
+        raise TypeError(f"save_png: expected a uint8 H×W×3 or H×W array, got {img.dtype} {img.shape}")
+    info = PngImagePlugin.PngInfo()
+    for key, value in (metadata or {}).items():
+        info.add_text(str(key), str(value))
+    return atomic_write(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG", pnginfo=info))
+
+
+def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom and right edges so that both sides are multiples of ``scale``."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def to_batch(img: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` image -> float ``(1, 3, H, W)`` tensor in ``[0, 1]``."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    return t.to(device=device, dtype=dtype) / 255.0
+
+
+def to_image(batch: torch.Tensor) -> np.ndarray:
+    """Float ``(1, 3, H, W)`` or ``(3, H, W)`` tensor in ``[0, 1]`` -> uint8 ``(H, W, 3)``.
+
+    Values are clamped to ``[0, 1]`` and rounded to the nearest of the 256 levels, as the
+    official evaluation does before measuring PSNR/SSIM.
+    """
+    t = batch.detach()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"to_image: expected a single image, got a batch of {t.shape[0]}")
+        t = t[0]
+    t = (t.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return t.permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests that need the real benchmark images use ``shared_data``."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The folder named by IRN_DATA (``../shared/datasets`` in CI); skip if absent."""
+    env = os.environ.get("IRN_DATA")
+    if not env:
+        pytest.skip("IRN_DATA is not set: point it at the shared datasets (.ci/run sets ../shared/datasets)")
+    root = Path(env)
+    if not (root / "Set5").is_dir():
+        pytest.skip(f"IRN_DATA={env} holds no Set5/ folder")
+    return root
+
+
+def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every subnet random, well-conditioned weights (conv5 is zero at init)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("conv5.weight"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+            elif name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
+    return net

@@ -1,0 +1,44 @@
+"""The set-up stays coherent: pyproject and environment.yml agree, CI runs the README's test command."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name, where they differ
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", requirement.strip()).groups()
+    return name.lower().replace("_", "-"), spec.replace(" ", "")
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pip_deps = project["dependencies"] + project["optional-dependencies"]["test"]
+    expected = {CONDA_NAMES.get(n, n): spec for n, spec in map(_split, pip_deps)}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip")))
+    assert conda == expected
+
+
+def test_readme_gives_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:bash|sh)\n(.*?)```", readme, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert commands == ["make reproduce", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^reproduce:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert 'TORCH ?= torch==' in makefile  # a pinned torch, never a bare requirement
+
+
+def test_public_api():
+    import irnlib
+
+    for name in ("IRN", "load_checkpoint", "quantize", "imresize"):
+        assert hasattr(irnlib, name)
+    from irnlib.metrics import psnr, ssim  # noqa: F401
