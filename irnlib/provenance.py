@@ -1,0 +1,60 @@
+"""Where a number came from: commit, date, machine, device, library versions.
+
+Every table, log and figure the kit writes carries one of these records beside it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+import sys
+
+import torch
+
+from .datasets import REPO_ROOT
+
+__all__ = ["git_commit", "device_name", "provenance", "provenance_markdown"]
+
+
+def git_commit(repo=REPO_ROOT) -> str:
+    """Short commit hash of the kit's checkout, with ``+dirty`` if files changed; ``unknown`` outside git."""
+    try:
+        run = lambda *args: subprocess.run(  # noqa: E731
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "--short=12", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device=None) -> str:
+    """Human-readable name of a torch device, e.g. ``NVIDIA H100 80GB HBM3`` or ``CPU (x86_64, 2 threads)``."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+
+
+def provenance(device=None, **extra) -> dict:
+    """A provenance record: ``extra`` fields (data, iterations, checkpoint, ...) plus the environment."""
+    record = dict(extra)
+    record.update(
+        commit=git_commit(),
+        date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        device=device_name(device),
+        host=platform.node(),
+        python=sys.version.split()[0],
+        torch=torch.__version__,
+    )
+    return record
+
+
+def provenance_markdown(record: dict, title: str = "Provenance") -> str:
+    """The record as a small Markdown list, for the foot of a generated table."""
+    lines = [f"**{title}**", ""]
+    lines += [f"- {key}: {value}" for key, value in record.items()]
+    return "\n".join(lines) + "\n"
