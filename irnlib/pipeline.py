@@ -1,35 +1,144 @@
-"""The main job: run the ordered notebooks with papermill, one profile for all."""
+"""The main job: the ordered notebooks executed by papermill with one profile for all.
+
+``reproduce()`` runs ``notebooks/00_*.ipynb`` .. ``04_*.ipynb`` in order, saves each executed
+copy under ``results/executed/``, records the run in ``results/RUN.json`` and prints a summary
+(what ran, how long, which tables and figures were written, where). Every notebook sees the
+run's id in ``$IRN_RUN_ID``; :func:`irnlib.provenance.provenance` puts it on every table, so a
+table left over from an earlier run never passes for a current one.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import os
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .datasets import REPO_ROOT
+from .images import atomic_write
+from .paths import REPO_ROOT, results_root
 
-__all__ = ["notebooks", "reproduce"]
+__all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-EXECUTED_DIR = REPO_ROOT / "results" / "executed"
+PROFILES = ("smoke", "paper")
+
+
+class PipelineError(RuntimeError):
+    """A notebook of the pipeline failed; the message names the notebook and the cell."""
+
+
+@dataclass
+class NotebookRun:
+    notebook: str  # e.g. "01_train.ipynb"
+    executed: str  # path of the executed copy
+    seconds: float
+    status: str  # "ok" or "failed"
+    error: str = ""
 
 
 def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The pipeline's notebooks in order (their names start with a two-digit number)."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def reproduce(profile: str = "smoke", out_dir: Path = EXECUTED_DIR) -> list[Path]:
-    """Execute every notebook in order with ``-p profile <profile>``; return the executed copies."""
+def _write_json(path: Path, record: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def _outputs_since(folder: Path, since: float) -> list[Path]:
+    """Tables and figures under ``folder`` written after ``since`` (a time.time() stamp)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= since]
+    wanted = {".csv", ".md", ".png", ".pdf", ".svg"}
+    return sorted(p for p in found if p.suffix in wanted and "executed" not in p.parts and "runs" not in p.parts)
+
+
+def _failure_message(nb: Path, err: Exception, executed: Path) -> str:
+    count, source = getattr(err, "exec_count", None), getattr(err, "source", "")
+    first_line = source.strip().splitlines()[0][:80] if source.strip() else ""
+    where = f"cell In [{count}] `{first_line}`" if count is not None else "before any cell ran"
+    detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+    return f"{nb.name} failed in {where}: {detail} (executed copy kept at {executed})"
+
+
+def reproduce(
+    profile: str = "smoke",
+    notebook_dir: Path = NOTEBOOK_DIR,
+    results=None,
+    parameters: dict | None = None,
+) -> list[NotebookRun]:
+    """Execute the pipeline's notebooks in order with papermill.
+
+    Parameters
+    ----------
+    profile : {"smoke", "paper"}
+        Passed to every notebook as its ``profile`` parameter.
+    notebook_dir : Path
+        Folder holding the ``NN_name.ipynb`` notebooks.
+    results : path, optional
+        Results folder (default :func:`irnlib.paths.results_root`); exported to the notebooks
+        as ``$IRN_RESULTS``.
+    parameters : dict, optional
+        Further parameters passed to every notebook.
+
+    Returns
+    -------
+    list of NotebookRun
+
+    Raises
+    ------
+    PipelineError
+        At the first failing notebook; later notebooks are not run (they build on it).
+    """
     import papermill
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = []
-    for nb in notebooks():
-        start = time.perf_counter()
-        out = out_dir / nb.name
-        papermill.execute_notebook(str(nb), str(out), parameters={"profile": profile}, cwd=str(nb.parent))
-        print(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {out}")
-        done.append(out)
-    if not done:
-        print(f"no notebooks in {NOTEBOOK_DIR} yet")
-    return done
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    results = results_root(results).resolve()
+    executed_dir = results / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{profile}"
+    os.environ["IRN_RUN_ID"] = run_id  # papermill's kernels inherit the environment
+    os.environ["IRN_RESULTS"] = str(results)
+    record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": []}
+    _write_json(results / "RUN.json", record)
+    runs: list[NotebookRun] = []
+    params = {"profile": profile, **(parameters or {})}
+    todo = notebooks(notebook_dir)
+    print(f"run {run_id}: {len(todo)} notebooks, profile {profile!r}, results in {results}")
+    for nb in todo:
+        out = executed_dir / nb.name
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False)
+        except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
+            message = _failure_message(nb, err, out)
+            runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "failed", message))
+            record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
+            _write_json(results / "RUN.json", record)
+            print(f"  FAILED {message}")
+            raise PipelineError(message) from err
+        runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "ok"))
+        print(f"  {nb.name}: {runs[-1].seconds:.0f} s")
+    written = _outputs_since(results, started)
+    record.update(
+        status="complete",
+        seconds=round(time.time() - started, 1),
+        notebooks=[asdict(r) for r in runs],
+        outputs=[str(p.relative_to(results)) for p in written],
+    )
+    _write_json(results / "RUN.json", record)
+    print(_summary(runs, written, results, time.time() - started))
+    return runs
+
+
+def _summary(runs: list[NotebookRun], written: list[Path], results: Path, seconds: float) -> str:
+    lines = [f"\nPipeline complete in {seconds / 60:.1f} min.", "", "| notebook | seconds | executed copy |", "| --- | --- | --- |"]
+    lines += [f"| {r.notebook} | {r.seconds:.0f} | {r.executed} |" for r in runs]
+    lines += ["", f"Written under {results}:"]
+    lines += [f"  {p.relative_to(results)}" for p in written] or ["  (no tables or figures)"]
+    return "\n".join(lines)

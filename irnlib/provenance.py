@@ -6,13 +6,14 @@ Every table, log and figure the kit writes carries one of these records beside i
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 import sys
 
 import torch
 
-from .datasets import REPO_ROOT
+from .paths import REPO_ROOT
 
 __all__ = ["git_commit", "device_name", "provenance", "provenance_markdown"]
 
@@ -42,6 +43,8 @@ def device_name(device=None) -> str:
 def provenance(device=None, **extra) -> dict:
     """A provenance record: ``extra`` fields (data, iterations, checkpoint, ...) plus the environment."""
     record = dict(extra)
+    if os.environ.get("IRN_RUN_ID"):  # set by the pipeline (``irn reproduce``) for every notebook
+        record.setdefault("run_id", os.environ["IRN_RUN_ID"])
     record.update(
         commit=git_commit(),
         date=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
