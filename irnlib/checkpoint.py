@@ -20,6 +20,7 @@ from .network import IRN, SCALES
 __all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture"]
 
 _HAAR = re.compile(r"^operations\.(\d+)\.haar_weights$")
+_LEARNED = re.compile(r"^operations\.(\d+)\.weight$")  # the LearnedDownsampling ablation
 _BLOCK = re.compile(r"^operations\.(\d+)\.[FGH]\.conv[1-5]\.(weight|bias)$")
 
 
@@ -61,6 +62,10 @@ def load_state_dict(path, map_location="cpu") -> dict[str, torch.Tensor]:
 def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict:
     """Scale, block counts, channels and growth of the IRN that ``state`` belongs to."""
     haar = sorted(int(m.group(1)) for k in state if (m := _HAAR.match(k)))
+    downsampling = "haar"
+    if not haar:
+        haar = sorted(int(m.group(1)) for k in state if (m := _LEARNED.match(k)))
+        downsampling = "learned"
     if not haar or haar[0] != 0:
         raise CheckpointError(
             f"{source}: not an IRN state dict - no 'operations.0.haar_weights' key "
@@ -73,11 +78,12 @@ def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint
     scale = 2 ** len(haar)
     if scale not in SCALES:
         raise CheckpointError(f"{source}: {len(haar)} Haar levels (scale {scale}); IRN supports {sorted(SCALES)}")
-    channels = state["operations.0.haar_weights"].shape[0] // 4
+    first = state["operations.0.haar_weights" if downsampling == "haar" else "operations.0.weight"]
+    channels = first.shape[0] // 4
     first_block = bounds[0] + 1
     gc_key = f"operations.{first_block}.F.conv1.weight"
     gc = state[gc_key].shape[0] if gc_key in state else 32
-    return {"scale": scale, "block_num": block_num, "channels": channels, "gc": gc}
+    return {"scale": scale, "block_num": block_num, "channels": channels, "gc": gc, "downsampling": downsampling}
 
 
 def load_checkpoint(path, map_location="cpu") -> IRN:

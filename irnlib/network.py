@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["HaarDownsampling", "DenseSubnet", "InvBlock", "IRN", "quantize", "SCALES"]
+__all__ = ["HaarDownsampling", "LearnedDownsampling", "DenseSubnet", "InvBlock", "IRN", "quantize", "SCALES"]
 
 SCALES = {2: 1, 4: 2, 8: 3}  # scale -> number of Haar levels
 
@@ -78,6 +78,35 @@ class HaarDownsampling(nn.Module):
         """``(C·H·W / 4) · ln(1/16)`` for every sample: each 2×2 block is scaled by 1/4."""
         elements = x[0].numel()
         return x.new_full((x.shape[0],), elements / 4 * math.log(1 / 16.0))
+
+
+class LearnedDownsampling(nn.Module):
+    """Ablation of the Haar level: space-to-depth, then a learned invertible 1×1 channel mixing.
+
+    ``(B, C, H, W) -> (B, 4C, H/2, W/2)``. The 2×2 pixels of each block are stacked as channels
+    (``pixel_unshuffle``) and mixed by a ``4C × 4C`` matrix initialised as a random orthogonal
+    matrix, so the first ``C`` output channels are *not* a low-pass image at the start — which
+    is what the ablation measures. Not part of the paper's network.
+    """
+
+    def __init__(self, channels: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.channels = channels
+        q, r = torch.linalg.qr(torch.randn(4 * channels, 4 * channels, generator=generator))
+        self.weight = nn.Parameter(q * torch.sign(torch.diagonal(r)))  # Haar-distributed orthogonal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.pixel_unshuffle(x, 2)  # (B, 4C, H/2, W/2)
+        return F.conv2d(y, self.weight[:, :, None, None])
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        w_inv = torch.linalg.inv(self.weight)
+        return F.pixel_shuffle(F.conv2d(y, w_inv[:, :, None, None]), 2)
+
+    def log_det(self, x: torch.Tensor) -> torch.Tensor:
+        """``(H/2)(W/2) · log|det W|`` for every sample."""
+        pixels = (x.shape[2] // 2) * (x.shape[3] // 2)
+        return (pixels * torch.linalg.slogdet(self.weight)[1]).expand(x.shape[0])
 
 
 class DenseSubnet(nn.Module):
@@ -170,9 +199,19 @@ class IRN(nn.Module):
         Image channels (3 for RGB); also the width of the LR branch of every InvBlock.
     gc : int
         Growth channels of the dense subnets (32 in the paper).
+    downsampling : {"haar", "learned"}
+        ``"haar"`` is the paper's network. ``"learned"`` replaces every Haar level by
+        :class:`LearnedDownsampling` (an ablation; its checkpoints are the kit's own).
     """
 
-    def __init__(self, scale: int = 4, block_num: list[int] | None = None, channels: int = 3, gc: int = 32):
+    def __init__(
+        self,
+        scale: int = 4,
+        block_num: list[int] | None = None,
+        channels: int = 3,
+        gc: int = 32,
+        downsampling: str = "haar",
+    ):
         super().__init__()
         block_num = list(block_num) if block_num is not None else default_blocks(scale)
         if scale not in SCALES or len(block_num) != SCALES[scale]:
@@ -180,11 +219,15 @@ class IRN(nn.Module):
                 f"IRN(scale={scale}) needs scale in {sorted(SCALES)} and one block count per "
                 f"Haar level ({SCALES.get(scale, '?')}); got block_num={block_num}"
             )
+        if downsampling not in ("haar", "learned"):
+            raise ValueError(f"downsampling must be 'haar' or 'learned', got {downsampling!r}")
         self.scale, self.block_num, self.channels, self.gc = scale, block_num, channels, gc
+        self.downsampling = downsampling
+        level = HaarDownsampling if downsampling == "haar" else LearnedDownsampling
         ops: list[nn.Module] = []
         width = channels
         for blocks in block_num:
-            ops.append(HaarDownsampling(width))
+            ops.append(level(width))
             width *= 4
             ops.extend(InvBlock(width, channels, gc) for _ in range(blocks))
         self.operations = nn.ModuleList(ops)

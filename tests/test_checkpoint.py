@@ -22,6 +22,14 @@ def test_round_trip_infers_scale_and_blocks(tmp_path, scale, blocks):
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
+def test_learned_downsampling_ablation_round_trip(tmp_path):
+    net = randomize(IRN(4, block_num=[1, 2], downsampling="learned"))
+    loaded = load_checkpoint(save_model(net, tmp_path / "ablation.pth"))
+    assert (loaded.downsampling, loaded.block_num) == ("learned", [1, 2])
+    x = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(loaded(x), net(x))
+
+
 def test_official_format_with_module_prefix_and_kit_training_checkpoint(tmp_path):
     net = randomize(IRN(2))
     prefixed = {"module." + k: v for k, v in net.state_dict().items()}  # DataParallel-saved

@@ -193,3 +193,18 @@ def test_upscale_draws_z_with_the_given_temperature_and_generator():
     torch.testing.assert_close(net.upscale(lr, 0.5, torch.Generator().manual_seed(7)), expected)
     cold = net.upscale(lr, temperature=0.0)
     torch.testing.assert_close(cold, net.inverse(torch.cat((lr, torch.zeros_like(z)), 1))[:, :3])
+
+
+def test_learned_downsampling_ablation_is_invertible_and_not_haar():
+    net = randomize(IRN(4, downsampling="learned"), seed=9).double()
+    assert "operations.0.weight" in net.state_dict() and "operations.0.haar_weights" not in net.state_dict()
+    level = net.operations[0]
+    assert level.weight.requires_grad
+    torch.testing.assert_close(level.weight @ level.weight.T, torch.eye(12, dtype=torch.float64), atol=1e-6, rtol=0)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(net.inverse(net(x)), x)
+    assert (net(x)[:, :3] - F.avg_pool2d(x, 4)).abs().max() > 0.05  # the LR starts far from low-pass
+    jac = torch.autograd.functional.jacobian(lambda t: level(t).flatten(), x[:1, :, :4, :4]).reshape(48, 48)
+    torch.testing.assert_close(level.log_det(x[:1, :, :4, :4]), torch.linalg.slogdet(jac)[1].reshape(1))
+    with pytest.raises(ValueError, match="downsampling"):
+        IRN(2, downsampling="wavelet")
