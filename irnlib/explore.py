@@ -241,9 +241,8 @@ class Explorer:
         self.zoom = w.IntSlider(value=1, min=1, max=8, description="zoom ×")
         self.samples = w.Button(description="draw 8 samples: show std", icon="random")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="your image")
-        wide = {"style": {"description_width": "initial"}}
         for control in (self.temperature, self.seed, self.zoom_x, self.zoom_y, self.zoom):
-            control.style = wide["style"]
+            control.style.description_width = "initial"  # show the whole label
         self.samples.layout.width = "230px"
         self.message = w.HTML()
         self.metrics = w.HTML()
