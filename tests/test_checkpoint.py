@@ -79,6 +79,7 @@ class _Exploit:
         return (os.system, ("touch PWNED",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the file is a plain pickle on purpose
 def test_code_in_a_checkpoint_is_never_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with open("evil.pth", "wb") as f:
