@@ -45,7 +45,8 @@ def _to_rgb_uint8(pil: Image.Image, path: Path) -> np.ndarray:
         raise ImageFileError(f"{path}: floating-point images are not supported")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in pil.info):
         pil = pil.convert("RGBA")  # alpha is dropped below, not composited
-    return np.asarray(pil.convert("RGB"), dtype=np.uint8)
+    rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
+    return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray would be read-only)
 
 
 def load_image(path) -> np.ndarray:
@@ -59,7 +60,8 @@ def load_image(path) -> np.ndarray:
     Returns
     -------
     ndarray of uint8, shape (H, W, 3)
-        RGB, values 0..255, the pixels as stored in the file. The rules:
+        RGB, values 0..255, the pixels as stored in the file; a writable array of its own.
+        The rules:
 
         - greyscale (``L``, 1-bit) is replicated to three equal channels;
         - palette (``P``) images are expanded to their RGB colours;

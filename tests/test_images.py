@@ -37,7 +37,7 @@ def write_png16(path: Path, values: np.ndarray) -> Path:
 def test_rgb_png_round_trip_is_exact(tmp_path):
     path = save_png(tmp_path / "a.png", ASTRONAUT, metadata={"source": "astronaut"})
     out = load_image(path)
-    assert out.dtype == np.uint8 and out.shape == (512, 512, 3)
+    assert out.dtype == np.uint8 and out.shape == (512, 512, 3) and out.flags.writeable
     np.testing.assert_array_equal(out, ASTRONAUT)
     assert Image.open(path).text["source"] == "astronaut"
     assert image_size(path) == (512, 512)
