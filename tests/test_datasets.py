@@ -334,3 +334,51 @@ def test_shared_datasets_verify(shared_data):
         check = verify_dataset(name, shared_data)
         assert check.ok, check.problems
         assert check.checksums.endswith("checked against SHA256SUMS")
+
+
+# --------------------------------------------------------------------------- notebook 00
+
+
+NOTEBOOK = ds.REPO_ROOT / "notebooks" / "00_data_preparation.ipynb"
+
+
+def run_notebook_00(tmp_path, **parameters):
+    import papermill
+
+    out = tmp_path / "00_out.ipynb"
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(out), parameters={"cache_dir": str(tmp_path / "cache"), **parameters},
+        cwd=str(NOTEBOOK.parent), progress_bar=False, kernel_name="python3",
+    )
+    import nbformat
+
+    return nbformat.read(out, as_version=4)
+
+
+def outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts.append(output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+def test_notebook_00_runs_under_papermill_on_the_embedded_default(tmp_path):
+    """Runs notebook 00 with papermill (a real kernel): embedded default, no network."""
+    nb = run_notebook_00(tmp_path, data_root=str(tmp_path / "empty-data-root"))
+    text = outputs_text(nb)
+    assert "embedded-test" in text and "embedded-train" in text
+    assert len(list((tmp_path / "cache" / "embedded-test" / "LRbicx4").glob("*.png"))) == 3
+    assert any("image/png" in o.get("data", {}) for cell in nb.cells for o in cell.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_notebook_00_runs_under_papermill_on_the_shared_data(tmp_path, shared_data):
+    """Runs notebook 00 with papermill on the shared benchmark images."""
+    nb = run_notebook_00(tmp_path, data_root=str(shared_data))
+    text = outputs_text(nb)
+    for name in ("Set5", "Set14", "BSD100", "T91", "BSD200"):
+        assert name in text
+    assert len(list((tmp_path / "cache" / "BSD100" / "LRbicx2").glob("*.png"))) == 100
