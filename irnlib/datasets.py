@@ -373,6 +373,8 @@ def lr_reference(hr: np.ndarray, scale: int, cache_file=None, source=None) -> tu
     """
     if cache_file is None:
         return imresize(hr, 1 / scale), False
+    if source is None:
+        raise ValueError("lr_reference: a cache_file needs the source file that keys it")
     key = {
         "irnlib-lr-version": LR_CACHE_VERSION,
         "method": "MATLAB imresize bicubic, uint8",
@@ -392,11 +394,13 @@ def lr_reference(hr: np.ndarray, scale: int, cache_file=None, source=None) -> tu
 def prepare_lr_references(name: str, scales=(2, 4), root=None, *, cache_dir=None, progress: bool = True):
     """Compute (or check) the cached LR references of dataset ``name`` for every scale.
 
-    Returns a pandas DataFrame: ``dataset``, ``scale``, ``images``, ``reused`` (already cached
-    and valid), ``computed``, ``seconds``, ``folder``.
+    ``cache_dir`` None means the default cache folder (:func:`cache_root`). Returns a pandas
+    DataFrame: ``dataset``, ``scale``, ``images``, ``reused`` (already cached and valid),
+    ``computed``, ``seconds``, ``folder``.
     """
     import pandas as pd
 
+    cache_dir = cache_root(cache_dir)
     rows = []
     for scale in scales:
         start = time.perf_counter()
@@ -440,8 +444,8 @@ class PairedTestSet(Dataset):
     root : path, optional
         Data root (see :func:`data_root`).
     cache_dir : path, optional
-        Cache folder for the LR references (see :func:`cache_root`). None (the default)
-        computes them on every access and writes nothing.
+        Cache folder for the LR references, e.g. ``cache_root()`` for the default one. None
+        (the default) computes them on every access and writes nothing.
 
     Items are :class:`TestPair` s, in file-name order.
     """
@@ -511,7 +515,7 @@ class TrainingPatches(Dataset):
     augment : bool
         Random flips and 90° rotations.
     cache_dir : path, optional
-        Where decoded images are kept (see :func:`cache_root`): one memory-mapped ``.npy``
+        Where decoded images are kept, e.g. ``cache_root()``: one memory-mapped ``.npy``
         per image, written on first use, shared by every process and run. None (the
         default) keeps decoded images in this process's memory instead: fine for small sets;
         for DIV2K (6.6 GB decoded, copied into every DataLoader worker) pass a cache folder.

@@ -196,6 +196,13 @@ def test_prepare_lr_references(tmp_path):
     assert list(again["reused"]) == [3] and list(again["computed"]) == [0]
 
 
+def test_prepare_lr_references_default_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRN_CACHE", str(tmp_path / "env-cache"))
+    table = prepare_lr_references("embedded-test", [4], progress=False)
+    assert table["folder"][0] == str(tmp_path / "env-cache" / "embedded-test" / "LRbicx4")
+    assert len(list((tmp_path / "env-cache" / "embedded-test" / "LRbicx4").glob("*.png"))) == 3
+
+
 # --------------------------------------------------------------------------- training patches
 
 
