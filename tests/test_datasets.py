@@ -1,6 +1,5 @@
 """Data root, verification, LR reference cache, test pairs and training patches, on real images."""
 
-import os
 import pickle
 import shutil
 import time
@@ -15,7 +14,6 @@ from torch.utils.data import DataLoader, Subset
 
 from irnlib import datasets as ds
 from irnlib.datasets import (
-    CHECKSUM_FILE,
     PairedTestSet,
     TrainingPatches,
     available_datasets,
