@@ -427,6 +427,8 @@ def prepare_lr_references(name: str, scales=(2, 4), root=None, *, cache_dir=None
 class TestPair:
     """One evaluation image: HR mod-cropped to a multiple of ``scale`` and its bicubic LR."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     name: str  # file stem, e.g. "baby"
     hr: np.ndarray  # uint8 (H, W, 3), H and W multiples of scale
     lr: np.ndarray  # uint8 (H/scale, W/scale, 3): MATLAB imresize(hr, 1/scale)
