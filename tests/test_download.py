@@ -435,3 +435,39 @@ def test_registry_bounds_accept_the_shared_datasets(shared_data):
     for name in ("Set5", "Set14", "BSD100", "T91", "BSD200"):
         check = verify_dataset(name, shared_data, thorough=False)
         assert check.ok, check.problems
+
+
+def test_member_patterns_select_the_documented_archive_layouts():
+    chosen = {
+        "Set5": ["benchmark/Set5/HR/baby.png", "benchmark/Set5/LR_bicubic/X2/babyx2.png"],
+        "BSD100": ["benchmark/B100/HR/3096.png", "benchmark/B100/LR_bicubic/X4/3096x4.png"],
+        "Urban100": ["benchmark/Urban100/HR/img001.png", "benchmark/Urban100/HR/._img001.png"],
+        "DIV2K_train_HR": ["DIV2K_train_HR/0001.png", "__MACOSX/DIV2K_train_HR/._0001.png"],
+        "T91": ["T91/t1.png", "SR_training_datasets/T91/t2.bmp", "SR_training_datasets/General100/im_1.bmp"],
+        "BSD200": ["BSDS200/2092.png", "BSDS200/Thumbs.db"],
+    }
+    expected = {
+        "Set5": ["benchmark/Set5/HR/baby.png"],
+        "BSD100": ["benchmark/B100/HR/3096.png"],
+        "Urban100": ["benchmark/Urban100/HR/img001.png"],
+        "DIV2K_train_HR": ["DIV2K_train_HR/0001.png"],
+        "T91": ["T91/t1.png", "SR_training_datasets/T91/t2.bmp"],
+        "BSD200": ["BSDS200/2092.png"],
+    }
+    for name, members in chosen.items():
+        pattern = dataset_info(name).members
+        assert [m for m in members if dl._is_member(m, pattern)] == expected[name], name
+
+
+def test_a_mirror_with_the_benchmark_layout_reproduces_the_shared_set5(server, tmp_path, shared_data):
+    """The registered Set5 entry, pointed at a local copy of the benchmark archive layout."""
+    files = {f"benchmark/Set5/HR/{p.name}": p.read_bytes() for p in sorted((shared_data / "Set5").glob("*.png"))}
+    files["benchmark/Set5/LR_bicubic/X4/babyx4.png"] = files["benchmark/Set5/HR/baby.png"]
+    server.files["/benchmark.tar"] = make_tgz(files)
+    info = dataset_info("Set5")
+    info = dataclasses.replace(info, archive=dataclasses.replace(info.archive, url=server.url("/benchmark.tar")))
+    folder = dl.download(info, tmp_path, progress=False)
+    assert folder == tmp_path / "Set5"
+    for path in (shared_data / "Set5").iterdir():  # the same files, SHA256SUMS included
+        assert (folder / path.name).read_bytes() == path.read_bytes(), path.name
+    assert verify_dataset("Set5", tmp_path).ok
