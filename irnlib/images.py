@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 __all__ = [
     "ImageFileError",
     "load_image",
+    "image_size",
     "save_png",
     "atomic_write",
     "mod_crop",
@@ -33,17 +34,19 @@ def _to_rgb_uint8(pil: Image.Image, path: Path) -> np.ndarray:
     """Apply the kit's colour rule (see :func:`load_image`)."""
     mode = pil.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: keep the 8 most significant bits (round(v / 257)).
-        arr = np.asarray(pil, dtype=np.float64)
-        if mode == "I" and arr.max(initial=0) > 65535:
-            raise ImageFileError(f"{path}: 32-bit integer images are not supported")
-        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        # 16-bit greyscale: keep the most significant byte, v >> 8, the same rule Pillow
+        # applies to 16-bit RGB(A) PNGs (which it only ever exposes as 8-bit).
+        arr = np.asarray(pil, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageFileError(f"{path}: 32-bit integer images are not supported (values outside 0..65535)")
+        arr = (arr >> 8).astype(np.uint8)
         return np.repeat(arr[:, :, None], 3, axis=2)
     if mode == "F":
         raise ImageFileError(f"{path}: floating-point images are not supported")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in pil.info):
         pil = pil.convert("RGBA")  # alpha is dropped below, not composited
-    return np.asarray(pil.convert("RGB"), dtype=np.uint8)
+    rgb = pil if pil.mode == "RGB" else pil.convert("RGB")
+    return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray would be read-only)
 
 
 def load_image(path) -> np.ndarray:
@@ -57,10 +60,19 @@ def load_image(path) -> np.ndarray:
     Returns
     -------
     ndarray of uint8, shape (H, W, 3)
-        RGB. Greyscale (``L``, 1-bit) is replicated to three equal channels; palette images
-        are expanded; an alpha channel is **dropped** (the colour values are kept as stored,
-        not composited on any background); 16-bit greyscale is reduced to 8 bits by
-        ``round(v / 257)``; 16-bit RGB PNGs are reduced by Pillow to their high bytes.
+        RGB, values 0..255, the pixels as stored in the file; a writable array of its own.
+        The rules:
+
+        - greyscale (``L``, 1-bit) is replicated to three equal channels;
+        - palette (``P``) images are expanded to their RGB colours;
+        - an alpha channel (``RGBA``, ``LA``, palette transparency) is **dropped**: the
+          colour values are kept as stored, not composited on any background;
+        - 16-bit images (greyscale or RGB) keep their most significant byte, ``v >> 8``
+          (``floor(v / 256)``), as Pillow and OpenCV's default ``imread`` do (MATLAB's
+          ``im2uint8`` would round ``v / 257`` instead: at most one level apart);
+        - CMYK and YCbCr files are converted to RGB by Pillow;
+        - the EXIF orientation tag is **not** applied (as MATLAB's ``imread``), and a
+          multi-frame file (GIF, TIFF) gives its first frame.
 
     Raises
     ------
@@ -80,11 +92,34 @@ def load_image(path) -> np.ndarray:
             img = _to_rgb_uint8(pil, path)
     except ImageFileError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageFileError(f"{path}: cannot be decoded as an image ({err})") from err
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ImageFileError(f"{path}: the image has zero size {img.shape[:2]}")
     return img
+
+
+def image_size(path) -> tuple[int, int]:
+    """``(H, W)`` of an image file, read from its header only (no pixel decoding).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ImageFileError
+        If the file is empty or not an image Pillow recognises; the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with Image.open(path) as pil:
+            width, height = pil.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageFileError(f"{path}: not a recognisable image ({err})") from err
+    return height, width
 
 
 def atomic_write(path, write) -> Path:
