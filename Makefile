@@ -9,6 +9,10 @@
 #   TORCH_INDEX=https://download.pytorch.org/whl/cpu   where to get torch (e.g. the CPU index)
 #   PROFILE=smoke|paper      profile of `make reproduce`;  ARGS=...  extra arguments
 
+# Idle OpenMP threads sleep instead of spinning: on a small shared machine spinning threads
+# make torch 10-35x slower on small tensors whenever anything else runs (measured here).
+export OMP_WAIT_POLICY ?= PASSIVE
+
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
