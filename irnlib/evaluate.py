@@ -324,7 +324,7 @@ def evaluate_pair(
     device = _net_device(net)
     with torch.inference_mode():
         lr = downscale(net, to_batch(pair.hr).to(device), tile=tile)
-    lr_img = to_image(lr)
+    lr_img = np.ascontiguousarray(to_image(lr))  # same memory layout as a decoded PNG
     if lr_png_dir is not None:
         path = save_png(Path(lr_png_dir) / f"{pair.name}.png", lr_img, {"source": f"IRN x{scale} LR of {pair.name}"})
         lr_img = load_image(path)
