@@ -27,12 +27,14 @@ import sys
 import time
 
 
-def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: int | None) -> dict:
+def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: int | None, threads: int) -> dict:
     """Time one configuration in this process; return seconds (median) and memory in MiB."""
     import resource
 
     import torch
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     from irnlib import IRN
     from irnlib import evaluate as ev
 
@@ -77,8 +79,9 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
     }
 
 
-def run_in_subprocess(mode: str, scale: int, height: int, width: int, repeats: int, tile: int | None) -> dict:
-    args = [sys.executable, __file__, "--child", mode, str(scale), str(height), str(width), str(repeats), str(tile)]
+def run_in_subprocess(mode, scale, height, width, repeats, tile, threads) -> dict:
+    args = [sys.executable, __file__, "--child", mode, str(scale), str(height), str(width), str(repeats), str(tile),
+            str(threads)]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,12 +101,13 @@ def main(argv=None) -> None:
     parser.add_argument("--modes", nargs="+", default=["reference", "kit"], choices=["reference", "kit"])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
     parser.add_argument("--tile", type=int, default=None, help="kit tile size (default: irnlib.evaluate.TILE)")
-    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        mode, scale, height, width, repeats, tile = args.child
+        mode, scale, height, width, repeats, tile, threads = args.child
         tile = None if tile == "None" else int(tile)
-        print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile)))
+        print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
         return
     if args.tile is None:
         from irnlib.evaluate import TILE
@@ -120,7 +124,7 @@ def main(argv=None) -> None:
         for scale in args.scales:
             totals, cpu = {}, {}
             for mode in args.modes:
-                r = run_in_subprocess(mode, scale, height, width, args.repeats, args.tile)
+                r = run_in_subprocess(mode, scale, height, width, args.repeats, args.tile, args.threads)
                 totals[mode] = r["down_s"] + r["up_s"]
                 cpu[mode] = r["cpu_s"]
                 print(f"| {width}×{height} | ×{scale} | {mode} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
