@@ -1,0 +1,140 @@
+"""IRN inference speed and peak memory: downscale and upscale of one RGB image.
+
+Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, the seconds for
+``downscale`` and ``upscale`` and the peak resident memory, for
+
+- ``reference``: the network's own whole-image ``net.downscale`` / ``net.upscale`` under
+  ``torch.no_grad`` (what the original implementation does), and
+- ``kit``: :func:`irnlib.evaluate.downscale` / :func:`~irnlib.evaluate.upscale` (tiled,
+  channels-last convolutions, ``torch.inference_mode``).
+
+"CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
+work it varies less than the wall-clock seconds. Every configuration runs in a fresh subprocess, so its peak RSS is its own (the resident
+memory after imports is printed too). Random weights (timing does not depend on them).
+
+    python benchmarks/inference.py                 # all configurations
+    python benchmarks/inference.py --sizes 512x512 --scales 4 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+import time
+
+
+def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: int | None, threads: int) -> dict:
+    """Time one configuration in this process; return seconds (median) and memory in MiB."""
+    import resource
+
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    from irnlib import IRN
+    from irnlib import evaluate as ev
+
+    torch.manual_seed(0)
+    net = IRN(scale).eval()
+    with torch.no_grad():  # random weights: every subnet active (conv5 is zero at init)
+        for name, p in net.named_parameters():
+            if name.endswith("conv5.weight"):
+                p.normal_(0, 0.02)
+    hr = torch.rand(1, 3, height, width)
+    base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    down_times, up_times, cpu_times = [], [], []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        gen = torch.Generator().manual_seed(0)
+        if mode == "reference":
+            with torch.no_grad():
+                t0 = time.perf_counter()
+                lr = net.downscale(hr)
+                t1 = time.perf_counter()
+                net.upscale(lr, generator=gen)
+                t2 = time.perf_counter()
+        else:
+            with torch.inference_mode():
+                t0 = time.perf_counter()
+                lr = ev.downscale(net, hr, tile=tile)
+                t1 = time.perf_counter()
+                ev.upscale(net, lr, generator=gen, tile=tile)
+                t2 = time.perf_counter()
+        cpu_times.append(time.process_time() - c0)
+        down_times.append(t1 - t0)
+        up_times.append(t2 - t1)
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return {
+        "down_s": median(down_times),
+        "up_s": median(up_times),
+        "cpu_s": median(cpu_times),
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "base_mib": base_mib,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def run_in_subprocess(mode, scale, height, width, repeats, tile, threads) -> dict:
+    args = [sys.executable, __file__, "--child", mode, str(scale), str(height), str(width), str(repeats), str(tile),
+            str(threads)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def load_average() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["512x512", "2040x1356"], help="WIDTHxHEIGHT")
+    parser.add_argument("--scales", nargs="+", type=int, default=[2, 4])
+    parser.add_argument("--modes", nargs="+", default=["reference", "kit"], choices=["reference", "kit"])
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
+    parser.add_argument("--tile", type=int, default=None, help="kit tile size (default: irnlib.evaluate.TILE)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, scale, height, width, repeats, tile, threads = args.child
+        tile = None if tile == "None" else int(tile)
+        print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
+        return
+    if args.tile is None:
+        from irnlib.evaluate import TILE
+
+        args.tile = TILE
+    start_load = load_average()
+    print(f"# IRN inference, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+          f"{platform.node()}, load average at start {start_load}, kit tile {args.tile}")
+    print()
+    print("| image | scale | mode | downscale s | upscale s | total s | CPU s | peak RSS MiB (after imports) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for size in args.sizes:
+        width, height = (int(v) for v in size.lower().split("x"))
+        for scale in args.scales:
+            totals, cpu = {}, {}
+            for mode in args.modes:
+                r = run_in_subprocess(mode, scale, height, width, args.repeats, args.tile, args.threads)
+                totals[mode] = r["down_s"] + r["up_s"]
+                cpu[mode] = r["cpu_s"]
+                print(f"| {width}×{height} | ×{scale} | {mode} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
+                      f"{totals[mode]:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} ({r['base_mib']:.0f}) |", flush=True)
+            if len(totals) == 2:
+                print(f"| {width}×{height} | ×{scale} | speed-up | | | "
+                      f"{totals['reference'] / totals['kit']:.2f}× | {cpu['reference'] / cpu['kit']:.2f}× | |", flush=True)
+    print()
+    print(f"threads {r['threads']}, torch {r['torch']}, load average at end {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

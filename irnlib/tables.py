@@ -1,0 +1,699 @@
+"""Table 1 regenerated: the paper's rows as printed next to the kit's measured rows.
+
+Everything the kit reports is computed here from the per-image CSVs that
+:func:`irnlib.evaluate.evaluate_dataset` writes (never typed in); the paper's numbers come
+from :mod:`irnlib.paper`. The table is kept in two forms:
+
+- a *long* CSV (one line per row × dataset, machine-readable; columns :data:`TABLE_COLUMNS`),
+- a Markdown page a person can read on its own: the paper's rows (labelled as the paper's),
+  the kit's rows (labelled "this kit", with the checkpoint and how it was trained), the
+  difference kit − paper for the same row, details (spread across draws, RGB PSNR, IRN's LR
+  against the bicubic LR), what was not available and how to get it, and the provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .images import atomic_write
+from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, parse_cell
+
+__all__ = [
+    "KitRow",
+    "TABLE_COLUMNS",
+    "NOT_AVAILABLE",
+    "make_run_id",
+    "load_per_image",
+    "summarize",
+    "build_table",
+    "render_markdown",
+    "write_table",
+    "plot_paper_vs_kit",
+    "qualitative_figure",
+]
+
+NOT_AVAILABLE = "not available"
+
+# Columns of the long table CSV.
+TABLE_COLUMNS = [
+    "run_id",
+    "generated",
+    "source",  # "paper" (as printed) or "this kit" (measured)
+    "row",
+    "scale",
+    "params",
+    "dataset",
+    "psnr",
+    "ssim",
+    "status",  # "printed", "not printed", "measured" or "not available"
+    "images",
+    "draws",
+    "psnr_spread",
+    "ssim_spread",
+    "psnr_rgb",
+    "lr_psnr_y",
+    "lr_ssim_y",
+    "paper_row",
+    "paper_psnr",
+    "paper_ssim",
+    "diff_psnr",
+    "diff_ssim",
+    "note",
+]
+
+
+@dataclass
+class KitRow:
+    """One row the kit measures (or would have measured) for the table.
+
+    Attributes
+    ----------
+    label : str
+        Row label as shown, e.g. ``"Bicubic & Bicubic (this kit)"``.
+    method : str
+        ``"bicubic"`` or ``"irn"``: the ``method`` column of the per-image CSV.
+    paper_row : str
+        The paper's row to compare with (``"Bicubic & Bicubic"``, ``"IRN (ours)"``).
+    checkpoint : str
+        The ``checkpoint`` column value of this row's per-image lines (IRN only).
+    params : str
+        Parameter count as shown (e.g. ``"4.35M"``; ``"/"`` for bicubic).
+    missing : str
+        Non-empty when the row could not be measured: what is missing and how to get it.
+    """
+
+    label: str
+    method: str
+    paper_row: str
+    checkpoint: str = ""
+    params: str = ""
+    missing: str = ""
+
+
+def make_run_id(now: _dt.datetime | None = None) -> str:
+    """A unique, sortable run id: ``YYYYmmddTHHMMSSZ-xxxxxx``."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def load_per_image(paths) -> pd.DataFrame:
+    """Read and concatenate per-image CSVs (one path or several)."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    frames = [pd.read_csv(p, keep_default_na=True, dtype={"checkpoint": str}) for p in paths]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "checkpoint" in frame:
+        frame["checkpoint"] = frame["checkpoint"].fillna("")
+    return frame
+
+
+def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Dataset averages of the per-image CSV rows, as the paper computes them.
+
+    For each ``(dataset, method, scale, checkpoint)`` and each draw of ``z``, the metrics are
+    averaged over the images; the result is the mean of those per-draw averages, and
+    ``*_spread`` is their range (max − min) across draws (the paper: under 0.02 dB).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset, method, scale, checkpoint, images, draws, psnr_y, ssim_y,
+        psnr_y_spread, ssim_y_spread, psnr_rgb, lr_psnr_y, lr_ssim_y``.
+    """
+    keys = ["dataset", "method", "scale", "checkpoint"]
+    metrics = ["psnr_y", "ssim_y", "psnr_rgb", "lr_psnr_y", "lr_ssim_y"]
+    frame = per_image.copy()
+    frame["checkpoint"] = frame["checkpoint"].fillna("")
+    per_draw = frame.groupby(keys + ["draw"], sort=False)[metrics].mean().reset_index()
+    images = frame.groupby(keys + ["draw"], sort=False)["image"].nunique().groupby(level=keys, sort=False).max()
+    grouped = per_draw.groupby(keys, sort=False)
+    out = grouped[metrics].mean()
+    out["psnr_y_spread"] = grouped["psnr_y"].max() - grouped["psnr_y"].min()
+    out["ssim_y_spread"] = grouped["ssim_y"].max() - grouped["ssim_y"].min()
+    out["draws"] = grouped["draw"].nunique()
+    out["images"] = images
+    return out.reset_index()
+
+
+def _paper_lines(scale: int, run_id: str, generated: str) -> list[dict]:
+    lines = []
+    for _, prow in paper_table(scale).iterrows():
+        for dataset in PAPER_DATASETS:
+            psnr, ssim = parse_cell(prow[dataset])
+            lines.append(
+                dict(
+                    run_id=run_id, generated=generated, source="paper", row=prow["method"], scale=scale,
+                    params=prow["params"], dataset=dataset, psnr=psnr, ssim=ssim,
+                    status="not printed" if math.isnan(psnr) else "printed",
+                )
+            )
+    return lines
+
+
+def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, missing_data: dict[str, str]) -> dict:
+    """One kit row × dataset: measured values, or 'not available' with the reason."""
+    line = dict(source="this kit", row=kit.label, scale=scale, params=kit.params, dataset=dataset, paper_row=kit.paper_row)
+    column = DATASET_COLUMN.get(dataset, dataset)
+    paper = paper_table(scale)
+    prow = paper[paper["method"] == kit.paper_row]
+    paper_psnr, paper_ssim = parse_cell(prow.iloc[0][column]) if (not prow.empty and column in paper) else (math.nan,) * 2
+    line.update(paper_psnr=paper_psnr, paper_ssim=paper_ssim)
+    if kit.missing or dataset in missing_data:
+        line.update(status=NOT_AVAILABLE, note=kit.missing or missing_data[dataset])
+        return line
+    hit = summary[
+        (summary["dataset"] == dataset)
+        & (summary["method"] == kit.method)
+        & (summary["scale"] == scale)
+        & (summary["checkpoint"] == kit.checkpoint)
+    ]
+    if hit.empty:
+        line.update(status=NOT_AVAILABLE, note="no per-image results for this row and dataset")
+        return line
+    r = hit.iloc[0]
+    line.update(
+        status="measured", psnr=r["psnr_y"], ssim=r["ssim_y"], images=int(r["images"]), draws=int(r["draws"]),
+        psnr_spread=r["psnr_y_spread"], ssim_spread=r["ssim_y_spread"], psnr_rgb=r["psnr_rgb"],
+        lr_psnr_y=r["lr_psnr_y"], lr_ssim_y=r["lr_ssim_y"],
+        diff_psnr=r["psnr_y"] - paper_psnr, diff_ssim=r["ssim_y"] - paper_ssim,
+    )
+    return line
+
+
+def build_table(
+    per_image: pd.DataFrame,
+    scale: int,
+    kit_rows: list[KitRow],
+    datasets: list[str],
+    missing_data: dict[str, str] | None = None,
+    run_id: str = "",
+    generated: str = "",
+) -> pd.DataFrame:
+    """Table 1 for one scale, in long form (columns :data:`TABLE_COLUMNS`).
+
+    Parameters
+    ----------
+    per_image : pandas.DataFrame
+        Per-image results (:func:`load_per_image` of the CSVs the evaluation wrote).
+    scale : int
+        2 or 4.
+    kit_rows : list of KitRow
+        The kit's rows, in display order.
+    datasets : list of str
+        Datasets the kit was asked to evaluate (folder names), in display order.
+    missing_data : dict, optional
+        ``dataset -> how to get it`` for datasets that are not on disk.
+    run_id, generated : str
+        Stamped on every line.
+    """
+    missing_data = missing_data or {}
+    summary = summarize(per_image[per_image["scale"] == scale]) if len(per_image) else None
+    if summary is None or summary.empty:
+        summary = pd.DataFrame(columns=["dataset", "method", "scale", "checkpoint"])
+    lines = _paper_lines(scale, run_id, generated)
+    for kit in kit_rows:
+        for dataset in datasets:
+            line = _kit_line(kit, scale, dataset, summary, missing_data)
+            line.update(run_id=run_id, generated=generated)
+            lines.append(line)
+    return pd.DataFrame(lines, columns=TABLE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------
+
+
+def _num(value, digits: int, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _pair(psnr, ssim, signed: bool = False) -> str:
+    if psnr is None or (isinstance(psnr, float) and math.isnan(psnr)):
+        return "–"
+    return f"{_num(psnr, 2, signed)} / {_num(ssim, 4, signed)}"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _short_label(label: str) -> str:
+    """``"IRN (this kit, path, training)"`` -> ``"IRN (this kit)"`` for the detail tables."""
+    return label.split(",")[0] + ")" if "," in label and "(" in label else label
+
+
+def _dataset_header(dataset: str) -> str:
+    column = DATASET_COLUMN.get(dataset, dataset)
+    if column in PAPER_DATASETS:
+        return column if column == dataset else f"{column} ({dataset})"
+    return f"{dataset} (not in the paper)"
+
+
+def render_markdown(
+    table: pd.DataFrame,
+    scale: int,
+    provenance: dict | None = None,
+    conditions: str = "",
+) -> str:
+    """The Markdown page of one table (see the module docstring).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        From :func:`build_table` (or read back from its CSV).
+    scale : int
+    provenance : dict, optional
+        Shown at the foot (:func:`irnlib.provenance.provenance` plus run details).
+    conditions : str
+        One paragraph under the title that says under what conditions the kit measured
+        (profile, data, checkpoint; a shortened run must say so).
+    """
+    paper = table[table["source"] == "paper"]
+    kit = table[table["source"] == "this kit"]
+    run_id = str(table["run_id"].iloc[0]) if len(table) else ""
+    generated = str(table["generated"].iloc[0]) if len(table) else ""
+    lines = [f"# Table 1, ×{scale}: reconstruction PSNR / SSIM (Y channel, border {scale})", ""]
+    lines += [f"Run `{run_id}`, generated {generated}. Generated by `irnlib.tables` from the per-image CSV; do not edit.", ""]
+    if conditions:
+        lines += [conditions, ""]
+
+    lines += [f"## The paper's numbers (as printed in {PAPER_CITATION}; not measured by this kit)", ""]
+    rows = []
+    for name, group in paper.groupby("row", sort=False):
+        cells = {r["dataset"]: _pair(r["psnr"], r["ssim"]) for _, r in group.iterrows()}
+        rows.append([name, group["params"].iloc[0]] + [cells.get(d, "–") for d in PAPER_DATASETS])
+    lines += _md_table(["Downscaling & Upscaling (paper)", "Param"] + list(PAPER_DATASETS), rows) + [""]
+
+    datasets = list(dict.fromkeys(kit["dataset"]))
+    notes: dict[str, int] = {}
+
+    def mark(note: str) -> str:
+        notes.setdefault(note, len(notes) + 1)
+        return f"{NOT_AVAILABLE} [{notes[note]}]"
+
+    lines += ["## Measured by this kit", ""]
+    lines += ["Mean over the draws of z of the dataset average (IRN); Bicubic is deterministic.", ""]
+    measured, diffs = [], []
+    for name, group in kit.groupby("row", sort=False):
+        by_ds = {r["dataset"]: r for _, r in group.iterrows()}
+        measured.append(
+            [name, group["params"].iloc[0] or "–"]
+            + [_pair(r["psnr"], r["ssim"]) if r["status"] == "measured" else mark(r["note"]) for r in map(by_ds.get, datasets)]
+        )
+        diffs.append(
+            [f"{_short_label(name)} − paper's {group['paper_row'].iloc[0]}"]
+            + [_pair(r["diff_psnr"], r["diff_ssim"], signed=True) if r["status"] == "measured" else "–" for r in map(by_ds.get, datasets)]
+        )
+    header = [_dataset_header(d) for d in datasets]
+    lines += _md_table(["Row (this kit)", "Param"] + header, measured) + [""]
+    lines += ["## Difference, kit − paper (same row; PSNR dB / SSIM)", ""]
+    lines += _md_table(["Row"] + header, diffs) + [""]
+
+    lines += ["## Details of the kit's measurements", ""]
+    detail_rows = []
+    for _, r in kit[kit["status"] == "measured"].iterrows():
+        detail_rows.append([
+            _short_label(r["row"]), r["dataset"], int(r["images"]), int(r["draws"]), _num(r["psnr_spread"], 3),
+            _num(r["ssim_spread"], 4), _num(r["psnr_rgb"], 2), _pair(r["lr_psnr_y"], r["lr_ssim_y"]),
+        ])
+    lines += _md_table(
+        ["Row", "Dataset", "Images", "Draws", "Y-PSNR spread across draws (dB)", "Y-SSIM spread", "RGB PSNR (dB)",
+         "LR vs bicubic LR (Y-PSNR / SSIM)"],
+        detail_rows,
+    ) + [""]
+    lines += ["Spread: max − min of the dataset average over the draws of z (the paper: under 0.02 dB). "
+              "LR vs bicubic LR: IRN's 8-bit LR against the MATLAB-bicubic LR, no border.", ""]
+
+    if notes:
+        lines += ["## Not available", ""]
+        lines += [f"{n}. {note}" for note, n in notes.items()] + [""]
+    if provenance:
+        lines += ["## Provenance", ""]
+        lines += [f"- {key}: {value}" for key, value in provenance.items()] + [""]
+    return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, markdown: str, stem) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.md`` atomically; returns both paths."""
+    stem = Path(stem)
+    csv_path = atomic_write(stem.with_suffix(".csv"), lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    md_path = atomic_write(stem.with_suffix(".md"), lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
+    return csv_path, md_path
+
+
+# --------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------
+
+
+def plot_paper_vs_kit(table: pd.DataFrame, scale: int, ax=None):
+    """Point plot of Y-PSNR per dataset: the paper's rows (hollow) and the kit's rows (filled).
+
+    The kit's rows are drawn next to the paper row they are compared with (same colour);
+    datasets the kit did not measure show the paper's values only.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4))
+    else:
+        fig = ax.figure
+    kit = table[table["source"] == "this kit"]
+    paper = table[table["source"] == "paper"]
+    columns = list(PAPER_DATASETS) + [
+        d for d in dict.fromkeys(kit["dataset"]) if DATASET_COLUMN.get(d, d) not in PAPER_DATASETS
+    ]
+    x_of = {c: i for i, c in enumerate(columns)}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, group) in enumerate(kit.groupby("row", sort=False)):
+        color = colors[k % len(colors)]
+        prow = paper[paper["row"] == group["paper_row"].iloc[0]]
+        xs = [x_of[d] - 0.1 for d in prow["dataset"]]
+        ax.plot(xs, prow["psnr"], "o", mfc="none", color=color, ms=8, label=f"paper: {group['paper_row'].iloc[0]}")
+        got = group[group["status"] == "measured"]
+        xs = [x_of[DATASET_COLUMN.get(d, d)] + 0.1 for d in got["dataset"]]
+        ax.plot(xs, got["psnr"], "o", color=color, ms=8, label=name if len(name) < 60 else name[:57] + "...")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels(columns, rotation=15)
+    ax.set_ylabel("Y-PSNR (dB)")
+    ax.set_title(f"×{scale}: paper (hollow) vs this kit (filled)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _crop_box(hr: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size``² window with the most detail (largest gradient energy)."""
+    grey = hr.astype(np.float64).mean(axis=2)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
+    h, w = energy.shape
+    step = max(size // 4, 1)
+    best, corner = -1.0, (0, 0)
+    for top in range(0, max(h - size, 0) + 1, step):
+        for left in range(0, max(w - size, 0) + 1, step):
+            score = energy[top : top + size, left : left + size].sum()
+            if score > best:
+                best, corner = score, (top, left)
+    return corner
+
+
+def qualitative_figure(
+    hr: np.ndarray,
+    bicubic_sr: np.ndarray,
+    irn_sr: np.ndarray | None,
+    bicubic_lr: np.ndarray,
+    irn_lr: np.ndarray | None,
+    scale: int,
+    *,
+    crop: int | None = None,
+    title: str = "",
+):
+    """A figure like the paper's qualitative comparison, on one detailed crop.
+
+    Panels: HR crop, Bicubic & Bicubic reconstruction, IRN reconstruction, then IRN's LR and
+    the bicubic LR of the same region (shown enlarged by nearest neighbour). IRN panels are
+    left out when ``irn_sr`` is ``None``. Titles carry the crop's Y-PSNR.
+
+    Parameters
+    ----------
+    hr, bicubic_sr, irn_sr : uint8 (H, W, 3)
+    bicubic_lr, irn_lr : uint8 (H/s, W/s, 3)
+    crop : int, optional
+        Crop side in HR pixels (multiple of ``scale``; default ``min(32·s, H, W)``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .metrics import psnr
+
+    size = crop or min(32 * scale, hr.shape[0], hr.shape[1])
+    size -= size % scale
+    top, left = _crop_box(hr, size)
+    top, left = top - top % scale, left - left % scale
+
+    def hr_crop(img):
+        return img[top : top + size, left : left + size]
+
+    def lr_crop(img):
+        return img[top // scale : (top + size) // scale, left // scale : (left + size) // scale]
+
+    def crop_psnr(img):
+        return f"{psnr(hr_crop(img), hr_crop(hr), border=0):.2f} dB"
+
+    panels = [("HR", hr_crop(hr)), (f"Bicubic & Bicubic\n{crop_psnr(bicubic_sr)}", hr_crop(bicubic_sr))]
+    if irn_sr is not None:
+        panels.append((f"IRN\n{crop_psnr(irn_sr)}", hr_crop(irn_sr)))
+        panels.append(("IRN's LR", np.kron(lr_crop(irn_lr), np.ones((scale, scale, 1), np.uint8))))
+    panels.append(("bicubic LR", np.kron(lr_crop(bicubic_lr), np.ones((scale, scale, 1), np.uint8))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
+    for ax, (name, img) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title or f"×{scale}, crop {size}×{size} at ({top}, {left})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# The whole job for one scale (what notebook 02 runs)
+# --------------------------------------------------------------------------------------
+
+PROFILES = ("smoke", "paper")
+SMOKE_OPTIONAL = ("Set5", "Set14", "BSD100")
+PAPER_TEST_SETS = ("Set5", "Set14", "BSD100", "Urban100", "DIV2K_valid_HR")
+SMOKE_IRN_IMAGES = 5  # smoke profile: IRN measured on the first images of each dataset only
+
+
+def _check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
+def default_datasets(profile: str, root=None) -> list[str]:
+    """Test sets of a profile: smoke -> embedded-test plus Set5/Set14/BSD100 if on disk; paper -> the paper's five."""
+    from .datasets import data_root
+
+    _check_profile(profile)
+    if profile == "paper":
+        return list(PAPER_TEST_SETS)
+    present = [d for d in SMOKE_OPTIONAL if (data_root(root) / d).is_dir()]
+    return ["embedded-test"] + present
+
+
+def default_checkpoint(profile: str, scale: int) -> Path:
+    """smoke -> ``results/runs/smoke_x4/IRN_x4.pth`` (notebook 01); paper -> ``data/pretrained/IRN_x{s}.pth``."""
+    from .datasets import REPO_ROOT
+
+    _check_profile(profile)
+    if profile == "paper":
+        return REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
+    return REPO_ROOT / "results" / "runs" / f"smoke_x{scale}" / f"IRN_x{scale}.pth"
+
+
+def fetch_command(dataset: str) -> str:
+    """How to get a missing test set: the data notebook's command."""
+    return (
+        f"{dataset} is not on disk; fetch it with "
+        f"`papermill notebooks/00_data_preparation.ipynb out.ipynb -p download True -p datasets '[\"{dataset}\"]'` "
+        "(or point data_root / IRN_DATA at a folder that holds it)"
+    )
+
+
+def checkpoint_help(profile: str, scale: int, path) -> str:
+    """How to get a missing IRN checkpoint."""
+    if profile == "paper":
+        return (
+            f"checkpoint {path} not found: place the official IRN_x{scale}.pth (released by the authors, linked "
+            "from their repository pkuxmq/Invertible-Image-Rescaling) in data/pretrained/, or train one with "
+            f"`papermill notebooks/01_train.ipynb out.ipynb -p profile paper -p scale {scale}`"
+        )
+    return (
+        f"checkpoint {path} not found: train the smoke model first with "
+        f"`papermill notebooks/01_train.ipynb out.ipynb -p profile smoke -p scale {scale}`, "
+        "or pass checkpoints={scale: path}"
+    )
+
+
+@dataclass
+class Table1:
+    """The outputs of :func:`make_table1` for one scale."""
+
+    scale: int
+    table: pd.DataFrame
+    markdown: str
+    per_image_path: Path
+    csv_path: Path
+    md_path: Path
+    provenance: dict
+
+
+def _conditions(profile: str, draws: int, irn: KitRow | None, max_images: int | None) -> str:
+    if profile == "smoke":
+        text = ("**Smoke profile** - a quick check of the pipeline on CPU, not the paper's experiment: the embedded "
+                "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk")
+        if irn is not None and not irn.missing:
+            text += (f"; IRN is the smoke-trained checkpoint named in its row, measured on at most {max_images} "
+                     "images per dataset, so its numbers are not comparable with the paper's")
+        text += "."
+    else:
+        text = "**Paper profile** - the paper's test sets and protocol."
+    text += (f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
+             f"{draws} seeded draws of z, Y-channel PSNR/SSIM with a border of the scale; "
+             "Bicubic & Bicubic is MATLAB bicubic down and up with uint8 in between.")
+    return text
+
+
+def make_table1(
+    scale: int,
+    *,
+    profile: str = "smoke",
+    datasets: list[str] | None = None,
+    checkpoint=None,
+    draws: int = 5,
+    root=None,
+    device="auto",
+    out_dir=None,
+    run_id: str | None = None,
+    seed: int = 0,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> Table1:
+    """Measure and write Table 1 for one scale: per-image CSV, table CSV and Markdown.
+
+    Evaluates Bicubic & Bicubic and IRN (if the checkpoint exists) on each available
+    dataset, writes ``<out_dir>/table1_x{s}_per_image.csv``, reads it back, and builds
+    ``<out_dir>/table1_x{s}.csv`` and ``.md`` from it. Missing datasets and a missing
+    checkpoint become "not available" entries that say how to get them.
+
+    Parameters
+    ----------
+    scale : int
+    profile : {"smoke", "paper"}
+        Defaults for ``datasets``, ``checkpoint`` and ``max_images``, and the label of the page.
+    datasets : list of str, optional
+        Default :func:`default_datasets`.
+    checkpoint : path, optional
+        IRN checkpoint for this scale; default :func:`default_checkpoint`.
+    draws : int
+        Draws of z per image for IRN.
+    root : path, optional
+        Data root.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    out_dir : path, optional
+        Default ``results/tables``.
+    run_id : str, optional
+        Default :func:`make_run_id`.
+    seed : int
+        Base seed of the draws of z.
+    max_images : int, optional
+        Measure IRN on at most this many images per dataset (smoke default
+        :data:`SMOKE_IRN_IMAGES`; paper default all). Bicubic always uses every image.
+    """
+    from . import evaluate as ev
+    from .checkpoint import load_checkpoint
+    from .datasets import REPO_ROOT, data_root
+    from .provenance import provenance
+
+    _check_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "results" / "tables"
+    run_id = run_id or make_run_id()
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    datasets = list(datasets) if datasets else default_datasets(profile, root)
+    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(profile, scale)
+    if max_images is None and profile == "smoke":
+        max_images = SMOKE_IRN_IMAGES
+    device = ev.resolve_device(device)
+
+    versions, missing_data = {}, {}
+    for name in datasets:
+        try:
+            versions[name] = ev.dataset_version(name, root)
+        except FileNotFoundError:
+            missing_data[name] = fetch_command(name)
+
+    info = ev.describe_checkpoint(checkpoint)
+    bicubic = KitRow("Bicubic & Bicubic (this kit)", "bicubic", "Bicubic & Bicubic", params="/")
+    irn = KitRow(info.label(), "irn", "IRN (ours)", checkpoint=_short_path(checkpoint))
+    net = None
+    if not info.exists:
+        irn.label = f"IRN (this kit, {_short_path(checkpoint)})"
+        irn.missing = checkpoint_help(profile, scale, _short_path(checkpoint))
+    else:
+        net = load_checkpoint(checkpoint, map_location=device)
+        if net.scale != scale:
+            raise ValueError(f"{checkpoint}: is an x{net.scale} checkpoint, but the x{scale} table was asked for")
+        irn.params = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
+
+    frames = []
+    for name in versions:
+        frames.append(ev.evaluate_dataset(name, scale, root=root, progress=progress))
+        if net is not None:
+            frames.append(
+                ev.evaluate_dataset(
+                    name, scale, net=net, draws=draws, seed=seed, root=root, checkpoint=irn.checkpoint,
+                    max_images=max_images, progress=progress,
+                )
+            )
+    per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ev.CSV_COLUMNS)
+    per_image_path = ev.write_csv(per_image, out_dir / f"table1_x{scale}_per_image.csv")
+
+    table = build_table(load_per_image(per_image_path), scale, [bicubic, irn], datasets, missing_data, run_id, generated)
+    record = provenance(
+        device,
+        run_id=run_id,
+        profile=profile,
+        scale=scale,
+        data_root=str(data_root(root)),
+        data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values()) or "none",
+        checkpoint=f"{_short_path(checkpoint)} ({info.training})" if info.exists else f"{_short_path(checkpoint)} (missing)",
+        checkpoint_config=_short_path(info.config_path) if info.config_path else "none",
+        draws=draws,
+        seed=seed,
+        irn_images_per_dataset=max_images or "all",
+        per_image_csv=_short_path(per_image_path),
+    )
+    markdown = render_markdown(table, scale, record, _conditions(profile, draws, irn, max_images))
+    csv_path, md_path = write_table(table, markdown, out_dir / f"table1_x{scale}")
+    return Table1(scale, table, markdown, per_image_path, csv_path, md_path, record)
+
+
+def _short_path(path) -> str:
+    from .evaluate import _short_path as short
+
+    return short(Path(path))
+
+
+def parse_parameter(value):
+    """A notebook parameter given on the command line as JSON text (``-p datasets '["Set5"]'``) -> its value.
+
+    Lists and dicts given as Python objects pass through unchanged; ``None`` stays ``None``.
+    """
+    import json
+
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError as err:
+            raise ValueError(f"cannot read the parameter {value!r} as JSON: {err}") from err
+    return value

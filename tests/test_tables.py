@@ -1,0 +1,229 @@
+"""The paper's numbers (irnlib.paper), tables built from per-image CSVs (irnlib.tables), notebook 02."""
+
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import randomize
+
+from irnlib import IRN, save_model
+from irnlib import evaluate as ev
+from irnlib import paper
+from irnlib import tables as tb
+from irnlib.datasets import REPO_ROOT
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: these small convolutions gain nothing from two, and on a shared
+    2-core machine OpenMP's spinning threads make timings swing tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+PAPER_ROWS = {
+    2: ["Bicubic & Bicubic", "Bicubic & SRCNN", "Bicubic & EDSR", "Bicubic & RDN", "Bicubic & RCAN", "Bicubic & SAN",
+        "TAD & TAU", "CNN-CR & CNN-SR", "CAR & EDSR", "IRN (ours)"],
+    4: ["Bicubic & Bicubic", "Bicubic & SRCNN", "Bicubic & EDSR", "Bicubic & RDN", "Bicubic & RCAN",
+        "Bicubic & ESRGAN", "Bicubic & SAN", "TAD & TAU", "CAR & EDSR", "IRN (ours)"],
+}
+
+
+# ----------------------------------------------------------------------------- paper data
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_paper_table_has_every_row_and_every_cell_parses(scale):
+    table = paper.paper_table(scale)
+    assert list(table["method"]) == PAPER_ROWS[scale]
+    assert list(table.columns) == ["scale", "method", "params"] + list(paper.PAPER_DATASETS)
+    for _, row in table.iterrows():
+        for dataset in paper.PAPER_DATASETS:
+            psnr, ssim = paper.parse_cell(row[dataset])
+            assert math.isnan(psnr) or 20 < psnr < 50, (row["method"], dataset)
+            assert math.isnan(ssim) or 0.5 < ssim < 1, (row["method"], dataset)
+    assert table["params"].str.fullmatch(r"/|–|[0-9.]+[KM]").all()
+
+
+def test_paper_values_spot_checks_and_dashes():
+    assert paper.paper_value("IRN (ours)", 2, "Set5") == (43.99, 0.9871)
+    assert paper.paper_value("IRN (ours)", 4, "Set5") == (36.19, 0.9451)
+    assert paper.paper_value("Bicubic & Bicubic", 2, "Set5") == (33.66, 0.9299)
+    assert paper.paper_value("Bicubic & Bicubic", 4, "Set5") == (28.42, 0.8104)
+    assert paper.paper_value("IRN (ours)", 4, "DIV2K_valid_HR") == (35.07, 0.9318)
+    psnr, ssim = paper.paper_value("TAD & TAU", 4, "Set5")
+    assert psnr == 31.81 and math.isnan(ssim)
+    assert all(math.isnan(v) for v in paper.paper_value("Bicubic & SRCNN", 2, "DIV2K"))
+    assert all(math.isnan(v) for v in paper.paper_value("IRN (ours)", 4, "embedded-test"))
+    params = paper.paper_table(4).set_index("method")["params"]
+    assert params["IRN (ours)"] == "4.35M" and paper.paper_table(2).set_index("method")["params"]["IRN (ours)"] == "1.66M"
+    assert "pkuxmq/Invertible-Image-Rescaling" in paper.paper_source()
+
+
+def test_parse_cell_refuses_garbage():
+    with pytest.raises(ValueError, match="12.3"):
+        paper.parse_cell("12.3")
+    with pytest.raises(ValueError, match="abc"):
+        paper.parse_cell("abc / 0.9")
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def fake_per_image() -> pd.DataFrame:
+    rows = []
+    for image, value in (("a", 28.0), ("b", 29.0)):
+        rows.append(dict(dataset="Set5", image=image, method="bicubic", scale=4, draw=0, seed="", height=8, width=8,
+                         psnr_y=value, ssim_y=0.8, psnr_rgb=value - 1, checkpoint=""))
+        for draw in range(3):
+            rows.append(dict(dataset="Set5", image=image, method="irn", scale=4, draw=draw, seed=draw, height=8,
+                             width=8, psnr_y=value + 8 + 0.01 * draw, ssim_y=0.95, psnr_rgb=value + 7,
+                             lr_psnr_y=40.0, lr_ssim_y=0.99, lr_psnr_rgb=39.0, checkpoint="ck.pth"))
+    return pd.DataFrame(rows, columns=ev.CSV_COLUMNS)
+
+
+KIT_ROWS = [
+    tb.KitRow("Bicubic & Bicubic (this kit)", "bicubic", "Bicubic & Bicubic", params="/"),
+    tb.KitRow("IRN (this kit, ck.pth, 10 iterations)", "irn", "IRN (ours)", checkpoint="ck.pth"),
+]
+
+
+def test_table_is_computed_from_the_per_image_csv(tmp_path):
+    path = ev.write_csv(fake_per_image(), tmp_path / "per_image.csv")
+    table = tb.build_table(tb.load_per_image(path), 4, KIT_ROWS, ["Set5"], run_id="r1", generated="now")
+    kit = table[table["source"] == "this kit"].set_index("row")
+    assert kit.loc["Bicubic & Bicubic (this kit)", "psnr"] == pytest.approx(28.5)
+    assert kit.loc["Bicubic & Bicubic (this kit)", "diff_psnr"] == pytest.approx(28.5 - 28.42)
+    assert kit.loc["IRN (this kit, ck.pth, 10 iterations)", "psnr"] == pytest.approx(36.51)
+    assert kit.loc["IRN (this kit, ck.pth, 10 iterations)", "psnr_spread"] == pytest.approx(0.02)
+    assert kit.loc["IRN (this kit, ck.pth, 10 iterations)", "draws"] == 3
+
+    # change one value in the CSV on disk: the table follows
+    frame = pd.read_csv(path)
+    frame.loc[(frame["method"] == "bicubic") & (frame["image"] == "a"), "psnr_y"] = 30.0
+    frame.to_csv(path, index=False)
+    changed = tb.build_table(tb.load_per_image(path), 4, KIT_ROWS, ["Set5"])
+    row = changed[changed["row"] == "Bicubic & Bicubic (this kit)"].iloc[0]
+    assert row["psnr"] == pytest.approx(29.5)
+    assert "29.50 / 0.8000" in tb.render_markdown(changed, 4)
+    assert "28.50 / 0.8000" not in tb.render_markdown(changed, 4)
+
+
+def test_not_available_rows_say_how_to_get_them():
+    missing_ckpt = tb.KitRow("IRN (this kit, x.pth)", "irn", "IRN (ours)", missing="checkpoint x.pth not found: train it")
+    rows = [KIT_ROWS[0], missing_ckpt]
+    table = tb.build_table(fake_per_image(), 4, rows, ["Set5", "Urban100"], {"Urban100": tb.fetch_command("Urban100")})
+    kit = table[table["source"] == "this kit"]
+    urban = kit[kit["dataset"] == "Urban100"]
+    assert (urban["status"] == tb.NOT_AVAILABLE).all()
+    assert "00_data_preparation.ipynb" in urban["note"].iloc[0] and '["Urban100"]' in urban["note"].iloc[0]
+    assert (kit[kit["row"] == "IRN (this kit, x.pth)"]["status"] == tb.NOT_AVAILABLE).all()
+    md = tb.render_markdown(table, 4)
+    assert md.count("not available [1]") == 1 and md.count("not available [2]") == 2
+    assert "-p download True" in md and "checkpoint x.pth not found" in md
+
+
+def test_markdown_separates_the_papers_numbers_from_the_kits(tmp_path):
+    table = tb.build_table(fake_per_image(), 4, KIT_ROWS, ["Set5"], run_id="run-123", generated="2026-01-01")
+    md = tb.render_markdown(table, 4, {"commit": "abc123", "device": "CPU"}, "**Smoke profile** - shortened")
+    paper_part, kit_part = md.split("## Measured by this kit")
+    assert "as printed in" in paper_part and "not measured by this kit" in paper_part
+    assert "36.19 / 0.9451" in paper_part and "(this kit" not in paper_part
+    assert "IRN (this kit, ck.pth, 10 iterations)" in kit_part and "+0.08 / -0.0104" in kit_part
+    assert "run-123" in md and "Smoke profile" in md and "- commit: abc123" in md
+    csv_path, md_path = tb.write_table(table, md, tmp_path / "table1_x4")
+    assert md_path.read_text() == md
+    assert pd.read_csv(csv_path)["run_id"].eq("run-123").all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table1_x4.csv", "table1_x4.md"]  # no temporaries left
+
+
+def test_figures_draw():
+    table = tb.build_table(fake_per_image(), 4, KIT_ROWS, ["Set5", "embedded-test"])
+    fig = tb.plot_paper_vs_kit(table, 4)
+    assert len(fig.axes[0].lines) == 4
+    rng = np.random.default_rng(0)
+    hr = (rng.random((64, 80, 3)) * 255).astype(np.uint8)
+    lr = hr[::4, ::4]
+    fig = tb.qualitative_figure(hr, hr, hr, lr, lr, 4)
+    assert len(fig.axes) == 5
+    assert len(tb.qualitative_figure(hr, hr, None, lr, None, 4).axes) == 3
+
+
+def tiny_checkpoint(folder, scale=4, iterations=50):
+    folder.mkdir(parents=True, exist_ok=True)
+    net = randomize(IRN(scale, block_num=[1] * (scale // 2)), seed=1)
+    path = save_model(net, folder / f"IRN_x{scale}.pth")
+    (folder / "config.json").write_text(json.dumps({"profile": "smoke", "iterations": iterations}))
+    return path
+
+
+def test_make_table1_end_to_end(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    result = tb.make_table1(4, datasets=["embedded-test", "Urban100"], checkpoint=ckpt, draws=2, root=tmp_path / "nodata",
+                            out_dir=tmp_path / "tables", progress=False)
+    per_image = pd.read_csv(result.per_image_path)
+    assert set(per_image["method"]) == {"bicubic", "irn"}
+    assert len(per_image[per_image["method"] == "irn"]) == 3 * 2
+    kit = result.table[result.table["source"] == "this kit"]
+    measured = kit[kit["status"] == "measured"]
+    assert set(measured["dataset"]) == {"embedded-test"}
+    irn_label = measured[measured["paper_row"] == "IRN (ours)"]["row"].iloc[0]
+    assert "50 iterations" in irn_label and "shortened" in irn_label
+    md = result.md_path.read_text()
+    assert "Smoke profile" in md and result.provenance["run_id"] in md and "Urban100" in md
+    assert result.provenance["checkpoint_config"].endswith("config.json")
+
+
+def test_make_table1_with_a_missing_checkpoint(tmp_path):
+    result = tb.make_table1(2, datasets=["embedded-test"], checkpoint=tmp_path / "none" / "IRN_x2.pth", draws=1,
+                            out_dir=tmp_path, progress=False)
+    irn = result.table[(result.table["source"] == "this kit") & (result.table["paper_row"] == "IRN (ours)")]
+    assert (irn["status"] == tb.NOT_AVAILABLE).all() and "01_train.ipynb" in irn["note"].iloc[0]
+
+
+def test_profile_defaults(tmp_path):
+    assert tb.default_datasets("paper") == ["Set5", "Set14", "BSD100", "Urban100", "DIV2K_valid_HR"]
+    assert tb.default_datasets("smoke", tmp_path) == ["embedded-test"]
+    (tmp_path / "Set14").mkdir()
+    assert tb.default_datasets("smoke", tmp_path) == ["embedded-test", "Set14"]
+    assert tb.default_checkpoint("smoke", 4) == REPO_ROOT / "results/runs/smoke_x4/IRN_x4.pth"
+    assert tb.default_checkpoint("paper", 2) == REPO_ROOT / "data/pretrained/IRN_x2.pth"
+    assert tb.parse_parameter('["Set5"]') == ["Set5"] and tb.parse_parameter({"4": "a"}) == {"4": "a"}
+    with pytest.raises(ValueError, match="profile"):
+        tb.default_datasets("fast")
+
+
+def test_notebook_02_runs_under_papermill(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "results"
+    papermill.execute_notebook(
+        str(REPO_ROOT / "notebooks" / "02_results_tables.ipynb"),
+        str(tmp_path / "02.ipynb"),
+        parameters={
+            "scales": [2, 4],
+            "datasets": '["embedded-test"]',  # JSON text, as `papermill -p` passes it
+            "checkpoints": {"2": str(tmp_path / "missing" / "IRN_x2.pth"), "4": str(ckpt)},
+            "draws": 2,
+            "out_dir": str(out),
+        },
+        cwd=str(REPO_ROOT / "notebooks"),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    for name in ("table1_x2.csv", "table1_x2.md", "table1_x4.csv", "table1_x4.md", "table1_x4_per_image.csv"):
+        assert (out / "tables" / name).is_file(), name
+    for name in ("table1_x4_paper_vs_kit.png", "qualitative_x4.png", "qualitative_x2.png"):
+        assert (out / "figures" / name).is_file(), name
+    x2 = (out / "tables" / "table1_x2.md").read_text()
+    assert "not available" in x2 and "01_train.ipynb" in x2
+    x4 = pd.read_csv(out / "tables" / "table1_x4.csv")
+    assert (x4[(x4["source"] == "this kit") & (x4["dataset"] == "embedded-test")]["status"] == "measured").all()
