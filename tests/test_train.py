@@ -19,6 +19,7 @@ from irnlib.train import (
     backward_loss,
     distribution_loss,
     forward_loss,
+    lr_factor,
     main,
     make_config,
     parse_overrides,
@@ -199,6 +200,14 @@ def test_paper_profile_is_the_official_recipe():
     assert make_config("paper", scale=8).lambda_forw == 64.0
     assert not (config.channels_last or config.memory_saving) and config.amp == "off"
     assert config.run_name == "paper_x2"
+
+
+def test_learning_rate_schedule():
+    paper = make_config("paper")
+    steps = (0, 99_999, 100_000, 200_000, 300_000, 400_000, 499_999)
+    assert [lr_factor(t, paper) for t in steps] == [1, 1, 0.5, 0.25, 0.125, 0.0625, 0.0625]
+    warm = make_config("smoke", warmup_iterations=4, lr_milestones=(6,))
+    assert [lr_factor(t, warm) for t in range(8)] == [0.25, 0.5, 0.75, 1, 1, 1, 0.5, 0.5]
 
 
 def test_overrides_and_errors():

@@ -30,7 +30,8 @@ def tiny_config(tmp_path, **overrides):
 
 
 def test_run_folder_contents(tmp_path):
-    config = tiny_config(tmp_path, iterations=4, log_every=2, val_every=2, checkpoint_every=2, keep_every=4, run_name="r")
+    config = tiny_config(tmp_path, iterations=4, log_every=2, val_every=2, checkpoint_every=2, keep_every=4, run_name="r",
+                         lr_milestones=(2,))  # fmt: skip
     run_dir = train(config)
     assert run_dir == tmp_path / "r"
     names = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")}
@@ -43,6 +44,7 @@ def test_run_folder_contents(tmp_path):
     assert [r["iteration"] for r in log] == ["2", "4"]
     assert set(log[0]) == {"iteration", "loss", "l_forw", "l_back", "l_distr", "grad_norm", "lr", "s_per_it",
                            "samples_per_s", "data_share"}  # fmt: skip
+    assert [float(r["lr"]) for r in log] == [5e-4, 2.5e-4]  # the rate used by steps 2 and 4
     row = log[-1]
     assert float(row["loss"]) == pytest.approx(float(row["l_forw"]) + float(row["l_back"]) + float(row["l_distr"]), rel=1e-5)
     val = read_csv(run_dir / "val_log.csv")
@@ -61,8 +63,8 @@ def test_run_folder_contents(tmp_path):
     before = (run_dir / "train_log.csv").read_text()
     train(config)
     assert (run_dir / "train_log.csv").read_text() == before
-    with pytest.raises(ValueError, match=r"different settings \(lr: 0.001 -> 0.0005\)"):
-        train(tiny_config(tmp_path, iterations=6, run_name="r", lr=5e-4))
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.0005 -> 0.0001\)"):
+        train(tiny_config(tmp_path, iterations=6, run_name="r", lr=1e-4, lr_milestones=(2,)))
     # ... and resume=False starts afresh.
     train(tiny_config(tmp_path, iterations=2, log_every=1, run_name="r", keep_every=0), resume=False)
     assert [r["iteration"] for r in read_csv(run_dir / "train_log.csv")] == ["1", "2"]
