@@ -50,6 +50,7 @@ import os
 import random
 import sys
 import time
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ class TrainConfig:
     patch_size: int = 144  # HR patch side
     batch_size: int = 16  # global batch
     augment: bool = True  # random flips and 90° rotations
-    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
     lambda_back: float = 1.0  # λ2
@@ -189,12 +190,14 @@ PROFILES: dict[str, dict] = {
         val_every=50,
         checkpoint_every=50,
         keep_every=0,
+        num_workers=0,  # a batch takes ~5 ms to make: workers would only compete for the 2 cores
         channels_last=True,  # a CPU profile: faster there (benchmarks/README.md), same mathematics
     ),
 }
 
-# Fields that may change when a run is resumed: they do not affect the weights it reaches.
-# (The learning-rate milestones are absolute, so extending `iterations` is exact too.)
+# Fields that may change when a run is resumed: they do not change the mathematics (the
+# device and memory layout may change the rounding). The learning-rate milestones are
+# absolute iterations, so extending `iterations` continues the same run.
 RESUMABLE_CHANGES = {
     "profile", "iterations", "data_root", "num_workers", "run_name", "runs_dir", "log_every", "val_every",
     "checkpoint_every", "keep_every", "progress", "device", "val_set", "val_images", "val_crop",
@@ -232,13 +235,13 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
 def _parse_value(text: str, annotation):
     """Turn ``text`` into a value of type ``annotation`` (int, float, bool, str, tuple, list, Optional)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):  # X | None
         if text.lower() in ("none", "null", ""):
             return None
         return _parse_value(text, next(a for a in args if a is not type(None)))
     if origin in (tuple, list):
-        items = [s for s in text.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",") if s.strip()]
-        return origin(_parse_value(s.strip(), args[0]) for s in items)
+        items = [item.strip(" ()[]") for item in text.split(",")]
+        return origin(_parse_value(item, args[0]) for item in items if item)
     if annotation is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -283,7 +286,7 @@ def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
 
 
 def distribution_loss(z: torch.Tensor) -> torch.Tensor:
-    """``mean_b Σ z²``: the negative log-likelihood of ``z`` under N(0, 1), up to constants."""
+    """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant."""
     return z.pow(2).sum(dim=(1, 2, 3)).mean()
 
 
@@ -853,7 +856,7 @@ def _diverged(iteration: int, values: dict, last_path: Path, bar, run_dir: Path,
     kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
     message = (
         f"training diverged at iteration {iteration}: non-finite value(s) {values}; the update was not "
-        f"applied and {kept}. Try a lower learning rate or a smaller grad_clip, or amp='off'."
+        f"applied and {kept}. Try a lower learning rate (lr=...), or amp='off' if it was on."
     )
     if is_main:
         record_path = run_dir / "provenance.json"

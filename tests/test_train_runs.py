@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import shutil
 import signal
@@ -235,3 +236,19 @@ def test_two_process_ddp_run_matches_one_process(tmp_path):
     assert diff.max() <= 2 * lr * steps
     assert (diff > 1e-5).float().mean() < 0.05
     assert len(read_csv(tmp_path / "ddp/val_log.csv")) == 2  # only rank 0 wrote (iterations 0 and 3)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_runs_on_cpu(tmp_path, amp):
+    run_dir = train(tiny_config(tmp_path, iterations=2, log_every=1, run_name=amp, amp=amp))
+    losses = [float(r["loss"]) for r in read_csv(run_dir / "train_log.csv")]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert load_checkpoint(run_dir / "IRN_x2.pth").scale == 2
+
+
+def test_trains_on_t91_and_validates_on_set5(tmp_path, shared_data):
+    config = tiny_config(tmp_path, iterations=2, train_set="T91", val_set="Set5", data_root=str(shared_data), run_name="t91")
+    run_dir = train(config)
+    assert [r["iteration"] for r in read_csv(run_dir / "val_log.csv")] == ["0", "2"]
+    record = json.loads((run_dir / "provenance.json").read_text())
+    assert record["data"] == "T91" and record["validation"] == "Set5"
