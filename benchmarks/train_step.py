@@ -108,18 +108,18 @@ def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20
     from irnlib.images import save_png
     from irnlib.train import TrainingSamples
 
-    try:
-        paths = list_images("DIV2K_train_HR")[:16]
-    except FileNotFoundError:  # stand-ins of DIV2K's size: 2040×1356 PNGs
-        folder = Path(tempfile.mkdtemp(prefix="irn-bench-"))
-        rng = np.random.default_rng(0)
-        paths = [save_png(folder / f"{i}.png", rng.integers(0, 256, (1356, 2040, 3), dtype=np.uint8)) for i in range(4)]
-    samples = TrainingSamples(TrainingPatches(paths, scale, patch, seed=0), seed=0)
-    for k in range(len(paths) * 8):  # decode (and cache) every image first
-        samples[k]
-    start = time.perf_counter()
-    for t in range(repeats):
-        torch.utils.data.default_collate([samples[10_000 + t * batch + i] for i in range(batch)])
+    with tempfile.TemporaryDirectory(prefix="irn-bench-") as folder:
+        try:
+            paths = list_images("DIV2K_train_HR")[:16]
+        except FileNotFoundError:  # stand-ins of DIV2K's size: 2040×1356 PNGs
+            rng = np.random.default_rng(0)
+            paths = [save_png(Path(folder) / f"{i}.png", rng.integers(0, 256, (1356, 2040, 3), dtype=np.uint8)) for i in range(4)]
+        samples = TrainingSamples(TrainingPatches(paths, scale, patch, seed=0), scale, seed=0)
+        for k in range(len(paths) * 8):  # decode (and cache) every image first
+            samples[k]
+        start = time.perf_counter()
+        for t in range(repeats):
+            torch.utils.data.default_collate([samples[10_000 + t * batch + i] for i in range(batch)])
     return (time.perf_counter() - start) / repeats
 
 

@@ -372,23 +372,22 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 class TrainingSamples(Dataset):
     """:class:`~irnlib.datasets.TrainingPatches` plus each sample's latent draw ``z'``.
 
-    Item ``k`` is ``(hr, lr_ref, z_prime)``: the patch pair of ``patches[k]`` and
-    ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)``, float32, drawn from a generator
-    seeded with ``(seed, k)``, so that the whole sample depends on ``k`` alone.
+    Item ``k`` is ``(hr, lr_ref, z_prime)``: the patch pair ``patches[k]`` and
+    ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``), float32,
+    drawn from a generator seeded with ``(seed, k)``: the whole sample depends on ``k`` alone.
     """
 
-    def __init__(self, patches: TrainingPatches, seed: int):
-        self.patches, self.seed = patches, seed
-        s, p = patches.scale, patches.patch
-        self.z_shape = (3 * (s * s - 1), p // s, p // s)
+    def __init__(self, patches: Dataset, scale: int, seed: int):
+        self.patches, self.scale, self.seed = patches, scale, seed
 
     def __len__(self) -> int:
         return len(self.patches)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hr, lr = self.patches[k]
+        hr, lr = self.patches[k]  # (3, P, P), (3, P/s, P/s)
+        c, h, w = lr.shape
         rng = np.random.default_rng((self.seed, k, 1))  # a different stream from the patch's (seed, k)
-        z = torch.from_numpy(rng.standard_normal(self.z_shape, dtype=np.float32))
+        z = torch.from_numpy(rng.standard_normal((c * (self.scale**2 - 1), h, w), dtype=np.float32))
         return hr, lr, z
 
 
@@ -725,7 +724,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     # The data: sample k is a function of (seed, k); this process takes its slice of each batch.
     patches = TrainingPatches(list_images(config.train_set, config.data_root), s, config.patch_size, config.seed, config.augment)
     loader = DataLoader(
-        TrainingSamples(patches, config.seed),
+        TrainingSamples(patches, s, config.seed),
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",

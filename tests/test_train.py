@@ -149,7 +149,7 @@ def test_one_step_reduces_the_loss_on_a_fixed_batch():
     objective = IRNObjective(net, config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     paths = list_images("embedded-train")
-    samples = TrainingSamples(TrainingPatches(paths, 2, 32, seed=0), seed=0)
+    samples = TrainingSamples(TrainingPatches(paths, 2, 32, seed=0), 2, seed=0)
     batch = [torch.stack(parts) for parts in zip(*(samples[k] for k in range(4)))]
     before = sum(objective(*batch).values())
     optimizer.zero_grad()
@@ -166,7 +166,7 @@ def test_one_step_reduces_the_loss_on_a_fixed_batch():
 
 def test_samples_are_deterministic_in_their_index_and_latents_are_standard_normal():
     patches = TrainingPatches(list_images("embedded-train"), 4, 32, seed=5)
-    a, b = TrainingSamples(patches, seed=5), TrainingSamples(patches, seed=5)
+    a, b = TrainingSamples(patches, 4, seed=5), TrainingSamples(patches, 4, seed=5)
     for k in (0, 7):
         for u, v in zip(a[k], b[k]):
             assert torch.equal(u, v)

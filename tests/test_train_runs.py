@@ -180,7 +180,7 @@ def _ddp_gradients(rank, world, init_file, out_dir):
                 p.normal_(0, 0.02)
     objective = IRNObjective(net, make_config("paper", scale=2))
     model = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
-    samples = TrainingSamples(TrainingPatches(list_images("embedded-train"), 2, 16, seed=0), seed=0)
+    samples = TrainingSamples(TrainingPatches(list_images("embedded-train"), 2, 16, seed=0), 2, seed=0)
     (indices,) = IterationBatches(5, 6, batch_size=4, rank=rank, world=world)  # iteration 5
     hr, lr_ref, z_prime = (torch.stack(parts) for parts in zip(*(samples[k] for k in indices)))
     terms = model(hr, lr_ref, z_prime)
