@@ -825,8 +825,9 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
         val_rows = _read_csv(run_dir / "val_log.csv")
         record.update(status="finished", iterations_done=config.iterations)
         if val_rows:
-            record["validation_first"] = val_rows[0]
-            record["validation_last"] = val_rows[-1]
+            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
+            record["validation_first"] = as_numbers(val_rows[0])
+            record["validation_last"] = as_numbers(val_rows[-1])
         _json_write(run_dir / "provenance.json", record)
     if world > 1:
         dist.barrier()

@@ -53,6 +53,7 @@ def test_run_folder_contents(tmp_path):
     assert all(float(r["psnr_y"]) > 0 and float(r["psnr_y_lr"]) > 0 for r in val)
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["status"] == "finished" and record["iterations_done"] == 4 and record["commit"]
+    assert record["validation_last"]["iteration"] == 4 and record["validation_last"]["psnr_y"] == float(val[-1]["psnr_y"])
     # The export is the official format; the training checkpoint holds everything to resume.
     exported = load_checkpoint(run_dir / "IRN_x2.pth")
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
