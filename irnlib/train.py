@@ -1,0 +1,905 @@
+"""Training IRN: the paper's objective and schedule, a resumable runner, DDP under ``torchrun``.
+
+Read top to bottom: :class:`TrainConfig` and its profiles, the three loss terms and the
+objective module, the data stream, checkpoints, validation, and :func:`train` (the loop).
+
+The objective is the official release's (``IRN_model.optimize_parameters``)::
+
+    y      = net(x)                                     # (B, 3·s², P/s, P/s)
+    lr, z  = y[:, :3], y[:, 3:]
+    L_forw = λ1 · mean_b Σ (lr − lr_bicubic)²           # LR close to MATLAB bicubic
+    L_distr= λ3 · mean_b Σ z²                            # z close to N(0, 1)
+    x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
+    L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
+    total  = L_forw + L_back + L_distr
+
+then gradient-norm clipping at 10 and an Adam step; the learning rate halves at 100k, 200k,
+300k and 400k of 500k iterations.
+
+Running it::
+
+    python -m irnlib.train --profile smoke                       # a few minutes on a CPU
+    python -m irnlib.train --profile paper scale=2 device=cuda   # the paper's run
+    torchrun --nproc_per_node=4 -m irnlib.train --profile paper  # DDP, same code
+
+or from Python: ``train(make_config("smoke", iterations=100))``, which returns the run
+folder ``results/runs/<run_name>/``:
+
+    config.json          the resolved configuration (``TrainConfig(**json.load(...))``)
+    provenance.json      commit, date, device, data, iterations done, status, last validation
+    train_log.csv        iteration, each loss term, grad norm, learning rate, throughput
+    val_log.csv          iteration, Y-PSNR of the reconstruction and of the LR vs bicubic LR
+    training_curves.png  loss and validation PSNR curves
+    checkpoints/last.pt  the latest training checkpoint (model, optimizer, scheduler, RNG, ...)
+    checkpoints/iter_NNNNNNN.pt   periodic checkpoints kept along the way
+    IRN_x{s}.pth         the model alone, in the official format (``load_checkpoint`` reads it)
+
+Every sample is a deterministic function of ``(seed, index)`` (the HR patch, its bicubic LR
+and the latent draw ``z'``), and iteration ``t`` uses samples ``t·B .. t·B + B − 1``. So a
+resumed run needs no sampler state, and on CPU reaches bit-identical weights to an
+uninterrupted run; under DDP, rank ``r`` of ``W`` takes the ``r``-th ``B/W`` of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .checkpoint import save_model
+from .datasets import REPO_ROOT, PairedTestSet, TrainingPatches, list_images
+from .images import atomic_write, to_batch, to_image
+from .imresize import imresize
+from .metrics import psnr
+from .network import IRN, InvBlock, quantize
+from .provenance import provenance
+
+__all__ = [
+    "TrainConfig",
+    "PROFILES",
+    "make_config",
+    "parse_overrides",
+    "forward_loss",
+    "distribution_loss",
+    "backward_loss",
+    "IRNObjective",
+    "lr_factor",
+    "TrainingSamples",
+    "IterationBatches",
+    "TrainingDiverged",
+    "validate",
+    "plot_curves",
+    "train",
+    "tune_cpu_allocator",
+    "main",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; the defaults are the paper's ×4 run.
+
+    Build one with :func:`make_config` (a profile plus overrides) or by hand. Sizes are in
+    pixels, ``batch_size`` is the *global* batch (split evenly over DDP processes).
+    """
+
+    profile: str = "paper"  # the profile this configuration started from (for the record)
+    scale: int = 4  # 2, 4 or 8
+    block_num: list[int] | None = None  # InvBlocks per Haar level; None -> [8] * log2(scale)
+    # data
+    train_set: str = "DIV2K_train_HR"  # a dataset name under the data root, or "embedded-train"
+    val_set: str = "DIV2K_valid_HR"
+    val_images: int | None = None  # validate on the first N images only (None: all)
+    val_crop: int | None = None  # centre-crop validation HR images to this size (None: whole)
+    data_root: str | None = None  # None: $IRN_DATA or <repo>/data
+    patch_size: int = 144  # HR patch side
+    batch_size: int = 16  # global batch
+    augment: bool = True  # random flips and 90° rotations
+    num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
+    # objective (a weight of 0 switches its term off)
+    lambda_forw: float | None = None  # λ1; None -> scale²
+    lambda_back: float = 1.0  # λ2
+    lambda_distr: float = 1.0  # λ3
+    gaussian_scale: float = 1.0  # z' ~ N(0, gaussian_scale²) in the backward pass
+    # optimisation
+    iterations: int = 500_000
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-5
+    lr_milestones: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000)  # absolute iterations
+    lr_gamma: float = 0.5
+    warmup_iterations: int = 0  # linear warm-up of the learning rate (the official warmup_iter; off)
+    grad_clip: float = 10.0  # max gradient norm (0: no clipping)
+    seed: int = 0
+    # bookkeeping
+    run_name: str | None = None  # None -> "<profile>_x<scale>"
+    runs_dir: str | None = None  # None -> <repo>/results/runs
+    log_every: int = 100
+    val_every: int = 5000
+    checkpoint_every: int = 5000  # refresh checkpoints/last.pt and the exported model
+    keep_every: int = 50_000  # also keep checkpoints/iter_NNNNNNN.pt (0: never)
+    progress: bool = True  # tqdm progress bar
+    # device and speed (none of these changes the mathematics)
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    amp: str = "off"  # "off", "bf16" or "fp16" autocast (off until verified on your GPU)
+    channels_last: bool = False
+    memory_saving: bool = False  # recompute each InvBlock's activations during backward
+    tune_allocator: bool = True  # CPU: keep freed memory for reuse (see tune_cpu_allocator)
+
+    def __post_init__(self):
+        if self.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale!r}")
+        if self.patch_size % self.scale:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        if self.batch_size < 1 or self.iterations < 0:
+            raise ValueError(f"need batch_size >= 1 and iterations >= 0, got {self.batch_size}, {self.iterations}")
+        for name in ("log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.betas = tuple(self.betas)
+        self.lr_milestones = tuple(self.lr_milestones)
+        if self.block_num is not None:
+            self.block_num = list(self.block_num)
+        if self.lambda_forw is None:
+            self.lambda_forw = float(self.scale**2)  # λ1 = s² as in the official configs
+        if self.run_name is None:
+            self.run_name = f"{self.profile}_x{self.scale}"
+
+    @property
+    def run_dir(self) -> Path:
+        """``<runs_dir>/<run_name>``."""
+        root = Path(self.runs_dir) if self.runs_dir else REPO_ROOT / "results" / "runs"
+        return root / self.run_name
+
+
+# The profiles: the paper's run, and one that shows the whole path on a laptop CPU.
+PROFILES: dict[str, dict] = {
+    "paper": {},  # TrainConfig's defaults are the paper's (DIV2K, 500k iterations, b16, p144)
+    "smoke": dict(
+        train_set="embedded-train",
+        val_set="embedded-test",
+        val_crop=128,
+        patch_size=48,
+        batch_size=4,
+        iterations=250,
+        lr=5e-4,  # 2.5× the paper's, halved twice near the end: learns visibly in 250 steps
+        lr_milestones=(170, 210),
+        log_every=5,
+        val_every=50,
+        checkpoint_every=50,
+        keep_every=0,
+        num_workers=0,  # a batch takes ~5 ms to make: workers would only compete for the 2 cores
+        channels_last=True,  # a CPU profile: faster there (benchmarks/README.md), same mathematics
+    ),
+}
+
+# Fields that may change when a run is resumed: they do not change the mathematics (the
+# device and memory layout may change the rounding). The learning-rate milestones are
+# absolute iterations, so extending `iterations` continues the same run.
+RESUMABLE_CHANGES = {
+    "profile", "iterations", "data_root", "num_workers", "run_name", "runs_dir", "log_every", "val_every",
+    "checkpoint_every", "keep_every", "progress", "device", "val_set", "val_images", "val_crop",
+    "memory_saving", "channels_last", "tune_allocator",
+}  # fmt: skip
+
+
+def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
+    """A profile's configuration with some fields replaced.
+
+    Parameters
+    ----------
+    profile : {"smoke", "paper"}
+        ``paper``: the paper's training (DIV2K, 500k iterations of 16 × 144² patches).
+        ``smoke``: a few minutes on 2 CPU cores (×4, the embedded photographs, 250 iterations
+        of 4 × 48² patches); it still visibly learns.
+    **overrides
+        Any :class:`TrainConfig` field. ``lambda_forw`` and ``run_name`` follow ``scale``
+        unless given.
+
+    Raises
+    ------
+    ValueError
+        For an unknown profile or field, naming the valid ones.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
+    return TrainConfig(**{**PROFILES[profile], **overrides, "profile": profile})
+
+
+def _parse_value(text: str, annotation):
+    """Turn ``text`` into a value of type ``annotation`` (int, float, bool, str, tuple, list, Optional)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _parse_value(text, next(a for a in args if a is not type(None)))
+    if origin in (tuple, list):
+        items = [item.strip(" ()[]") for item in text.split(",")]
+        return origin(_parse_value(item, args[0]) for item in items if item)
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    if annotation is int:
+        return int(float(text)) if "e" in text.lower() else int(text)  # 5e5 is fine
+    return annotation(text)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["iterations=100", "betas=0.9,0.99", "val_crop=none"]`` -> typed keyword arguments.
+
+    Raises
+    ------
+    ValueError
+        For a malformed pair, an unknown field or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not of the form field=value")
+        if key not in hints:
+            raise ValueError(f"unknown TrainConfig field {key!r}; valid fields: {sorted(hints)}")
+        try:
+            out[key] = _parse_value(value, hints[key])
+        except ValueError as err:
+            raise ValueError(f"override {pair!r}: {err}") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# The objective
+
+
+def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ_{c,h,w} (lr − lr_ref)²``: squared error summed per image, averaged over the batch."""
+    return (lr - lr_ref).pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def distribution_loss(z: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant."""
+    return z.pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``mean_b Σ sqrt((x̂ − x)² + eps)``: the Charbonnier (smooth L1) error, summed per image."""
+    return torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)).mean()
+
+
+def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False) -> torch.Tensor:
+    """``net(x)`` or ``net.inverse(x)``, optionally recomputing activations in the backward pass.
+
+    With ``memory_saving`` each InvBlock is run under :func:`torch.utils.checkpoint.checkpoint`:
+    only the block inputs are kept and the dense-block activations (the bulk of the memory)
+    are recomputed during the backward pass. Same operations, same numbers; about one extra
+    forward pass of compute.
+    """
+    if not memory_saving:
+        return net.inverse(x) if inverse else net(x)
+    ops = reversed(net.operations) if inverse else net.operations
+    for op in ops:
+        fn = op.inverse if inverse else op
+        x = checkpoint(fn, x, use_reentrant=False) if isinstance(op, InvBlock) else fn(x)
+    return x
+
+
+class IRNObjective(nn.Module):
+    """The training objective as a module, so that DDP can wrap it as a whole.
+
+    ``forward(hr, lr_ref, z_prime)`` returns the weighted loss terms
+    ``{"l_forw", "l_back", "l_distr"}`` (a switched-off term is a zero tensor).
+
+    Parameters
+    ----------
+    net : IRN
+    config : TrainConfig
+        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale`` and
+        ``memory_saving``.
+    """
+
+    def __init__(self, net: IRN, config: TrainConfig):
+        super().__init__()
+        self.net = net
+        self.lambda_forw, self.lambda_back = config.lambda_forw, config.lambda_back
+        self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
+        self.memory_saving = config.memory_saving
+
+    def forward(self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor) -> dict[str, torch.Tensor]:
+        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+        c = self.net.channels
+        y = run_network(self.net, hr, memory_saving=self.memory_saving).float()  # (b, 3·s², P/s, P/s)
+        lr, z = y[:, :c], y[:, c:]
+        zero = y.new_zeros(())
+        terms = {
+            "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
+            "l_back": zero,
+            "l_distr": self.lambda_distr * distribution_loss(z) if self.lambda_distr else zero,
+        }
+        if self.lambda_back:
+            # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
+            y_hat = torch.cat((quantize(lr), self.gaussian_scale * z_prime), dim=1)
+            x_hat = run_network(self.net, y_hat, inverse=True, memory_saving=self.memory_saving)[:, :c]
+            terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
+        return terms
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) as a multiple of ``config.lr``.
+
+    ``lr_gamma`` to the power of the milestones passed (the official MultiStepLR: ×0.5 after
+    100k, 200k, 300k and 400k steps), times a linear warm-up ``(step + 1) / warmup_iterations``
+    during the first ``warmup_iterations`` steps if asked.
+    """
+    factor = config.lr_gamma ** sum(step >= m for m in config.lr_milestones)
+    if step < config.warmup_iterations:
+        factor *= (step + 1) / config.warmup_iterations
+    return factor
+
+
+# ----------------------------------------------------------------------------------------
+# Data: a deterministic stream of samples, sliced by iteration and rank
+
+
+class TrainingSamples(Dataset):
+    """:class:`~irnlib.datasets.TrainingPatches` plus each sample's latent draw ``z'``.
+
+    Item ``k`` is ``(hr, lr_ref, z_prime)``: the patch pair ``patches[k]`` and
+    ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``), float32,
+    drawn from a generator seeded with ``(seed, k)``: the whole sample depends on ``k`` alone.
+    """
+
+    def __init__(self, patches: Dataset, scale: int, seed: int):
+        self.patches, self.scale, self.seed = patches, scale, seed
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hr, lr = self.patches[k]  # (3, P, P), (3, P/s, P/s)
+        c, h, w = lr.shape
+        rng = np.random.default_rng((self.seed, k, 1))  # a different stream from the patch's (seed, k)
+        z = torch.from_numpy(rng.standard_normal((c * (self.scale**2 - 1), h, w), dtype=np.float32))
+        return hr, lr, z
+
+
+class IterationBatches(Sampler):
+    """Sample indices of iterations ``start .. stop − 1`` for one process.
+
+    Iteration ``t`` of a global batch ``B`` uses samples ``t·B .. t·B + B − 1``; process
+    ``rank`` of ``world`` takes the ``rank``-th contiguous ``B / world`` of them (the
+    distributed-sampler split, with no state to save).
+    """
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.local = batch_size // world
+        self.offset = rank * self.local
+
+    def __iter__(self):
+        for t in range(self.start, self.stop):
+            first = t * self.batch_size + self.offset
+            yield list(range(first, first + self.local))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+# ----------------------------------------------------------------------------------------
+# Checkpoints
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss or gradient became NaN/Inf; the run stopped before the update was applied."""
+
+
+def _rng_states() -> dict:
+    """Every global RNG state, in a form that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _save_checkpoint(path: Path, net, optimizer, scheduler, scaler, iteration: int, config: TrainConfig) -> None:
+    state = {
+        "model": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "iteration": iteration,
+        "rng": _rng_states(),
+        "config": dataclasses.asdict(config),
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))  # temporary file, then rename
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise RuntimeError(
+            f"{path}: cannot read the training checkpoint ({type(err).__name__}: {err}); "
+            "remove it to fall back to a periodic checkpoint, or start afresh with resume=False"
+        ) from err
+
+
+def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
+    """Refuse to resume with settings that would change the mathematics of the run."""
+    current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as saved
+    saved = json.loads(json.dumps(saved))
+    diff = {k: (saved.get(k), v) for k, v in current.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v}
+    if diff:
+        lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(
+            f"cannot resume {path}: its run was trained with different settings ({lines}). "
+            "Use another run_name, or resume=False to start this run afresh."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Validation and plots
+
+
+def _center_crop(img: np.ndarray, size: int, scale: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch, cw = min(size, h) // scale * scale, min(size, w) // scale * scale
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top : top + ch, left : left + cw]
+
+
+def validation_pairs(config: TrainConfig) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, hr, lr_bicubic)`` uint8 triples of the validation set (cropped as configured)."""
+    dataset = PairedTestSet(config.val_set, config.scale, config.data_root)
+    count = len(dataset) if config.val_images is None else min(config.val_images, len(dataset))
+    pairs = []
+    for i in range(count):
+        pair = dataset[i]
+        hr, lr = pair.hr, pair.lr
+        if config.val_crop:
+            hr = _center_crop(hr, config.val_crop, config.scale)
+            lr = imresize(hr, 1 / config.scale)  # MATLAB bicubic of the crop, uint8
+        pairs.append((pair.name, hr, lr))
+    return pairs
+
+
+@torch.inference_mode()
+def validate(net: IRN, pairs, device, seed: int = 0) -> dict[str, float]:
+    """Y-PSNR (dB) of the reconstruction and of the IRN LR against the bicubic LR.
+
+    The reconstruction is ``upscale(downscale(hr))`` with ``z ~ N(0, 1)`` drawn from a
+    generator seeded with ``seed`` (the same draw at every validation). As in the official
+    test script, the HR comparison removes a border of ``scale`` pixels and the LR one none.
+
+    Returns
+    -------
+    dict
+        ``psnr_y`` and ``psnr_y_lr``, averaged over the images.
+    """
+    was_training = net.training
+    net.eval()
+    generator = torch.Generator().manual_seed(seed)
+    sr_scores, lr_scores = [], []
+    for _, hr, lr_bicubic in pairs:
+        x = to_batch(hr, device)  # (1, 3, H, W)
+        lr = net.downscale(x)  # (1, 3, H/s, W/s), 8-bit values
+        sr = net.upscale(lr, generator=generator)  # (1, 3, H, W)
+        sr_scores.append(psnr(to_image(sr), hr, border=net.scale))
+        lr_scores.append(psnr(to_image(lr), lr_bicubic, border=0))
+    net.train(was_training)
+    return {"psnr_y": float(np.mean(sr_scores)), "psnr_y_lr": float(np.mean(lr_scores))}
+
+
+def plot_curves(run_dir):
+    """Loss terms and validation PSNR of a run folder, as a matplotlib figure."""
+    import matplotlib
+
+    if not hasattr(sys, "ps1") and "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")  # headless script or torchrun
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
+    log_path, val_path = run_dir / "train_log.csv", run_dir / "val_log.csv"
+    if log_path.is_file() and log_path.stat().st_size:
+        log = pd.read_csv(log_path)
+        for term in ("loss", "l_forw", "l_back", "l_distr"):
+            if log[term].abs().sum() > 0:
+                ax_loss.plot(log["iteration"], log[term], label=term, lw=1)
+        ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="iteration", ylabel="loss (weighted)", title="training loss")
+    ax_loss.legend()
+    if val_path.is_file() and val_path.stat().st_size:
+        val = pd.read_csv(val_path)
+        ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", label="reconstruction vs HR")
+        ax_psnr.plot(val["iteration"], val["psnr_y_lr"], "s-", label="LR vs bicubic LR")
+    ax_psnr.set(xlabel="iteration", ylabel="Y-PSNR (dB)", title="validation")
+    ax_psnr.legend()
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    return fig
+
+
+def _save_curves(run_dir: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_curves(run_dir)
+    atomic_write(run_dir / "training_curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+class _CsvLog:
+    """Append-only CSV with a header; on resume, rows past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None):
+        self.path, self.columns = path, columns
+        rows = []
+        if keep_until is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= keep_until]
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(path, write)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow(row)
+
+
+# ----------------------------------------------------------------------------------------
+# The runner
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS (glibc only).
+
+    A training step allocates and frees the same large tensors every iteration. glibc
+    serves blocks above 32 MB with fresh ``mmap`` pages, which the kernel must fault in and
+    zero each time; on CPU that costs a noticeable share of a step. Disabling ``mmap`` for
+    ``malloc`` (``M_MMAP_MAX = 0``) and raising the trim threshold makes the heap reuse
+    those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
+    it applied (``False`` on a non-glibc platform).
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
+def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
+    """Rank, world size and device; initialises the process group under ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    name = config.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed patch size: pick the fastest kernels once
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _json_write(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def train(config: TrainConfig, resume: bool = True) -> Path:
+    """Train IRN as ``config`` says and return the run folder.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    resume : bool
+        Continue from ``checkpoints/last.pt`` of the run folder if there is one (a finished
+        run then just returns). ``False`` starts afresh, discarding the folder's old
+        checkpoints and logs.
+
+    Returns
+    -------
+    pathlib.Path
+        The run folder (see the module docstring for its contents).
+
+    Raises
+    ------
+    TrainingDiverged
+        If a loss term or the gradient norm becomes NaN/Inf. The update is not applied and
+        the last good checkpoint stays in place.
+    ValueError
+        If ``resume`` meets a checkpoint trained with mathematically different settings.
+    """
+    rank, world, device = _setup_distributed(config)
+    is_main = rank == 0
+    if device.type == "cpu" and config.tune_allocator:
+        tune_cpu_allocator()
+    run_dir, ckpt_dir = config.run_dir, config.run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    s = config.scale
+
+    # The network, its objective and the optimiser. Seeding first makes the initial weights
+    # the same in every process and every run.
+    torch.manual_seed(config.seed)
+    net = IRN(s, config.block_num).to(device)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    objective = IRNObjective(net, config)
+    model = objective
+    if world > 1:
+        # The only buffers are the constant Haar filters: nothing to broadcast at every step.
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
+
+    # Resume, or start afresh.
+    start = 0
+    if is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*ckpt_dir.glob(".*.tmp"), *run_dir.glob(".*.tmp")]:  # left by a run killed while saving
+            stale.unlink(missing_ok=True)
+    if world > 1:
+        dist.barrier()
+    if resume and last_path.is_file():
+        state = _load_checkpoint(last_path, device)
+        _check_resumable(state["config"], config, last_path)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_states(state["rng"])
+        start = state["iteration"]
+        if start > config.iterations:
+            raise ValueError(
+                f"{last_path} is at iteration {start}, beyond the requested iterations={config.iterations}; "
+                "ask for at least that many, or use another run_name"
+            )
+    elif is_main:
+        for old in [*ckpt_dir.glob("*.pt"), run_dir / "train_log.csv", run_dir / "val_log.csv"]:
+            old.unlink(missing_ok=True)
+
+    # The data: sample k is a function of (seed, k); this process takes its slice of each batch.
+    patches = TrainingPatches(list_images(config.train_set, config.data_root), s, config.patch_size, config.seed, config.augment)
+    loader = DataLoader(
+        TrainingSamples(patches, s, config.seed),
+        batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+    # Bookkeeping, on the main process only.
+    train_log = val_log = pairs = None
+    if is_main:
+        _json_write(run_dir / "config.json", dataclasses.asdict(config))
+        record = provenance(
+            device, run=config.run_name, profile=config.profile, data=config.train_set,
+            validation=config.val_set, iterations=config.iterations, processes=world, status="running",
+        )  # fmt: skip
+        if start:
+            record["resumed_from"] = start
+        if config.profile == "paper" and config.iterations < PAPER_ITERATIONS:
+            record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"
+        _json_write(run_dir / "provenance.json", record)
+        train_log = _CsvLog(run_dir / "train_log.csv", LOG_COLUMNS, keep_until=start if resume else None)
+        val_log = _CsvLog(run_dir / "val_log.csv", ["iteration", "psnr_y", "psnr_y_lr"], keep_until=start if resume else None)
+        pairs = validation_pairs(config)
+        if start == 0:
+            val_log.append({"iteration": 0, **_rounded(validate(net, pairs, device, config.seed))})
+
+    def save(iteration: int) -> None:
+        _save_checkpoint(last_path, net, optimizer, scheduler, scaler, iteration, config)
+        if config.keep_every and iteration % config.keep_every == 0:
+            _save_checkpoint(ckpt_dir / f"iter_{iteration:07d}.pt", net, optimizer, scheduler, scaler, iteration, config)
+        save_model(net, run_dir / f"IRN_x{s}.pth")
+
+    # The loop.
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.iterations, initial=start, desc=config.run_name, unit="it", disable=not (is_main and config.progress))
+    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.train()
+    window_busy, window_data, window_steps = 0.0, 0.0, 0  # time in steps (not bookkeeping) since the last log row
+    batches = iter(loader)
+    for t in range(start, config.iterations):
+        tic = time.perf_counter()
+        hr, lr_ref, z_prime = next(batches)  # (b, 3, P, P), (b, 3, P/s, P/s), (b, 3s²−3, P/s, P/s)
+        hr = hr.to(device, non_blocking=True, memory_format=memory_format)
+        lr_ref, z_prime = lr_ref.to(device, non_blocking=True), z_prime.to(device, non_blocking=True)
+        window_data += time.perf_counter() - tic
+
+        with autocast:
+            terms = model(hr, lr_ref, z_prime)
+        loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
+        # The values every process agrees on (averaged over processes), checked before the update.
+        values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
+        if world > 1:
+            dist.all_reduce(values)
+            values /= world
+        if not torch.isfinite(values).all():
+            _diverged(t + 1, dict(zip(["loss", *TERMS], values.tolist())), last_path, bar, run_dir, is_main)
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or float("inf"))
+        if not torch.isfinite(grad_norm) and not scaler.is_enabled():  # fp16: the scaler skips such steps
+            _diverged(t + 1, {"grad_norm": float(grad_norm)}, last_path, bar, run_dir, is_main)
+        lr_now = optimizer.param_groups[0]["lr"]
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        done = t + 1  # iterations completed
+
+        if is_main:
+            row = dict(zip(["loss", *TERMS], values.tolist()))  # .tolist() waits for the GPU
+            window_busy += time.perf_counter() - tic
+            window_steps += 1
+            bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{window_steps * config.batch_size / window_busy:.1f}", refresh=False)
+            bar.update(1)
+            if done % config.log_every == 0 or done == config.iterations:
+                row.update(
+                    iteration=done, grad_norm=float(grad_norm), lr=lr_now, s_per_it=window_busy / window_steps,
+                    samples_per_s=window_steps * config.batch_size / window_busy, data_share=window_data / window_busy,
+                )  # fmt: skip
+                train_log.append(_rounded(row))
+                window_busy, window_data, window_steps = 0.0, 0.0, 0
+            if done % config.val_every == 0 or done == config.iterations:
+                val_log.append({"iteration": done, **_rounded(validate(net, pairs, device, config.seed))})
+                _save_curves(run_dir)
+            if done % config.checkpoint_every == 0 or done == config.iterations:
+                save(done)
+        if world > 1 and (done % config.checkpoint_every == 0 or done == config.iterations):
+            dist.barrier()  # nobody runs ahead of a checkpoint being written
+    bar.close()
+
+    if is_main:
+        if not last_path.is_file() or not (run_dir / f"IRN_x{s}.pth").is_file():
+            save(config.iterations)  # a run of 0 iterations, or an export that went missing
+        _save_curves(run_dir)
+        record = json.loads((run_dir / "provenance.json").read_text())
+        val_rows = _read_csv(run_dir / "val_log.csv")
+        record.update(status="finished", iterations_done=config.iterations)
+        if val_rows:
+            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
+            record["validation_first"] = as_numbers(val_rows[0])
+            record["validation_last"] = as_numbers(val_rows[-1])
+        _json_write(run_dir / "provenance.json", record)
+    if world > 1:
+        dist.barrier()
+    return run_dir
+
+
+PAPER_ITERATIONS = 500_000
+TERMS = ("l_forw", "l_back", "l_distr")
+LOG_COLUMNS = ["iteration", "loss", *TERMS, "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"]
+
+
+def _rounded(row: dict) -> dict:
+    return {k: (float(f"{v:.7g}") if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _diverged(iteration: int, values: dict, last_path: Path, bar, run_dir: Path, is_main: bool):
+    """Stop the run: nothing is saved, so the last good checkpoint stays what it was."""
+    bar.close()
+    kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
+    message = (
+        f"training diverged at iteration {iteration}: non-finite value(s) {values}; the update was not "
+        f"applied and {kept}. Try a lower learning rate (lr=...), or amp='off' if it was on."
+    )
+    if is_main:
+        record_path = run_dir / "provenance.json"
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        record.update(status="diverged", diverged_at=iteration, message=message)
+        _json_write(record_path, record)
+    raise TrainingDiverged(message)
+
+
+def main(argv=None) -> Path:
+    """Command line: ``python -m irnlib.train [--profile P] [--fresh] [field=value ...]``.
+
+    Also the entry point under ``torchrun --nproc_per_node=N -m irnlib.train ...``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m irnlib.train",
+        description="Train IRN (the paper's objective). Any TrainConfig field can be set as field=value.",
+    )
+    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    parser.add_argument("--fresh", action="store_true", help="start afresh instead of resuming the run")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    parser.add_argument("overrides", nargs="*", metavar="field=value", help="e.g. scale=2 iterations=1000 device=cuda")
+    args = parser.parse_args(argv)
+    try:
+        config = make_config(args.profile, **parse_overrides(args.overrides))
+    except ValueError as err:
+        parser.error(str(err))
+    if args.print_config:
+        print(json.dumps(dataclasses.asdict(config), indent=2))
+        return config.run_dir
+    try:
+        run_dir = train(config, resume=not args.fresh)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run folder: {run_dir}")
+    return run_dir
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(3)

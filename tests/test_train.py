@@ -1,0 +1,257 @@
+"""The training objective and configuration (fast, in-process)."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import randomize
+
+from irnlib.datasets import TrainingPatches, list_images
+from irnlib.network import IRN, quantize
+from irnlib.train import (
+    IRNObjective,
+    IterationBatches,
+    TrainConfig,
+    TrainingSamples,
+    backward_loss,
+    distribution_loss,
+    forward_loss,
+    lr_factor,
+    main,
+    make_config,
+    parse_overrides,
+    run_network,
+)
+
+
+# ---------------------------------------------------------------- each loss term by hand
+
+
+def test_forward_loss_is_squared_error_summed_per_image_averaged_over_batch():
+    lr = torch.tensor([[[[0.5, 0.25]]], [[[1.0, 0.0]]]])  # (2, 1, 1, 2)
+    ref = torch.tensor([[[[0.0, 0.25]]], [[[0.5, 0.5]]]])
+    # image 0: 0.5² + 0 = 0.25; image 1: 0.5² + 0.5² = 0.5; mean over the batch 0.375
+    assert forward_loss(lr, ref).item() == pytest.approx(0.375)
+
+
+def test_distribution_loss_is_sum_of_squares_averaged_over_batch():
+    z = torch.tensor([[[[1.0, -2.0]], [[0.5, 0.0]]], [[[3.0, 0.0]], [[0.0, 0.0]]]])  # (2, 2, 1, 2)
+    # image 0: 1 + 4 + 0.25 = 5.25; image 1: 9; mean 7.125
+    assert distribution_loss(z).item() == pytest.approx(7.125)
+
+
+def test_backward_loss_is_charbonnier_summed_per_image_averaged_over_batch():
+    x_hat = torch.tensor([[[[0.3, 0.0, 1.0]]], [[[0.2, 0.2, 0.2]]]], dtype=torch.float64)
+    x = torch.tensor([[[[0.0, 0.0, 0.5]]], [[[0.2, 0.6, 0.0]]]], dtype=torch.float64)
+    eps = 1e-6
+    image0 = math.sqrt(0.09 + eps) + math.sqrt(eps) + math.sqrt(0.25 + eps)
+    image1 = math.sqrt(eps) + math.sqrt(0.16 + eps) + math.sqrt(0.04 + eps)
+    assert backward_loss(x_hat, x).item() == pytest.approx((image0 + image1) / 2, rel=1e-12)
+
+
+def _batch(scale=2, b=2, p=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    hr = torch.rand(b, 3, p, p, generator=gen)
+    lr_ref = torch.rand(b, 3, p // scale, p // scale, generator=gen)
+    z_prime = torch.randn(b, 3 * scale * scale - 3, p // scale, p // scale, generator=gen)
+    return hr, lr_ref, z_prime
+
+
+def test_objective_is_the_official_composition():
+    net = randomize(IRN(2, block_num=[2]), seed=1)
+    config = make_config("paper", scale=2, gaussian_scale=0.7, lambda_back=2.0, lambda_distr=0.5)
+    assert config.lambda_forw == 4.0  # λ1 = s²
+    hr, lr_ref, z_prime = _batch()
+    terms = IRNObjective(net, config)(hr, lr_ref, z_prime)
+
+    # By hand, with plain tensor operations.
+    y = net(hr)
+    lr, z = y[:, :3], y[:, 3:]
+    l_forw = 4.0 * ((lr - lr_ref) ** 2).flatten(1).sum(1).mean()
+    l_distr = 0.5 * (z**2).flatten(1).sum(1).mean()
+    lr_8bit = torch.round(torch.clamp(lr, 0, 1) * 255) / 255
+    x_hat = net.inverse(torch.cat((lr_8bit, 0.7 * z_prime), 1))[:, :3]
+    l_back = 2.0 * torch.sqrt((x_hat - hr) ** 2 + 1e-6).flatten(1).sum(1).mean()
+    torch.testing.assert_close(terms["l_forw"], l_forw)
+    torch.testing.assert_close(terms["l_distr"], l_distr)
+    torch.testing.assert_close(terms["l_back"], l_back)
+
+
+def test_quantization_in_the_objective_is_straight_through_not_detached():
+    net = randomize(IRN(2, block_num=[1]), seed=2)
+    config = make_config("paper", scale=2, lambda_forw=0.0, lambda_distr=0.0)  # only L_back
+    hr, lr_ref, z_prime = _batch()
+    IRNObjective(net, config)(hr, lr_ref, z_prime)["l_back"].backward()
+    # L_back reaches the forward-only parameters through the quantized LR: conv weights of
+    # the forward pass's F get gradients (they would not if the LR were detached).
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    assert grads["operations.1.F.conv5.weight"].abs().sum() > 0
+    # And quantize's gradient is the identity.
+    x = torch.tensor([-0.2, 0.3, 1.4], requires_grad=True)
+    quantize(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones(3))
+
+
+def test_switched_off_terms_are_zero_and_skip_the_inverse(monkeypatch):
+    net = IRN(2, block_num=[1])
+    calls = []
+    monkeypatch.setattr(net, "inverse", lambda y: calls.append(y) or y)
+    config = make_config("paper", scale=2, lambda_back=0.0, lambda_distr=0.0)
+    terms = IRNObjective(net, config)(*_batch())
+    assert terms["l_back"].item() == 0 and terms["l_distr"].item() == 0 and terms["l_forw"].item() > 0
+    assert calls == []
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_memory_saving_and_channels_last_give_the_same_gradients(scale):
+    def gradients(memory_saving=False, channels_last=False, dtype=torch.float32):
+        torch.manual_seed(0)  # the same initial conv1-4 weights every time
+        net = randomize(IRN(scale, block_num=[2] * (scale // 2)), seed=3).to(dtype)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        net = net.to(memory_format=fmt)
+        config = make_config("paper", scale=scale, memory_saving=memory_saving, channels_last=channels_last)
+        hr, lr_ref, z_prime = (t.to(dtype) for t in _batch(scale, p=16))
+        terms = IRNObjective(net, config)(hr.contiguous(memory_format=fmt), lr_ref, z_prime)
+        total = sum(terms.values())
+        total.backward()
+        return total.detach(), [p.grad for p in net.parameters()]
+
+    plain_loss, plain = gradients()
+    saving_loss, saving = gradients(memory_saving=True)
+    assert torch.equal(plain_loss, saving_loss)
+    for a, b in zip(plain, saving):
+        assert torch.equal(a, b)  # recomputation repeats the same operations: bit-identical
+    # channels_last runs other kernels (other rounding): as close to the float64 truth as the plain path.
+    exact_loss, exact = gradients(dtype=torch.float64)
+    fast_loss, fast = gradients(memory_saving=True, channels_last=True)
+    torch.testing.assert_close(fast_loss.double(), exact_loss, rtol=1e-6, atol=0)
+    for ours, truth, reference in zip(fast, exact, plain):
+        error = (ours.double() - truth).norm() / truth.norm()
+        plain_error = (reference.double() - truth).norm() / truth.norm()
+        assert error < max(5 * plain_error, 1e-6), (error, plain_error)
+
+
+def test_run_network_memory_saving_is_forward_and_inverse():
+    net = randomize(IRN(4, block_num=[1, 2]), seed=4)
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(run_network(net, x, memory_saving=True), net(x), rtol=0, atol=0)
+    y = net(x)
+    torch.testing.assert_close(run_network(net, y, inverse=True, memory_saving=True), net.inverse(y), rtol=0, atol=0)
+
+
+def test_one_step_reduces_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    net = IRN(2)  # a fresh network, as training starts
+    config = make_config("paper", scale=2)
+    objective = IRNObjective(net, config)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    paths = list_images("embedded-train")
+    samples = TrainingSamples(TrainingPatches(paths, 2, 32, seed=0), 2, seed=0)
+    batch = [torch.stack(parts) for parts in zip(*(samples[k] for k in range(4)))]
+    before = sum(objective(*batch).values())
+    optimizer.zero_grad()
+    before.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+    optimizer.step()
+    with torch.no_grad():
+        after = sum(objective(*batch).values())
+    assert after.item() < 0.99 * before.item()
+
+
+# ---------------------------------------------------------------- data stream
+
+
+def test_samples_are_deterministic_in_their_index_and_latents_are_standard_normal():
+    patches = TrainingPatches(list_images("embedded-train"), 4, 32, seed=5)
+    a, b = TrainingSamples(patches, 4, seed=5), TrainingSamples(patches, 4, seed=5)
+    for k in (0, 7):
+        for u, v in zip(a[k], b[k]):
+            assert torch.equal(u, v)
+    hr, lr, z = a[3]
+    assert hr.shape == (3, 32, 32) and lr.shape == (3, 8, 8) and z.shape == (45, 8, 8)
+    zs = torch.stack([a[k][2] for k in range(20)])
+    assert abs(zs.mean().item()) < 0.05 and abs(zs.std().item() - 1) < 0.05
+    assert not torch.equal(a[0][2], a[1][2])
+
+
+def test_iteration_batches_split_the_global_batch_between_ranks():
+    single = list(IterationBatches(3, 5, batch_size=4))
+    assert single == [[12, 13, 14, 15], [16, 17, 18, 19]]
+    rank0 = list(IterationBatches(3, 5, batch_size=4, rank=0, world=2))
+    rank1 = list(IterationBatches(3, 5, batch_size=4, rank=1, world=2))
+    assert [a + b for a, b in zip(rank0, rank1)] == single
+    with pytest.raises(ValueError, match="not divisible"):
+        IterationBatches(0, 1, batch_size=3, world=2)
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_paper_profile_is_the_official_recipe():
+    config = make_config("paper", scale=2)
+    assert (config.iterations, config.batch_size, config.patch_size) == (500_000, 16, 144)
+    assert (config.lr, config.betas, config.weight_decay) == (2e-4, (0.9, 0.999), 1e-5)
+    assert config.lr_milestones == (100_000, 200_000, 300_000, 400_000) and config.lr_gamma == 0.5
+    assert (config.lambda_forw, config.lambda_back, config.lambda_distr, config.grad_clip) == (4.0, 1.0, 1.0, 10.0)
+    assert config.train_set == "DIV2K_train_HR" and config.augment
+    assert make_config("paper", scale=8).lambda_forw == 64.0
+    assert not (config.channels_last or config.memory_saving) and config.amp == "off"
+    assert config.run_name == "paper_x2"
+
+
+def test_learning_rate_schedule():
+    paper = make_config("paper")
+    steps = (0, 99_999, 100_000, 200_000, 300_000, 400_000, 499_999)
+    assert [lr_factor(t, paper) for t in steps] == [1, 1, 0.5, 0.25, 0.125, 0.0625, 0.0625]
+    warm = make_config("smoke", warmup_iterations=4, lr_milestones=(6,))
+    assert [lr_factor(t, warm) for t in range(8)] == [0.25, 0.5, 0.75, 1, 1, 1, 0.5, 0.5]
+
+
+def test_overrides_and_errors():
+    config = make_config("smoke", iterations=7, lambda_forw=1.5, run_name="mine")
+    assert (config.profile, config.iterations, config.lambda_forw, config.run_name, config.scale) == ("smoke", 7, 1.5, "mine", 4)
+    assert make_config("smoke").run_dir.parts[-3:] == ("results", "runs", "smoke_x4")
+    with pytest.raises(ValueError, match="unknown TrainConfig field.*'itertions'"):
+        make_config("smoke", itertions=3)
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+        make_config("fast")
+    with pytest.raises(ValueError, match="patch_size 50 must be a multiple of scale 4"):
+        make_config("smoke", patch_size=50)
+    with pytest.raises(ValueError, match="amp must be"):
+        make_config("smoke", amp="fp8")
+
+
+def test_parse_overrides_types():
+    parsed = parse_overrides(
+        ["iterations=5e5", "lr=1e-3", "betas=0.8,0.99", "val_crop=none", "channels_last=true",
+         "block_num=4,4", "lr_milestones=10,20", "device=cuda:1", "lambda_forw=2"]
+    )  # fmt: skip
+    assert parsed == dict(
+        iterations=500_000, lr=1e-3, betas=(0.8, 0.99), val_crop=None, channels_last=True, block_num=[4, 4],
+        lr_milestones=(10, 20), device="cuda:1", lambda_forw=2.0,
+    )  # fmt: skip
+    config = TrainConfig(**parsed)
+    assert json.loads(json.dumps(dataclasses.asdict(config)))["betas"] == [0.8, 0.99]
+    with pytest.raises(ValueError, match="not of the form"):
+        parse_overrides(["iterations"])
+    with pytest.raises(ValueError, match="'channels_last=maybe'"):
+        parse_overrides(["channels_last=maybe"])
+
+
+def test_cli_prints_the_resolved_config(capsys):
+    main(["--profile", "smoke", "--print-config", "scale=2", "iterations=9"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["scale"] == 2 and printed["iterations"] == 9 and printed["lambda_forw"] == 4.0
+    assert printed["run_name"] == "smoke_x2"
+    with pytest.raises(SystemExit):
+        main(["--profile", "smoke", "nonsense=1"])
+
+
+def test_smoke_profile_is_small():
+    config = make_config("smoke")
+    assert config.scale == 4 and config.train_set == "embedded-train" and config.val_set == "embedded-test"
+    assert config.iterations <= 500 and config.batch_size * config.patch_size**2 <= 4 * 64 * 64
+    assert np.isclose(config.lambda_forw, 16.0)
