@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .paths import REPO_ROOT, results_root
 from .images import ImageFileError, atomic_write, image_size, load_image, mod_crop, save_png
 from .imresize import imresize
 from .registry import DATASETS, EMBEDDED, PAPER_TEST, PAPER_TRAINING, DatasetInfo, dataset_info
@@ -67,7 +68,6 @@ __all__ = [
     "TrainingPatches",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CHECKSUM_FILE = "SHA256SUMS"
 # Bump when the LR references change meaning (e.g. a fix in imresize): old cache entries are
@@ -87,11 +87,11 @@ def data_root(root=None) -> Path:
 
 
 def cache_root(cache_dir=None) -> Path:
-    """The cache folder: ``cache_dir`` if given, else ``$IRN_CACHE``, else ``<repo>/results/cache``."""
+    """The cache folder: ``cache_dir`` if given, else ``$IRN_CACHE``, else ``<results>/cache``."""
     if cache_dir is not None and str(cache_dir) != "":
         return Path(cache_dir).expanduser()
     env = os.environ.get("IRN_CACHE")
-    return Path(env).expanduser() if env else REPO_ROOT / "results" / "cache"
+    return Path(env).expanduser() if env else results_root() / "cache"
 
 
 def _folder_name(name: str) -> str:
@@ -569,7 +569,7 @@ class TrainingPatches(Dataset):
             crop = crop[:, ::-1] if hflip else crop
             crop = crop[::-1] if vflip else crop
             crop = crop.transpose(1, 0, 2) if transpose else crop
-        return np.ascontiguousarray(crop)
+        return np.array(crop)  # a small writable copy, also of a read-only memory map
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         hr = torch.from_numpy(self.crop(k)).permute(2, 0, 1).float() / 255.0  # (3, P, P)

@@ -188,11 +188,8 @@ def upscale(
     call as :meth:`IRN.upscale`, so the same ``generator`` state gives the same result as
     the untiled method.
     """
-    b, c, h, w = lr.shape
-    zshape = (b, c * (net.scale**2 - 1), h, w)
-    gen_device = generator.device if generator is not None else lr.device
-    z = torch.randn(zshape, generator=generator, device=gen_device, dtype=lr.dtype).to(lr.device)
-    hr = inverse(net, torch.cat((lr, temperature * z), 1), tile=tile, channels_last=channels_last)
+    z = net.sample_latent(lr, temperature, generator)
+    hr = inverse(net, torch.cat((lr, z), 1), tile=tile, channels_last=channels_last)
     hr = hr[:, : net.channels]
     if size is not None:
         hr = hr[..., : size[0], : size[1]]
@@ -443,26 +440,7 @@ def reconstruct(pair: TestPair, scale: int, net: IRN | None = None, *, seed: int
     return out
 
 
-# Keys a training run's configuration may use for its length and profile (searched at any depth).
-_ITERATION_KEYS = ("iterations", "total_iterations", "iters", "niter", "n_iter", "max_iter", "num_iterations")
-_PROFILE_KEYS = ("profile",)
-_DATA_KEYS = ("dataset", "train_dataset", "train_set", "data")
 PAPER_ITERATIONS = 500_000
-
-
-def _find_key(obj, keys):
-    """First value of any of ``keys`` in a nested dict/list (breadth first)."""
-    queue = [obj]
-    while queue:
-        item = queue.pop(0)
-        if isinstance(item, dict):
-            for key in keys:
-                if key in item and not isinstance(item[key], (dict, list)):
-                    return item[key]
-            queue.extend(item.values())
-        elif isinstance(item, list):
-            queue.extend(item)
-    return None
 
 
 @dataclass
@@ -502,48 +480,40 @@ def _short_path(path: Path, root: Path = REPO_ROOT) -> str:
         return str(path)
 
 
-def _config_beside(path: Path) -> tuple[Path | None, dict]:
-    """A training configuration JSON in the checkpoint's folder (``config.json`` first)."""
-    folder = path.parent
-    if not folder.is_dir():
-        return None, {}
-    candidates = sorted(folder.glob("*.json"), key=lambda p: (p.name != "config.json", "config" not in p.name, p.name))
-    for candidate in candidates:
-        try:
-            config = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if _find_key(config, _ITERATION_KEYS) is not None:
-            return candidate, config
-    return None, {}
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def describe_checkpoint(path) -> CheckpointInfo:
-    """Describe how a checkpoint was trained, from the run configuration JSON beside it.
+    """Describe how a checkpoint was trained, from the training run folder it lives in.
 
-    Rules: a JSON file in the same folder that holds an iteration count (``config.json``
-    first) gives the iterations, profile and training data, and a run shorter than the
-    paper's 500k iterations is marked as shortened. Without one, a file under
-    ``data/pretrained/`` is taken to be the official release; anything else is
-    "training unknown".
+    A model exported by :func:`irnlib.train.train` sits beside the run's ``config.json``
+    (iterations, profile, training set) and ``provenance.json`` (status, iterations done).
+    A run shorter than the paper's 500k iterations, or one still running, is marked as
+    shortened. Without a ``config.json``, a file under ``data/pretrained/`` is taken to be
+    the official release; anything else is "training unknown".
     """
     path = Path(path)
     if not path.is_file():
         return CheckpointInfo(path, False, "missing")
-    config_path, config = _config_beside(path)
-    if config_path is not None:
-        iterations = int(_find_key(config, _ITERATION_KEYS))
-        profile = _find_key(config, _PROFILE_KEYS)
-        data = _find_key(config, _DATA_KEYS)
-        shortened = iterations < PAPER_ITERATIONS
-        text = f"{iterations:,} iterations"
-        text += f", profile {profile}" if profile else ""
-        text += f", trained on {data}" if data else ""
+    config_path = path.parent / "config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    if "iterations" in config:
+        record = _read_json(path.parent / "provenance.json")
+        iterations = int(record.get("iterations_done", config["iterations"]))
+        status = record.get("status", "finished")
+        text = f"{iterations:,} iterations, profile {config.get('profile', '?')}, trained on {config.get('train_set', '?')}"
+        if status != "finished":
+            text += f", run {status}"
+        shortened = iterations < PAPER_ITERATIONS or status != "finished"
         text += f" (shortened run; the paper trains {PAPER_ITERATIONS:,})" if shortened else ""
         return CheckpointInfo(path, True, text, shortened, config_path, config)
     if path.resolve().parent.name == "pretrained":
         return CheckpointInfo(path, True, "official checkpoint")
-    return CheckpointInfo(path, True, "training unknown: no run configuration JSON beside the checkpoint")
+    return CheckpointInfo(path, True, "training unknown: no run configuration (config.json) beside the checkpoint")
 
 
 def dataset_version(name: str, root=None) -> dict:

@@ -157,7 +157,8 @@ def imresize(img, scale: float, *, antialiasing: bool = True):
     if not (is_uint8 or np.issubdtype(arr.dtype, np.floating)):
         raise TypeError(f"imresize: an array must be uint8 or float, got {arr.dtype}")
     hwc = arr[:, :, None] if arr.ndim == 2 else arr
-    x = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None].to(torch.float64).contiguous()
+    hwc = np.require(hwc, requirements=["C", "W"])  # torch wants writable memory (copies read-only maps)
+    x = torch.from_numpy(hwc).permute(2, 0, 1)[None].to(torch.float64).contiguous()
     x = _resize_dim(x, 2, scale, antialiasing)
     if is_uint8:
         x = _round_uint8(x)

@@ -266,6 +266,19 @@ class IRN(nn.Module):
         """
         return quantize(self(self._pad_to_multiple(hr))[:, : self.channels])
 
+    def sample_latent(
+        self, lr: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``z ~ N(0, temperature²)`` of shape ``(B, C·(s²−1), h, w)`` for an LR ``(B, C, h, w)``.
+
+        Drawn on the generator's device (so a CPU generator gives the same ``z`` whatever
+        device ``lr`` is on), then moved to ``lr``'s device.
+        """
+        b, c, h, w = lr.shape
+        gen_device = generator.device if generator is not None else lr.device
+        z = torch.randn((b, c * (self.scale**2 - 1), h, w), generator=generator, device=gen_device, dtype=lr.dtype)
+        return temperature * z.to(lr.device)
+
     def upscale(
         self,
         lr: torch.Tensor,
@@ -280,11 +293,8 @@ class IRN(nn.Module):
         :func:`irnlib.images.to_image`). ``size=(H, W)`` crops the result to the original
         HR size after :meth:`downscale` padded it.
         """
-        b, c, h, w = lr.shape
-        zshape = (b, c * (self.scale**2 - 1), h, w)
-        gen_device = generator.device if generator is not None else lr.device
-        z = torch.randn(zshape, generator=generator, device=gen_device, dtype=lr.dtype).to(lr.device)
-        hr = self.inverse(torch.cat((lr, temperature * z), 1))[:, : self.channels]
+        z = self.sample_latent(lr, temperature, generator)
+        hr = self.inverse(torch.cat((lr, z), 1))[:, : self.channels]
         if size is not None:
             hr = hr[..., : size[0], : size[1]]
         return hr

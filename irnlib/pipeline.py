@@ -9,7 +9,7 @@ table left over from an earlier run never passes for a current one.
 
 from __future__ import annotations
 
-import datetime as _dt
+import contextlib
 import json
 import os
 import time
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .images import atomic_write
 from .paths import REPO_ROOT, results_root
+from .provenance import make_run_id
 
 __all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
@@ -101,29 +102,28 @@ def reproduce(
     executed_dir = results / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    run_id = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{profile}"
-    os.environ["IRN_RUN_ID"] = run_id  # papermill's kernels inherit the environment
-    os.environ["IRN_RESULTS"] = str(results)
+    run_id = make_run_id()
     record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": []}
     _write_json(results / "RUN.json", record)
-    runs: list[NotebookRun] = []
     params = {"profile": profile, **(parameters or {})}
     todo = notebooks(notebook_dir)
     print(f"run {run_id}: {len(todo)} notebooks, profile {profile!r}, results in {results}")
-    for nb in todo:
-        out = executed_dir / nb.name
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False)
-        except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
-            message = _failure_message(nb, err, out)
-            runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "failed", message))
-            record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
-            _write_json(results / "RUN.json", record)
-            print(f"  FAILED {message}")
-            raise PipelineError(message) from err
-        runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "ok"))
-        print(f"  {nb.name}: {runs[-1].seconds:.0f} s")
+    runs: list[NotebookRun] = []
+    with _environment(IRN_RUN_ID=run_id, IRN_RESULTS=str(results)):  # papermill's kernels inherit it
+        for nb in todo:
+            out = executed_dir / nb.name
+            t0 = time.perf_counter()
+            try:
+                papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False)
+            except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
+                message = _failure_message(nb, err, out)
+                runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "failed", message))
+                record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
+                _write_json(results / "RUN.json", record)
+                print(f"  FAILED {message}")
+                raise PipelineError(message) from err
+            runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "ok"))
+            print(f"  {nb.name}: {runs[-1].seconds:.0f} s")
     written = _outputs_since(results, started)
     record.update(
         status="complete",
@@ -134,6 +134,21 @@ def reproduce(
     _write_json(results / "RUN.json", record)
     print(_summary(runs, written, results, time.time() - started))
     return runs
+
+
+@contextlib.contextmanager
+def _environment(**variables: str):
+    """Set environment variables for the duration of the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _summary(runs: list[NotebookRun], written: list[Path], results: Path, seconds: float) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import secrets
 import subprocess
 import sys
 
@@ -15,7 +16,18 @@ import torch
 
 from .paths import REPO_ROOT
 
-__all__ = ["git_commit", "device_name", "provenance", "provenance_markdown"]
+__all__ = ["git_commit", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown"]
+
+
+def make_run_id(now: _dt.datetime | None = None) -> str:
+    """A new unique, sortable run id: ``YYYYmmddTHHMMSSZ-xxxxxx`` (UTC)."""
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def current_run_id() -> str:
+    """The pipeline's run id (``$IRN_RUN_ID``, set by ``irn reproduce``), else a new one."""
+    return os.environ.get("IRN_RUN_ID") or make_run_id()
 
 
 def git_commit(repo=REPO_ROOT) -> str:

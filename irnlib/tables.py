@@ -14,22 +14,27 @@ from :mod:`irnlib.paper`. The table is kept in two forms:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import evaluate as ev
+from .checkpoint import load_checkpoint
+from .datasets import data_root
 from .images import atomic_write
+from .metrics import psnr
 from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, parse_cell
+from .paths import REPO_ROOT, results_root
+from .provenance import current_run_id, provenance
 
 __all__ = [
     "KitRow",
     "TABLE_COLUMNS",
     "NOT_AVAILABLE",
-    "make_run_id",
     "load_per_image",
     "summarize",
     "build_table",
@@ -95,12 +100,6 @@ class KitRow:
     checkpoint: str = ""
     params: str = ""
     missing: str = ""
-
-
-def make_run_id(now: _dt.datetime | None = None) -> str:
-    """A unique, sortable run id: ``YYYYmmddTHHMMSSZ-xxxxxx``."""
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def load_per_image(paths) -> pd.DataFrame:
@@ -443,7 +442,6 @@ def qualitative_figure(
     """
     import matplotlib.pyplot as plt
 
-    from .metrics import psnr
 
     size = crop or min(32 * scale, hr.shape[0], hr.shape[1])
     size -= size % scale
@@ -491,7 +489,6 @@ def _check_profile(profile: str) -> None:
 
 def default_datasets(profile: str, root=None) -> list[str]:
     """Test sets of a profile: smoke -> embedded-test plus Set5/Set14/BSD100 if on disk; paper -> the paper's five."""
-    from .datasets import data_root
 
     _check_profile(profile)
     if profile == "paper":
@@ -501,13 +498,11 @@ def default_datasets(profile: str, root=None) -> list[str]:
 
 
 def default_checkpoint(profile: str, scale: int) -> Path:
-    """smoke -> ``results/runs/smoke_x4/IRN_x4.pth`` (notebook 01); paper -> ``data/pretrained/IRN_x{s}.pth``."""
-    from .datasets import REPO_ROOT
-
+    """smoke -> ``<results>/runs/smoke_x4/IRN_x4.pth`` (notebook 01); paper -> ``data/pretrained/IRN_x{s}.pth``."""
     _check_profile(profile)
     if profile == "paper":
         return REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
-    return REPO_ROOT / "results" / "runs" / f"smoke_x{scale}" / f"IRN_x{scale}.pth"
+    return results_root() / "runs" / f"smoke_x{scale}" / f"IRN_x{scale}.pth"
 
 
 def fetch_command(dataset: str) -> str:
@@ -603,21 +598,16 @@ def make_table1(
     out_dir : path, optional
         Default ``results/tables``.
     run_id : str, optional
-        Default :func:`make_run_id`.
+        Default :func:`irnlib.provenance.current_run_id` (the pipeline's run id, or a new one).
     seed : int
         Base seed of the draws of z.
     max_images : int, optional
         Measure IRN on at most this many images per dataset (smoke default
         :data:`SMOKE_IRN_IMAGES`; paper default all). Bicubic always uses every image.
     """
-    from . import evaluate as ev
-    from .checkpoint import load_checkpoint
-    from .datasets import REPO_ROOT, data_root
-    from .provenance import provenance
-
     _check_profile(profile)
-    out_dir = Path(out_dir) if out_dir is not None else REPO_ROOT / "results" / "tables"
-    run_id = run_id or make_run_id()
+    out_dir = Path(out_dir) if out_dir is not None else results_root() / "tables"
+    run_id = run_id or current_run_id()
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     datasets = list(datasets) if datasets else default_datasets(profile, root)
     checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(profile, scale)
@@ -679,9 +669,7 @@ def make_table1(
 
 
 def _short_path(path) -> str:
-    from .evaluate import _short_path as short
-
-    return short(Path(path))
+    return ev._short_path(Path(path))
 
 
 def parse_parameter(value):
@@ -689,8 +677,6 @@ def parse_parameter(value):
 
     Lists and dicts given as Python objects pass through unchanged; ``None`` stays ``None``.
     """
-    import json
-
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
         try:
             return json.loads(value)

@@ -1,5 +1,6 @@
 """Evaluation protocol and tiled inference (irnlib.evaluate)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,6 +16,7 @@ from irnlib.imresize import imresize
 from irnlib.images import to_batch, to_image
 from irnlib.metrics import psnr
 from irnlib.tables import summarize
+from irnlib.train import make_config
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -185,10 +187,14 @@ def test_describe_checkpoint(tmp_path):
     run.mkdir(parents=True)
     save_model(small_net(4), run / "IRN_x4.pth")
     assert ev.describe_checkpoint(run / "IRN_x4.pth").training.startswith("training unknown")
-    (run / "config.json").write_text(json.dumps({"profile": "smoke", "train": {"iterations": 300}}))
+    config = dataclasses.asdict(make_config("smoke", iterations=300))  # what irnlib.train writes
+    (run / "config.json").write_text(json.dumps(config))
     info = ev.describe_checkpoint(run / "IRN_x4.pth")
     assert info.shortened and "300 iterations" in info.training and "smoke" in info.training
-    assert "shortened" in info.label()
+    assert "embedded-train" in info.training and "shortened" in info.label()
+    (run / "provenance.json").write_text(json.dumps({"status": "running", "iterations_done": 150}))
+    assert "150 iterations" in ev.describe_checkpoint(run / "IRN_x4.pth").training
+    assert "run running" in ev.describe_checkpoint(run / "IRN_x4.pth").training
     official = tmp_path / "pretrained"
     official.mkdir()
     save_model(small_net(2), official / "IRN_x2.pth")

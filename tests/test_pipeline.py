@@ -1,6 +1,7 @@
 """The pipeline runner: order, parameters, run id, failure reporting (on small real notebooks)."""
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -38,6 +39,7 @@ def pipeline(tmp_path, monkeypatch):
 def test_runs_in_order_with_the_profile_and_records_the_run(pipeline, capsys):
     book, results = pipeline
     runs = reproduce("paper", notebook_dir=book, results=results)
+    assert "IRN_RUN_ID" not in os.environ and "IRN_RESULTS" not in os.environ  # restored
     assert [r.notebook for r in runs] == ["00_first.ipynb", "01_second.ipynb"]
     record = json.loads((results / "RUN.json").read_text())
     assert record["status"] == "complete" and record["profile"] == "paper"
