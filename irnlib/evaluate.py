@@ -302,6 +302,8 @@ def evaluate_pair(
     tile: int | None = TILE,
     lr_png_dir=None,
     checkpoint: str = "",
+    temperature: float = 1.0,
+    lr_transform=None,
 ) -> list[dict]:
     """Per-draw metric rows for one test image (see :func:`evaluate_dataset`).
 
@@ -314,9 +316,16 @@ def evaluate_pair(
     lr_png_dir : path, optional
         Write IRN's 8-bit LR as ``<lr_png_dir>/<image>.png`` and read it back before
         upscaling (a true file round trip).
+    temperature : float
+        Standard deviation of ``z`` at upscaling (the paper: 1; 0 upscales with ``z = 0``).
+    lr_transform : callable, optional
+        Applied to the uint8 LR (IRN's or the bicubic one) before upscaling, e.g. a JPEG
+        round trip (:func:`irnlib.images.jpeg_round_trip`); what happens to LR images in
+        practice. The LR metrics are measured before it.
     """
     if net is None:
-        sr = bicubic_rescale(pair.hr, scale)
+        lr_img = pair.lr if lr_transform is None else lr_transform(pair.lr)
+        sr = imresize(lr_img, scale)
         return [_row(dataset, pair, "bicubic", scale, 0, "", "", **sr_metrics(sr, pair.hr, scale))]
     device = _net_device(net)
     with torch.inference_mode():
@@ -327,12 +336,14 @@ def evaluate_pair(
         lr_img = load_image(path)
         lr = to_batch(lr_img).to(device)
     lr_scores = lr_metrics(lr_img, pair.lr)
+    if lr_transform is not None:
+        lr = to_batch(lr_transform(lr_img)).to(device)
     rows = []
     for draw in range(draws):
         draw_s = draw_seed(seed, dataset, pair.name, draw)
         gen = torch.Generator().manual_seed(draw_s)  # CPU generator: same z on every device
         with torch.inference_mode():
-            sr = to_image(upscale(net, lr, generator=gen, tile=tile))
+            sr = to_image(upscale(net, lr, temperature, generator=gen, tile=tile))
         scores = sr_metrics(sr, pair.hr, scale)
         rows.append(_row(dataset, pair, "irn", scale, draw, draw_s, checkpoint, **scores, **lr_scores))
     return rows

@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .datasets import list_images
-from .images import ImageFileError, load_image, mod_crop, to_batch, to_image
+from .images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
 from .imresize import imresize
 from .metrics import psnr, rgb_to_y, ssim
 from .network import IRN
@@ -29,7 +29,6 @@ __all__ = [
     "round_trip",
     "sample_spread",
     "error_map",
-    "center_crop",
     "find_checkpoints",
     "panels",
     "view_figure",
@@ -51,16 +50,6 @@ class View:
     irn_sr: np.ndarray  # uint8 (H, W, 3): IRN's reconstruction from irn_lr and a z draw
     bicubic_sr: np.ndarray  # uint8 (H, W, 3): bicubic up of bicubic_lr
     metrics: dict  # Y-PSNR/SSIM of both reconstructions and of IRN's LR vs bicubic LR
-
-
-def center_crop(img: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Central crop whose sides are at most ``max_side`` (unchanged if already smaller)."""
-    if not max_side:
-        return img
-    h, w = img.shape[:2]
-    ch, cw = min(h, max_side), min(w, max_side)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return img[top : top + ch, left : left + cw]
 
 
 @torch.inference_mode()
@@ -291,7 +280,7 @@ class Explorer:
     # -- callbacks ---------------------------------------------------------------------
     def update(self) -> View:
         """Recompute the view for the current controls and refresh every panel."""
-        hr = mod_crop(center_crop(self.images[self.image.value], self.max_side), self.scale.value)
+        hr = center_crop(self.images[self.image.value], self.max_side, self.scale.value)
         key = (self.image.value, self.scale.value, self.checkpoint.value)
         net = self.network()
         self.view = round_trip(net, hr, self.temperature.value, self.seed.value, lr=self._lr_cache.get(key))

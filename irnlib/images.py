@@ -6,6 +6,7 @@ a *batch* is a float tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,8 @@ __all__ = [
     "save_png",
     "atomic_write",
     "mod_crop",
+    "center_crop",
+    "jpeg_round_trip",
     "to_batch",
     "to_image",
 ]
@@ -167,6 +170,33 @@ def save_png(path, img: np.ndarray, metadata: dict[str, str] | None = None) -> P
     for key, value in (metadata or {}).items():
         info.add_text(str(key), str(value))
     return atomic_write(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG", pnginfo=info))
+
+
+def center_crop(img: np.ndarray, size: int | None, multiple: int = 1) -> np.ndarray:
+    """Central crop with sides at most ``size``, rounded down to a multiple of ``multiple``.
+
+    ``size=None`` keeps the whole image (still cut to a multiple of ``multiple``).
+    """
+    h, w = img.shape[:2]
+    ch, cw = (h, w) if size is None else (min(size, h), min(size, w))
+    ch, cw = ch // multiple * multiple, cw // multiple * multiple
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return img[top : top + ch, left : left + cw]
+
+
+def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
+    """Encode a uint8 RGB image as JPEG at ``quality`` (1..100; Pillow advises at most 95) and decode it again, in memory.
+
+    Pillow's encoder with its defaults (4:2:0 chroma subsampling, standard tables): what
+    happens to an image shared on the web. Returns uint8 ``(H, W, 3)``.
+    """
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality!r}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as pil:
+        return np.array(pil.convert("RGB"), dtype=np.uint8)
 
 
 def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:

@@ -109,7 +109,9 @@ def reproduce(
     todo = notebooks(notebook_dir)
     print(f"run {run_id}: {len(todo)} notebooks, profile {profile!r}, results in {results}")
     runs: list[NotebookRun] = []
-    with _environment(IRN_RUN_ID=run_id, IRN_RESULTS=str(results)):  # papermill's kernels inherit it
+    # Kernels inherit these; they run in notebooks/, so relative folders are made absolute here.
+    folders = {key: str(Path(os.environ[key]).expanduser().resolve()) for key in ("IRN_DATA", "IRN_CACHE") if os.environ.get(key)}
+    with _environment(IRN_RUN_ID=run_id, IRN_RESULTS=str(results), **folders):
         for nb in todo:
             out = executed_dir / nb.name
             t0 = time.perf_counter()

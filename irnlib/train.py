@@ -64,7 +64,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import save_model
 from .datasets import PairedTestSet, TrainingPatches, cache_root, list_images
-from .images import atomic_write, to_batch, to_image
+from .images import atomic_write, center_crop, to_batch, to_image
 from .imresize import imresize
 from .metrics import psnr
 from .network import IRN, InvBlock, quantize
@@ -488,13 +488,6 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
 # Validation and plots
 
 
-def _center_crop(img: np.ndarray, size: int, scale: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    ch, cw = min(size, h) // scale * scale, min(size, w) // scale * scale
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return img[top : top + ch, left : left + cw]
-
-
 def validation_pairs(config: TrainConfig) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, hr, lr_bicubic)`` uint8 triples of the validation set (cropped as configured)."""
     dataset = PairedTestSet(config.val_set, config.scale, config.data_root)
@@ -504,7 +497,7 @@ def validation_pairs(config: TrainConfig) -> list[tuple[str, np.ndarray, np.ndar
         pair = dataset[i]
         hr, lr = pair.hr, pair.lr
         if config.val_crop:
-            hr = _center_crop(hr, config.val_crop, config.scale)
+            hr = center_crop(hr, config.val_crop, config.scale)
             lr = imresize(hr, 1 / config.scale)  # MATLAB bicubic of the crop, uint8
         pairs.append((pair.name, hr, lr))
     return pairs

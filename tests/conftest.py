@@ -13,7 +13,7 @@ def shared_data() -> Path:
     env = os.environ.get("IRN_DATA")
     if not env:
         pytest.skip("IRN_DATA is not set: point it at the shared datasets (.ci/run sets ../shared/datasets)")
-    root = Path(env)
+    root = Path(env).resolve()  # notebooks run in notebooks/: a relative path would move
     if not (root / "Set5").is_dir():
         pytest.skip(f"IRN_DATA={env} holds no Set5/ folder")
     return root

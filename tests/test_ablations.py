@@ -1,0 +1,129 @@
+"""Ablation switches really change what is trained or sampled; tables come from the CSV."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import randomize
+
+from irnlib import IRN
+from irnlib import ablations as ab
+from irnlib import evaluate as ev
+from irnlib.datasets import TestPair
+from irnlib.imresize import imresize
+from irnlib.network import LearnedDownsampling
+from irnlib.train import IRNObjective
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return ab.ablation_setup("smoke")
+
+
+def _terms(config, seed=0):
+    torch.manual_seed(seed)
+    net = randomize(IRN(config.scale, config.block_num, downsampling=config.downsampling), seed=1)
+    gen = torch.Generator().manual_seed(2)
+    hr = torch.rand(2, 3, 16, 16, generator=gen)
+    z = torch.randn(2, 3 * config.scale**2 - 3, 8, 8, generator=gen)
+    terms = IRNObjective(net, config)(hr, imresize(hr, 1 / config.scale), z)
+    loss = sum(terms.values())
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    return {k: float(v.detach()) for k, v in terms.items()}, grads, net
+
+
+def test_objective_switches_remove_exactly_their_term(setup):
+    by_name = {v.name: v for v in ab.variants(setup.scale)}
+    full, full_grads, _ = _terms(ab.variant_config(setup, by_name[ab.FULL]))
+    assert all(value > 0 for value in full.values())
+    for name, term in (("without L_forw", "l_forw"), ("without L_back", "l_back"), ("without L_distr", "l_distr")):
+        terms, grads, _ = _terms(ab.variant_config(setup, by_name[name]))
+        assert terms[term] == 0
+        assert all(terms[k] == pytest.approx(full[k]) for k in full if k != term)  # the others unchanged
+        assert not torch.allclose(grads, full_grads)  # and the update differs
+
+
+def test_downsampling_and_capacity_variants_change_the_network(setup):
+    by_name = {v.name: v for v in ab.variants(setup.scale)}
+    _, _, learned = _terms(ab.variant_config(setup, by_name["learned 1x1 downsampling"]))
+    assert isinstance(learned.operations[0], LearnedDownsampling) and learned.operations[0].weight.grad is not None
+    counts = {}
+    for name in ("2 InvBlocks per level", "4 InvBlocks per level", ab.FULL):
+        config = ab.variant_config(setup, by_name[name])
+        counts[name] = sum(p.numel() for p in IRN(config.scale, config.block_num).parameters())
+    assert counts["2 InvBlocks per level"] * 2 == counts["4 InvBlocks per level"]
+    assert counts["4 InvBlocks per level"] * 2 == counts[ab.FULL]
+    paper = ab.ablation_setup("paper")
+    paper_variants = {v.name: v for v in ab.variants(paper.scale)}
+    assert ab.variant_config(paper, paper_variants["2 InvBlocks per level"]).block_num == [2] * 2  # x4: two levels
+    assert paper.train.batch_size == 16 and paper.train.patch_size == 144
+
+
+def test_every_variant_trains_with_the_same_budget_in_its_own_run(setup):
+    configs = [ab.variant_config(setup, v) for v in ab.variants(setup.scale)]
+    assert len({c.run_name for c in configs}) == len(configs)
+    budget = {(c.iterations, c.batch_size, c.patch_size, c.lr, c.train_set, c.seed) for c in configs}
+    assert len(budget) == 1
+
+
+def _pair(size=32, scale=2):
+    import skimage.data
+
+    hr = skimage.data.astronaut()[200 : 200 + size, 200 : 200 + size]
+    return TestPair("crop", hr, imresize(hr, 1 / scale))
+
+
+def test_conditions_change_what_is_sampled_and_what_is_upscaled():
+    net = randomize(IRN(2, block_num=[1]), seed=4)
+    pair = _pair()
+    by_name = {c.name: c for c in ab.conditions()}
+    rows = {}
+    for name in ("z ~ N(0, 1)", "z = 0", "z temperature 0.5", "LR as JPEG q75"):
+        c = by_name[name]
+        rows[name] = ev.evaluate_pair(pair, 2, "toy", net=net, draws=3, temperature=c.temperature, lr_transform=c.lr_transform())
+    psnr = {k: [r["psnr_y"] for r in v] for k, v in rows.items()}
+    assert len(set(psnr["z = 0"])) == 1  # no randomness left
+    assert len(set(psnr["z ~ N(0, 1)"])) == 3
+    assert psnr["z temperature 0.5"] != psnr["z ~ N(0, 1)"]
+    assert psnr["LR as JPEG q75"] != psnr["z ~ N(0, 1)"]
+    assert rows["LR as JPEG q75"][0]["lr_psnr_y"] == rows["z ~ N(0, 1)"][0]["lr_psnr_y"]  # measured before JPEG
+    bicubic = ev.evaluate_pair(pair, 2, "toy", lr_transform=by_name["LR as JPEG q75"].lr_transform())[0]
+    assert bicubic["psnr_y"] < ev.evaluate_pair(pair, 2, "toy")[0]["psnr_y"]
+
+
+def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
+    rows = []
+    for variant, group, values in (("IRN (full)", "reference", [30.0, 32.0]), ("without L_back", "objective", [10.0, 12.0])):
+        for draw, value in enumerate(values):
+            rows.append({"variant": variant, "group": group, "condition": "z ~ N(0, 1)", "temperature": 1.0,
+                         "jpeg_quality": np.nan, "dataset": "toy", "image": "a", "method": "irn", "scale": 2,
+                         "draw": draw, "seed": draw, "height": 8, "width": 8, "psnr_y": value, "ssim_y": 0.5,
+                         "psnr_rgb": value, "lr_psnr_y": 40.0, "lr_ssim_y": 0.9, "lr_psnr_rgb": 40.0, "checkpoint": variant})
+    table, markdown, paths = ab.write_tables(pd.DataFrame(rows), setup, tmp_path, {"run_id": "r1"})
+    assert table.loc[table["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(31.0)
+    assert table.loc[table["variant"] == "IRN (full)", "draw_spread_db"].item() == pytest.approx(1.0)
+    assert "SMOKE RUN" in markdown and "| reference | IRN (full) | z ~ N(0, 1) | 31.00 |" in markdown
+    edited = pd.read_csv(paths["per_image"])
+    edited.loc[0, "psnr_y"] = 34.0  # the CSV is the source of truth
+    again = ab.ablation_table(edited, setup)
+    assert again.loc[again["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(33.0)
+    assert pd.read_csv(paths["csv"])["run_id"].eq("r1").all()
+
+
+def test_tiny_study_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRN_RESULTS", str(tmp_path))
+    setup = ab.ablation_setup("smoke", iterations=2, patch_size=16, val_crop=32, val_every=2, checkpoint_every=2)
+    setup = dataclasses.replace(setup, eval_crop=32, eval_images=1, draws=2)
+    chosen = [v for v in ab.variants(2) if v.name in (ab.FULL, "without L_distr")]
+    runs = ab.train_variants(setup, chosen)
+    assert all((run / "IRN_x2.pth").is_file() and run.parent == tmp_path / "runs" for run in runs.values())
+    tests = ab.conditions(temperatures=[0.0], jpeg_qualities=[90])
+    per_image = ab.evaluate_ablations(setup, runs, chosen, tests)
+    table = ab.ablation_table(per_image, setup)
+    assert set(table["variant"]) == {ab.FULL, "without L_distr", "Bicubic & Bicubic"}
+    assert len(table) == 3 + 1 + 2  # full x 3 conditions, the other variant x 1, bicubic x 2
+    assert table["psnr_y"].notna().all()
+    ab.plot_ablations(table, setup)
