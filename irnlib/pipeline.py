@@ -54,7 +54,8 @@ def _outputs_since(folder: Path, since: float) -> list[Path]:
         return []
     found = [p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= since]
     wanted = {".csv", ".md", ".png", ".pdf", ".svg"}
-    return sorted(p for p in found if p.suffix in wanted and "executed" not in p.parts and "runs" not in p.parts)
+    skipped = {"executed", "runs", "cache"}  # notebooks, training runs, derived data: not results
+    return sorted(p for p in found if p.suffix in wanted and not skipped & set(p.relative_to(folder).parts))
 
 
 def _failure_message(nb: Path, err: Exception, executed: Path) -> str:

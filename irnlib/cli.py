@@ -1,0 +1,326 @@
+"""Command line of the kit: ``python -m irnlib <command>`` (also installed as ``irn``).
+
+Commands
+--------
+reproduce   the main job: notebooks 00 → 04 executed in order by papermill
+train       train IRN (the paper's objective); same as ``python -m irnlib.train``
+evaluate    measure the paper's Table 1 rows for a checkpoint (as notebook 02 does)
+downscale   IRN-downscale an image (or a folder of images) to a lossless PNG
+upscale     restore an IRN-downscaled PNG (or a folder of them) to full size
+
+``downscale`` stores the original size, the scale and the checkpoint's fingerprint in the
+LR PNG's text chunks; ``upscale`` reads them back to crop to the original size and to warn
+when another checkpoint is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+# PNG text keys written by `downscale` and read by `upscale`.
+KEY_SIZE = "irn:hr_size"  # "H x W" of the original image
+KEY_SCALE = "irn:scale"
+KEY_CHECKPOINT = "irn:checkpoint"  # file name and SHA-256 prefix of the checkpoint
+
+EPILOG = """\
+examples:
+  irn reproduce                                   # whole pipeline, smoke profile (CPU, minutes)
+  irn reproduce --profile paper                   # the real study (GPU, DIV2K, official checkpoints)
+  irn train --profile smoke scale=2 iterations=500
+  irn evaluate --scale 4 --checkpoint data/pretrained/IRN_x4.pth --datasets Set5 Set14
+  irn downscale photo.png photo_lr.png --scale 4 --checkpoint data/pretrained/IRN_x4.pth
+  irn upscale photo_lr.png photo_restored.png --checkpoint data/pretrained/IRN_x4.pth
+
+Official checkpoints (IRN_x2.pth, IRN_x4.pth, IRN_x8.pth) go in data/pretrained/; that is
+where --checkpoint looks by default. Set IRN_DATA to a folder of datasets, IRN_RESULTS to
+write results elsewhere than results/.
+"""
+
+
+class CommandError(Exception):
+    """A problem with the user's input; printed as ``irn: error: ...`` with exit status 2."""
+
+
+# --------------------------------------------------------------------------------------
+# downscale / upscale
+# --------------------------------------------------------------------------------------
+
+
+def _checkpoint_path(checkpoint, scale: int | None) -> Path:
+    """The checkpoint to use: the given one, else the official one in data/pretrained/."""
+    from .paths import REPO_ROOT
+
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+    elif scale:
+        path = REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
+    else:
+        raise CommandError("give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth)")
+    if not path.is_file():
+        raise CommandError(
+            f"checkpoint {path} not found: pass --checkpoint PATH, or place the official IRN_x{scale or 'S'}.pth "
+            "(released with the paper, pkuxmq/Invertible-Image-Rescaling) in data/pretrained/, "
+            "or train one with `irn train`"
+        )
+    return path
+
+
+def _fingerprint(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"{path.name} sha256:{digest}"
+
+
+def _load_network(checkpoint: Path, scale: int | None, device: str):
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .evaluate import resolve_device
+
+    try:
+        net = load_checkpoint(checkpoint, map_location=resolve_device(device))
+    except CheckpointError as err:
+        raise CommandError(str(err)) from err
+    if scale is not None and net.scale != scale:
+        raise CommandError(f"{checkpoint} is an x{net.scale} checkpoint, but --scale {scale} was asked for")
+    return net
+
+
+def _load(path: Path):
+    from .images import ImageFileError, load_image
+
+    try:
+        return load_image(path)
+    except (FileNotFoundError, ImageFileError) as err:
+        raise CommandError(str(err)) from err
+
+
+def _check_png_output(out: Path) -> None:
+    if out.suffix.lower() != ".png":
+        raise CommandError(f"{out}: the output must be a .png file (IRN's images must be stored losslessly)")
+
+
+def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, int]:
+    """IRN-downscale the image file ``src`` to the PNG ``dst``; returns the LR's ``(h, w)``.
+
+    The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks.
+    """
+    from .evaluate import downscale_image
+    from .images import save_png
+
+    hr = _load(src)
+    lr = downscale_image(net, hr)
+    metadata = {KEY_SIZE: f"{hr.shape[0]} x {hr.shape[1]}", KEY_SCALE: str(net.scale), KEY_CHECKPOINT: checkpoint_id}
+    save_png(dst, lr, metadata)
+    return lr.shape[:2]
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as pil:
+            return dict(getattr(pil, "text", {}) or {})
+    except Exception:  # load_image has already reported unreadable files
+        return {}
+
+
+def _parse_size(text: str, source: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().replace(" ", "").split("x"))
+    except ValueError:
+        raise CommandError(f"{source}: size {text!r} is not of the form HxW (e.g. 480x320)") from None
+    if h <= 0 or w <= 0:
+        raise CommandError(f"{source}: size {text!r} must be positive")
+    return h, w
+
+
+def upscale_file(
+    net,
+    src: Path,
+    dst: Path,
+    checkpoint_id: str,
+    *,
+    size: tuple[int, int] | None = None,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    warn=print,
+) -> tuple[int, int]:
+    """Restore the LR image ``src`` to full size in the PNG ``dst``; returns the HR's ``(H, W)``.
+
+    The size is ``size`` if given, else the original size stored by :func:`downscale_file`,
+    else ``s`` times the LR's size.
+    """
+    from .evaluate import upscale_image
+    from .images import save_png
+
+    lr = _load(src)
+    meta = _read_metadata(src)
+    if meta.get(KEY_SCALE) and meta[KEY_SCALE] != str(net.scale):
+        raise CommandError(f"{src} was downscaled x{meta[KEY_SCALE]}, but the checkpoint is x{net.scale}")
+    if meta.get(KEY_CHECKPOINT) and meta[KEY_CHECKPOINT] != checkpoint_id:
+        warn(f"warning: {src} was downscaled with {meta[KEY_CHECKPOINT]}, upscaling with {checkpoint_id}")
+    if not meta.get(KEY_SIZE):
+        warn(f"note: {src} was not written by `irn downscale`; restoring to {net.scale}x its size")
+    if size is None and meta.get(KEY_SIZE):
+        size = _parse_size(meta[KEY_SIZE], f"{src} ({KEY_SIZE})")
+    s = net.scale
+    if size is not None and not (0 < size[0] <= lr.shape[0] * s and 0 < size[1] <= lr.shape[1] * s):
+        raise CommandError(f"{src}: size {size[0]}x{size[1]} does not fit a {lr.shape[0]}x{lr.shape[1]} LR at x{s}")
+    sr = upscale_image(net, lr, size=size, temperature=temperature, seed=seed)
+    save_png(dst, sr, {"irn:restored_from": src.name, KEY_CHECKPOINT: checkpoint_id, "irn:seed": str(seed)})
+    return sr.shape[:2]
+
+
+def _pairs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    """(input, output) files: one file, or every image of a folder into a folder of PNGs."""
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise CommandError(f"{src}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        if dst.suffix.lower() == ".png":
+            raise CommandError(f"{src} is a folder, so the output {dst} must be a folder too")
+        return [(p, dst / f"{p.stem}.png") for p in files]
+    if not src.exists():
+        raise CommandError(f"{src}: no such file or folder")
+    _check_png_output(dst)
+    return [(src, dst)]
+
+
+def _rescale(args, up: bool) -> None:
+    from tqdm.auto import tqdm
+
+    jobs = _pairs(Path(args.input), Path(args.output))
+    scale = args.scale
+    if up and scale is None and not args.checkpoint:  # the scale `irn downscale` stored in the LR
+        scale = int(_read_metadata(jobs[0][0]).get(KEY_SCALE, 0)) or None
+    checkpoint = _checkpoint_path(args.checkpoint, scale)
+    net = _load_network(checkpoint, scale, args.device)
+    ident = _fingerprint(checkpoint)
+    failed = []
+    for src, dst in tqdm(jobs, desc="upscaling" if up else "downscaling", disable=len(jobs) == 1):
+        try:
+            if up:
+                size = _parse_size(args.size, "--size") if args.size else None
+                shape = upscale_file(net, src, dst, ident, size=size, temperature=args.temperature, seed=args.seed,
+                                     warn=lambda m: print(m, file=sys.stderr))  # fmt: skip
+            else:
+                shape = downscale_file(net, src, dst, ident)
+        except CommandError as err:
+            if len(jobs) == 1:
+                raise
+            failed.append(str(err))  # a folder: report the bad file, go on with the others
+            continue
+        print(f"{src} -> {dst} ({shape[0]}x{shape[1]}, x{net.scale})")
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(jobs)} images failed:\n  " + "\n  ".join(failed))
+
+
+# --------------------------------------------------------------------------------------
+# the parser
+# --------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="irn",
+        description="IRN reproducibility kit (Invertible Image Rescaling, Xiao et al., ECCV 2020): "
+        "run the notebook pipeline, train, evaluate, and rescale your own images.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("reproduce", formatter_class=fmt, help="run the whole notebook pipeline (00 → 04) with papermill",
+                       description="Execute notebooks 00 → 04 in order with one profile; executed copies go to "
+                       "results/executed/, tables to results/tables/, figures to results/figures/.")  # fmt: skip
+    p.add_argument("--profile", default="smoke", choices=["smoke", "paper"],
+                   help="smoke: CPU, embedded photographs, minutes (default); paper: GPU, DIV2K, official checkpoints")  # fmt: skip
+    p.add_argument("--results", metavar="DIR", help="results folder (default results/ or $IRN_RESULTS)")
+
+    p = sub.add_parser("train", add_help=False, help="train IRN (see `irn train --help`)",
+                       description="Train IRN; all arguments go to `python -m irnlib.train`.")  # fmt: skip
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("evaluate", formatter_class=fmt, help="measure Table 1 rows (Bicubic & Bicubic and an IRN checkpoint)",
+                       description="Measure the paper's Table 1 rows on the test sets present and write "
+                       "results/tables/table1_x{s}.{csv,md} (+ per-image CSV), next to the paper's numbers.")  # fmt: skip
+    p.add_argument("--scale", type=int, nargs="+", default=[2, 4], choices=[2, 4, 8], help="scales (default 2 4)")
+    p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (one scale only; default: the profile's)")
+    p.add_argument("--profile", default="paper", choices=["smoke", "paper"],
+                   help="paper (default): data/pretrained/IRN_x{s}.pth on the paper's test sets; "
+                   "smoke: the smoke model of notebook 01 on the embedded photographs")  # fmt: skip
+    p.add_argument("--datasets", nargs="+", metavar="NAME", help="test sets, e.g. Set5 Set14 BSD100 (default: the profile's)")
+    p.add_argument("--draws", type=int, default=5, help="draws of z per image (default 5, as the paper)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", metavar="DIR", help="tables folder (default results/tables)")
+
+    for name, helptext in (("downscale", "IRN-downscale an image to a lossless PNG"),
+                           ("upscale", "restore an IRN-downscaled PNG to full size")):  # fmt: skip
+        p = sub.add_parser(name, formatter_class=fmt, help=helptext, description=helptext + (
+            ". IN may be a folder: every image in it is processed into the folder OUT." + ("" if name == "downscale" else
+            " The original size is read from the PNG written by `irn downscale` (or --size); the lost high "
+            "frequencies are drawn as z ~ N(0, T²) with --seed, so the same seed gives the same image.")))  # fmt: skip
+        p.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...) or folder")
+        p.add_argument("output", metavar="OUT", help="output .png file, or folder when IN is a folder")
+        p.add_argument("--scale", type=int, choices=[2, 4, 8], help="scale factor (checked against the checkpoint)")
+        p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (default data/pretrained/IRN_x{scale}.pth)")
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+        if name == "upscale":
+            p.add_argument("--seed", type=int, default=0, help="seed of the latent draw (default 0)")
+            p.add_argument("--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)")
+            p.add_argument("--size", metavar="HxW", help="crop to this size (default: the size stored by downscale)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (0 success, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if argv[:1] == ["train"]:  # everything after `train` belongs to irnlib.train's own parser
+        from . import train
+
+        try:
+            train.main(argv[1:])
+        except train.TrainingDiverged as err:
+            print(f"irn: error: {err}", file=sys.stderr)
+            return 3
+        return 0
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "reproduce":
+            from .pipeline import PipelineError, reproduce
+
+            try:
+                reproduce(args.profile, results=args.results)
+            except PipelineError as err:
+                print(f"irn: {err}", file=sys.stderr)
+                return 1
+        elif args.command == "evaluate":
+            from .tables import make_table1
+
+            if args.checkpoint and len(args.scale) > 1:
+                raise CommandError("--checkpoint is for one scale: give --scale too, e.g. --scale 4")
+            for s in args.scale:
+                checkpoint = args.checkpoint
+                if checkpoint and not Path(checkpoint).is_file():
+                    raise CommandError(f"checkpoint {checkpoint} not found")
+                try:
+                    table = make_table1(s, profile=args.profile, datasets=args.datasets, checkpoint=checkpoint,
+                                        draws=args.draws, device=args.device, out_dir=args.out)  # fmt: skip
+                except ValueError as err:  # e.g. a checkpoint of another scale, an unknown dataset
+                    raise CommandError(str(err)) from err
+                print(table.markdown)
+                print(f"wrote {table.md_path}, {table.csv_path}, {table.per_image_path}")
+        elif args.command in ("downscale", "upscale"):
+            _rescale(args, up=args.command == "upscale")
+    except CommandError as err:
+        print(f"irn: error: {err}", file=sys.stderr)
+        return 2
+    return 0

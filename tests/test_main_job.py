@@ -1,0 +1,120 @@
+"""The main job end to end: `python -m irnlib reproduce` (smoke profile, embedded data) in a
+fresh process, its tables and figures; then nbval executing every notebook (lax mode).
+
+Both run with IRN_DATA unset, as on a fresh machine, and write to a temporary results folder
+(never into the repository's results/). They take several minutes together.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from irnlib.images import load_image
+from irnlib.paths import REPO_ROOT
+from irnlib.pipeline import notebooks
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = [p.name for p in notebooks()]
+
+
+def _fresh_env(results) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRN_")}
+    env["IRN_RESULTS"] = str(results)
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The whole pipeline, as `make reproduce` runs it, into a temporary results folder."""
+    results = tmp_path_factory.mktemp("results")
+    proc = subprocess.run(
+        [sys.executable, "-m", "irnlib", "reproduce", "--profile", "smoke", "--results", str(results)],
+        env=_fresh_env(results), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results, proc.stdout, json.loads((results / "RUN.json").read_text())
+
+
+def test_every_notebook_ran_in_order_and_the_summary_says_what_was_written(smoke_run):
+    results, stdout, record = smoke_run
+    assert NOTEBOOKS == ["00_data_preparation.ipynb", "01_train.ipynb", "02_results_tables.ipynb",
+                         "03_ablations.ipynb", "04_explore.ipynb"]  # fmt: skip
+    assert record["status"] == "complete" and record["profile"] == "smoke"
+    assert [n["notebook"] for n in record["notebooks"]] == NOTEBOOKS
+    for name in NOTEBOOKS:
+        assert (results / "executed" / name).is_file()
+    assert "Pipeline complete" in stdout
+    for name in ("tables/table1_x4.md", "tables/ablations.md", "figures/ablations.png"):
+        assert name in stdout and name in record["outputs"]
+
+
+def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_run):
+    results, _, record = smoke_run
+    run_id = record["run_id"]
+    tables = results / "tables"
+    for scale in (2, 4):
+        table = pd.read_csv(tables / f"table1_x{scale}.csv")
+        assert (table["run_id"] == run_id).all()
+        assert run_id in (tables / f"table1_x{scale}.md").read_text()
+        kit = table[(table["source"] == "this kit") & (table["status"] == "measured")]
+        bicubic = kit[kit["paper_row"] == "Bicubic & Bicubic"]
+        assert set(bicubic["dataset"]) == {"embedded-test"}
+        # MATLAB bicubic down and up on the scikit-image photographs: between 22 and 36 dB.
+        assert bicubic["psnr"].between(22, 36).all() and bicubic["ssim"].between(0.6, 1).all()
+        paper = table[table["source"] == "paper"]
+        assert (paper["status"] == "printed").any() and paper["psnr"].notna().any()  # the paper's, as printed
+    x4 = pd.read_csv(tables / "table1_x4.csv")
+    irn = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "IRN (ours)") & (x4["status"] == "measured")]
+    assert len(irn) == 1 and "250 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
+    assert irn["psnr"].between(20, 40).all() and irn["ssim"].between(0.5, 1).all()
+    assert irn["lr_psnr_y"].between(20, 50).all()  # IRN's LR resembles the bicubic LR
+    x2 = pd.read_csv(tables / "table1_x2.csv")  # the smoke profile trains x4 only
+    assert x2[(x2["source"] == "this kit") & (x2["paper_row"] == "IRN (ours)")]["status"].eq("not available").all()
+
+    ablations = pd.read_csv(tables / "ablations.csv")
+    assert (ablations["run_id"] == run_id).all()
+    assert ablations["psnr_y"].between(5, 50).all() and ablations["ssim_y"].between(-1, 1).all()
+    by_row = ablations.set_index(["variant", "condition"])
+    assert 28 < by_row.loc[("Bicubic & Bicubic", "z ~ N(0, 1)"), "psnr_y"] < 36  # x2 on 160² crops
+    assert 15 < by_row.loc[("IRN (full)", "z ~ N(0, 1)"), "psnr_y"] < 40  # 100 iterations: far from the paper
+    expected = {"IRN (full)", "without L_forw", "without L_back", "without L_distr", "learned 1x1 downsampling",
+                "2 InvBlocks per level", "4 InvBlocks per level", "Bicubic & Bicubic"}  # fmt: skip
+    assert set(ablations["variant"]) == expected
+    full = ablations[ablations["variant"] == "IRN (full)"].set_index("condition")
+    assert full.loc["z = 0", "draw_spread_db"] == 0 and full.loc["z ~ N(0, 1)", "draw_spread_db"] > 0
+    assert "SMOKE RUN" in (tables / "ablations.md").read_text()
+
+
+def test_figures_are_real_images(smoke_run):
+    results, _, record = smoke_run
+    figures = [results / p for p in record["outputs"] if p.startswith("figures/")]
+    assert len(figures) >= 4
+    for path in figures:
+        img = load_image(path)
+        assert min(img.shape[:2]) > 100 and np.ptp(img) > 0, path
+
+
+def test_nbval_executes_every_notebook(smoke_run, tmp_path):
+    """`pytest --nbval-lax notebooks/`: each notebook as committed (smoke defaults), in a kernel.
+
+    The trained smoke runs are copied over, so notebooks 01 and 03 resume finished runs
+    instead of training again (the pipeline test above has just trained them).
+    """
+    results = tmp_path / "results"
+    shutil.copytree(smoke_run[0] / "runs", results / "runs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-v", "notebooks/"],
+        env=_fresh_env(results), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    for name in NOTEBOOKS:  # nbval names items "notebooks/01_train::ipynb::Cell 3"
+        assert f"notebooks/{name.removesuffix('.ipynb')}::ipynb::Cell" in proc.stdout
+    assert "failed" not in proc.stdout.splitlines()[-1] and "passed" in proc.stdout.splitlines()[-1]
+    assert (results / "tables" / "ablations.csv").is_file()
