@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .images import atomic_write
 from .paths import REPO_ROOT, results_root
-from .provenance import make_run_id
+from .provenance import make_run_id, provenance
 
 __all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
@@ -33,7 +33,7 @@ class PipelineError(RuntimeError):
 @dataclass
 class NotebookRun:
     notebook: str  # e.g. "01_train.ipynb"
-    executed: str  # path of the executed copy
+    executed: str  # the executed copy, relative to the results folder
     seconds: float
     status: str  # "ok" or "failed"
     error: str = ""
@@ -104,7 +104,8 @@ def reproduce(
     executed_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     run_id = make_run_id()
-    record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": []}
+    record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": [],
+              **provenance(None)}  # commit, date (the start), CPU, host, versions
     _write_json(results / "RUN.json", record)
     params = {"profile": profile, **(parameters or {})}
     todo = notebooks(notebook_dir)
@@ -120,16 +121,17 @@ def reproduce(
                 papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False)
             except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
                 message = _failure_message(nb, err, out)
-                runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "failed", message))
+                runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message))
                 record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
                 _write_json(results / "RUN.json", record)
                 print(f"  FAILED {message}")
                 raise PipelineError(message) from err
-            runs.append(NotebookRun(nb.name, str(out), time.perf_counter() - t0, "ok"))
+            runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "ok"))
             print(f"  {nb.name}: {runs[-1].seconds:.0f} s")
     written = _outputs_since(results, started)
     record.update(
         status="complete",
+        finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         seconds=round(time.time() - started, 1),
         notebooks=[asdict(r) for r in runs],
         outputs=[str(p.relative_to(results)) for p in written],
@@ -137,6 +139,11 @@ def reproduce(
     _write_json(results / "RUN.json", record)
     print(_summary(runs, written, results, time.time() - started))
     return runs
+
+
+def _relative(path: Path, results: Path) -> str:
+    """``path`` relative to the results folder, so RUN.json stays valid when the folder moves."""
+    return str(path.relative_to(results))
 
 
 @contextlib.contextmanager
@@ -156,7 +163,7 @@ def _environment(**variables: str):
 
 def _summary(runs: list[NotebookRun], written: list[Path], results: Path, seconds: float) -> str:
     lines = [f"\nPipeline complete in {seconds / 60:.1f} min.", "", "| notebook | seconds | executed copy |", "| --- | --- | --- |"]
-    lines += [f"| {r.notebook} | {r.seconds:.0f} | {r.executed} |" for r in runs]
+    lines += [f"| {r.notebook} | {r.seconds:.0f} | {results / r.executed} |" for r in runs]
     lines += ["", f"Written under {results}:"]
     lines += [f"  {p.relative_to(results)}" for p in written] or ["  (no tables or figures)"]
     return "\n".join(lines)

@@ -43,6 +43,8 @@ def test_runs_in_order_with_the_profile_and_records_the_run(pipeline, capsys):
     assert [r.notebook for r in runs] == ["00_first.ipynb", "01_second.ipynb"]
     record = json.loads((results / "RUN.json").read_text())
     assert record["status"] == "complete" and record["profile"] == "paper"
+    assert record["commit"] and record["date"] and record["device"].startswith("CPU")  # provenance
+    assert [n["executed"] for n in record["notebooks"]] == ["executed/00_first.ipynb", "executed/01_second.ipynb"]
     lines = (results / "tables" / "order.md").read_text().splitlines()
     assert lines == [f"first paper {record['run_id']}", f"second paper {record['run_id']}"]
     assert (results / "executed" / "01_second.ipynb").is_file()
