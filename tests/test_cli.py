@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import skimage.data
 from conftest import randomize
@@ -131,3 +132,18 @@ def test_upscaling_a_foreign_image_says_so_and_doubles_its_size(tmp_path, checkp
     assert main(["upscale", str(lr), str(tmp_path / "big.png"), "--checkpoint", str(checkpoint)]) == 0
     assert "was not written by `irn downscale`" in capsys.readouterr().err
     assert load_image(tmp_path / "big.png").shape == (60, 80, 3)
+
+
+def test_evaluate_writes_table1_for_a_checkpoint(tmp_path, checkpoint, capsys):
+    out = tmp_path / "tables"
+    args = ["evaluate", "--scale", "2", "--checkpoint", str(checkpoint), "--profile", "smoke",
+            "--datasets", "embedded-test", "--draws", "2", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "Measured by this kit" in capsys.readouterr().out
+    table = pd.read_csv(out / "table1_x2.csv")
+    irn = table[(table["source"] == "this kit") & (table["paper_row"] == "IRN (ours)")]
+    assert irn["status"].tolist() == ["measured"] and irn["draws"].tolist() == [2]
+    assert main(["evaluate", "--scale", "2", "4", "--checkpoint", str(checkpoint)]) == 2
+    assert "--checkpoint is for one scale" in capsys.readouterr().err
+    assert main(["evaluate", "--scale", "4", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "is an x2 checkpoint" in capsys.readouterr().err
