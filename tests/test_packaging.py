@@ -42,3 +42,16 @@ def test_public_api():
     for name in ("IRN", "load_checkpoint", "quantize", "imresize"):
         assert hasattr(irnlib, name)
     from irnlib.metrics import psnr, ssim  # noqa: F401
+
+
+def test_every_notebook_is_committed_stripped_with_a_profile_parameter():
+    import nbformat
+
+    books = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert len(books) == 5
+    for path in books:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1 and re.search(r"^profile = ", params[0].source, re.M), path.name
