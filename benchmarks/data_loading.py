@@ -48,6 +48,7 @@ from PIL import Image
 from irnlib import imresize
 from irnlib.datasets import TrainingPatches, data_root, list_images, lr_reference
 from irnlib.images import load_image, mod_crop, save_png
+from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 BATCH, PATCH, IMAGES = 16, 144, 8
 
@@ -63,16 +64,6 @@ def div2k_like_images(folder: Path) -> list[Path]:
         big = np.asarray(big, dtype=np.int16) + rng.normal(0, 2, (1356, 2040, 3)).round().astype(np.int16)
         paths.append(save_png(folder / f"{photo.stem}.png", np.clip(big, 0, 255).astype(np.uint8)))
     return paths
-
-
-def seconds_per_call(fn, repeats: int = 5) -> float:
-    fn()  # warm-up (and first-use caching)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def decode_every_sample(paths, scale, seed=0):
@@ -155,7 +146,7 @@ def border_difference(patches: CachedLRPatches, n: int = 64) -> tuple[float, flo
 
 
 def training_table(paths: list[Path], cache: Path) -> None:
-    decode_s = seconds_per_call(lambda: load_image(paths[0]), repeats=3)
+    decode_s = median_seconds(lambda: load_image(paths[0]), repeats=3)
     start = time.perf_counter()
     TrainingPatches(paths, 4, PATCH, cache_dir=cache)._image(0)  # decode + write one .npy
     npy_s = time.perf_counter() - start
@@ -178,7 +169,7 @@ def training_table(paths: list[Path], cache: Path) -> None:
             ("decoded images in memory", "crop of cached whole-image LR", from_dataset(cached_lr), 5),
         ]
         for source, lr, fn, repeats in rows:
-            t = seconds_per_call(fn, repeats)
+            t = median_seconds(fn, repeats)
             print(f"| ×{scale} | {source} | {lr} | {t:.4f} | {BATCH / t:.0f} |")
         if scale == 4:
             edge, inner = border_difference(cached_lr)
@@ -190,10 +181,10 @@ def test_pair_table(paths: list[Path], cache: Path) -> None:
     print("\n| scale | LR of a 2040×1356 test image | ms per image |\n| --- | --- | --- |")
     for scale in (2, 4):
         hr = mod_crop(load_image(paths[0]), scale)
-        compute = seconds_per_call(lambda: imresize(hr, 1 / scale), repeats=3)
+        compute = median_seconds(lambda: imresize(hr, 1 / scale), repeats=3)
         cache_file = cache / "lr" / f"x{scale}.png"
         lr_reference(hr, scale, cache_file, source=paths[0])
-        reuse = seconds_per_call(lambda: lr_reference(hr, scale, cache_file, source=paths[0]), repeats=5)
+        reuse = median_seconds(lambda: lr_reference(hr, scale, cache_file, source=paths[0]), repeats=5)
         print(f"| ×{scale} | imresize (uint8, MATLAB rounding) | {compute * 1e3:.0f} |")
         print(f"| ×{scale} | read from the PNG cache (SHA-256 of source + decode) | {reuse * 1e3:.0f} |")
 

@@ -1,22 +1,12 @@
 """Throughput of irnlib.imresize (MATLAB bicubic) on a 2040×1356 RGB image; prints a table."""
 
 import platform
-import time
 
 import numpy as np
 import torch
 
 from irnlib import imresize
-
-
-def median_seconds(fn, repeats=5):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 
 def main():

@@ -19,6 +19,16 @@ def shared_data() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: small convolutions gain nothing from two, and on a
+    shared 2-core machine OpenMP's spinning threads make timings swing tenfold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every subnet random, well-conditioned weights (conv5 is zero at init)."""
     gen = torch.Generator().manual_seed(seed)

@@ -19,14 +19,7 @@ from irnlib.tables import summarize
 from irnlib.train import make_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these small convolutions gain nothing from two, and on a shared
-    2-core machine OpenMP's spinning threads make timings swing tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: see conftest.one_thread
 
 
 

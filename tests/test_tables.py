@@ -7,7 +7,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from conftest import randomize
 
 from irnlib import IRN, save_model
@@ -19,14 +18,7 @@ from irnlib.datasets import REPO_ROOT
 matplotlib.use("Agg")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: these small convolutions gain nothing from two, and on a shared
-    2-core machine OpenMP's spinning threads make timings swing tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: see conftest.one_thread
 
 
 PAPER_ROWS = {
