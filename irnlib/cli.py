@@ -21,7 +21,6 @@ from pathlib import Path
 
 __all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 # PNG text keys written by `downscale` and read by `upscale`.
 KEY_SIZE = "irn:hr_size"  # "H x W" of the original image
@@ -54,12 +53,12 @@ class CommandError(Exception):
 
 def _checkpoint_path(checkpoint, scale: int | None) -> Path:
     """The checkpoint to use: the given one, else the official one in data/pretrained/."""
-    from .paths import REPO_ROOT
+    from .paths import pretrained_checkpoint
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
     elif scale:
-        path = REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
+        path = pretrained_checkpoint(scale)
     else:
         raise CommandError("give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth)")
     if not path.is_file():
@@ -72,10 +71,9 @@ def _checkpoint_path(checkpoint, scale: int | None) -> Path:
 
 
 def _fingerprint(path: Path) -> str:
-    import hashlib
+    from .datasets import sha256_file
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return f"{path.name} sha256:{digest}"
+    return f"{path.name} sha256:{sha256_file(path)[:16]}"
 
 
 def _load_network(checkpoint: Path, scale: int | None, device: str):
@@ -179,10 +177,13 @@ def upscale_file(
 
 def _pairs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     """(input, output) files: one file, or every image of a folder into a folder of PNGs."""
+    from .datasets import IMAGE_SUFFIXES
+
+    suffixes = (*IMAGE_SUFFIXES, ".webp")  # a dataset's kinds of file, and WebP photos
     if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
-            raise CommandError(f"{src}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise CommandError(f"{src}: the folder holds no images ({', '.join(sorted(suffixes))})")
         if dst.suffix.lower() == ".png":
             raise CommandError(f"{src} is a folder, so the output {dst} must be a folder too")
         return [(p, dst / f"{p.stem}.png") for p in files]
@@ -202,11 +203,11 @@ def _rescale(args, up: bool) -> None:
     checkpoint = _checkpoint_path(args.checkpoint, scale)
     net = _load_network(checkpoint, scale, args.device)
     ident = _fingerprint(checkpoint)
+    size = _parse_size(args.size, "--size") if up and args.size else None
     failed = []
     for src, dst in tqdm(jobs, desc="upscaling" if up else "downscaling", disable=len(jobs) == 1):
         try:
             if up:
-                size = _parse_size(args.size, "--size") if args.size else None
                 shape = upscale_file(net, src, dst, ident, size=size, temperature=args.temperature, seed=args.seed,
                                      warn=lambda m: print(m, file=sys.stderr))  # fmt: skip
             else:

@@ -22,7 +22,7 @@ from .images import ImageFileError, center_crop, load_image, mod_crop, to_batch,
 from .imresize import imresize
 from .metrics import psnr, rgb_to_y, ssim
 from .network import IRN
-from .paths import REPO_ROOT, results_root
+from .paths import pretrained_checkpoint, results_root
 
 __all__ = [
     "View",
@@ -108,7 +108,7 @@ def error_map(reconstruction: np.ndarray, hr: np.ndarray) -> np.ndarray:
 def find_checkpoints(scale: int, results=None) -> dict[str, Path]:
     """Checkpoints for ``scale``: the kit's runs and ``data/pretrained/IRN_x{scale}.pth``."""
     found = {}
-    official = REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
+    official = pretrained_checkpoint(scale)
     if official.is_file():
         found[f"official IRN_x{scale}.pth"] = official
     runs = results_root(results) / "runs"

@@ -28,7 +28,7 @@ from .datasets import data_root
 from .images import atomic_write
 from .metrics import psnr
 from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, parse_cell
-from .paths import REPO_ROOT, results_root
+from .paths import pretrained_checkpoint, results_root
 from .provenance import current_run_id, provenance
 
 __all__ = [
@@ -501,7 +501,7 @@ def default_checkpoint(profile: str, scale: int) -> Path:
     """smoke -> ``<results>/runs/smoke_x4/IRN_x4.pth`` (notebook 01); paper -> ``data/pretrained/IRN_x{s}.pth``."""
     _check_profile(profile)
     if profile == "paper":
-        return REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
+        return pretrained_checkpoint(scale)
     return results_root() / "runs" / f"smoke_x{scale}" / f"IRN_x{scale}.pth"
 
 

@@ -64,6 +64,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .checkpoint import save_model
 from .datasets import PairedTestSet, TrainingPatches, cache_root, list_images
+from .evaluate import resolve_device
 from .images import atomic_write, center_crop, to_batch, to_image
 from .imresize import imresize
 from .metrics import psnr
@@ -623,10 +624,7 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     """Rank, world size and device; initialises the process group under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    name = config.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(config.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if device.type == "cuda":
