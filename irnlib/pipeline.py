@@ -10,15 +10,13 @@ table left over from an earlier run never passes for a current one.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .images import atomic_write
 from .paths import REPO_ROOT, results_root
-from .provenance import make_run_id, provenance
+from .provenance import make_run_id, provenance, write_json
 
 __all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
@@ -42,10 +40,6 @@ class NotebookRun:
 def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     """The pipeline's notebooks in order (their names start with a two-digit number)."""
     return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _write_json(path: Path, record: dict) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
 
 
 def _outputs_since(folder: Path, since: float) -> list[Path]:
@@ -106,7 +100,7 @@ def reproduce(
     run_id = make_run_id()
     record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": [],
               **provenance(None)}  # commit, date (the start), CPU, host, versions
-    _write_json(results / "RUN.json", record)
+    write_json(results / "RUN.json", record)
     params = {"profile": profile, **(parameters or {})}
     todo = notebooks(notebook_dir)
     print(f"run {run_id}: {len(todo)} notebooks, profile {profile!r}, results in {results}")
@@ -123,7 +117,7 @@ def reproduce(
                 message = _failure_message(nb, err, out)
                 runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message))
                 record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
-                _write_json(results / "RUN.json", record)
+                write_json(results / "RUN.json", record)
                 print(f"  FAILED {message}")
                 raise PipelineError(message) from err
             runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "ok"))
@@ -136,7 +130,7 @@ def reproduce(
         notebooks=[asdict(r) for r in runs],
         outputs=[str(p.relative_to(results)) for p in written],
     )
-    _write_json(results / "RUN.json", record)
+    write_json(results / "RUN.json", record)
     print(_summary(runs, written, results, time.time() - started))
     return runs
 

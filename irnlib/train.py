@@ -70,7 +70,7 @@ from .imresize import imresize
 from .metrics import psnr
 from .network import IRN, InvBlock, quantize
 from .paths import results_root
-from .provenance import provenance
+from .provenance import provenance, write_json
 
 __all__ = [
     "TrainConfig",
@@ -635,10 +635,6 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def _json_write(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
-
-
 def train(config: TrainConfig, resume: bool = True) -> Path:
     """Train IRN as ``config`` says and return the run folder.
 
@@ -730,7 +726,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     # Bookkeeping, on the main process only.
     train_log = val_log = pairs = None
     if is_main:
-        _json_write(run_dir / "config.json", dataclasses.asdict(config))
+        write_json(run_dir / "config.json", dataclasses.asdict(config))
         record = provenance(
             device, run=config.run_name, profile=config.profile, data=config.train_set,
             validation=config.val_set, iterations=config.iterations, processes=world, status="running",
@@ -739,7 +735,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
             record["resumed_from"] = start
         if config.profile == "paper" and config.iterations < PAPER_ITERATIONS:
             record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"
-        _json_write(run_dir / "provenance.json", record)
+        write_json(run_dir / "provenance.json", record)
         train_log = _CsvLog(run_dir / "train_log.csv", LOG_COLUMNS, keep_until=start if resume else None)
         val_log = _CsvLog(run_dir / "val_log.csv", ["iteration", "psnr_y", "psnr_y_lr"], keep_until=start if resume else None)
         pairs = validation_pairs(config)
@@ -752,7 +748,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
             _save_checkpoint(ckpt_dir / f"iter_{iteration:07d}.pt", net, optimizer, scheduler, scaler, iteration, config)
         save_model(net, run_dir / f"IRN_x{s}.pth")
         record = json.loads((run_dir / "provenance.json").read_text())
-        _json_write(run_dir / "provenance.json", {**record, "iterations_done": iteration})  # the export's
+        write_json(run_dir / "provenance.json", {**record, "iterations_done": iteration})  # the export's
 
     # The loop.
     from tqdm.auto import tqdm
@@ -826,7 +822,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
             as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
             record["validation_first"] = as_numbers(val_rows[0])
             record["validation_last"] = as_numbers(val_rows[-1])
-        _json_write(run_dir / "provenance.json", record)
+        write_json(run_dir / "provenance.json", record)
     if world > 1:
         dist.barrier()
     return run_dir
@@ -860,7 +856,7 @@ def _diverged(iteration: int, values: dict, last_path: Path, bar, run_dir: Path,
         record_path = run_dir / "provenance.json"
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         record.update(status="diverged", diverged_at=iteration, message=message)
-        _json_write(record_path, record)
+        write_json(record_path, record)
     raise TrainingDiverged(message)
 
 
