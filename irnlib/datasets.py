@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,12 +120,23 @@ def _image_files(folder: Path) -> list[Path]:
 def list_images(name: str, root=None) -> list[Path]:
     """Sorted HR image files of dataset ``name``.
 
+    ``"A+B"`` names the union of datasets ``A`` and ``B`` (e.g. the classical 291-image
+    training set ``"T91+BSD200"``), sorted by file name.
+
     Raises
     ------
     FileNotFoundError
         If the dataset folder is missing or holds no images; the message says where it
         looked and how to get the data.
+    ValueError
+        If the datasets of a union share a file name.
     """
+    if "+" in name:
+        paths = [p for part in name.split("+") for p in list_images(part, root)]
+        clashes = sorted(n for n, count in Counter(p.name for p in paths).items() if count > 1)
+        if clashes:
+            raise ValueError(f"datasets {name!r} share the file name(s) {clashes}; a union needs distinct names")
+        return sorted(paths, key=lambda p: p.name)
     name = _folder_name(name)
     folder = dataset_dir(name, root)
     if name in EMBEDDED:

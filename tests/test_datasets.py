@@ -387,3 +387,14 @@ def test_notebook_00_runs_under_papermill_on_the_shared_data(tmp_path, shared_da
     for name in ("Set5", "Set14", "BSD100", "T91", "BSD200"):
         assert name in text
     assert len(list((tmp_path / "cache" / "BSD100" / "LRbicx2").glob("*.png"))) == 100
+
+
+def test_a_union_of_datasets_lists_both_sorted_by_name(tmp_path):
+    for folder, names in (("T91", ["t2.png", "t1.png"]), ("BSD200", ["100.png"])):
+        (tmp_path / folder).mkdir()
+        for n in names:
+            save_png(tmp_path / folder / n, np.zeros((8, 8, 3), np.uint8))
+    assert [p.name for p in list_images("T91+BSD200", root=tmp_path)] == ["100.png", "t1.png", "t2.png"]
+    save_png(tmp_path / "BSD200" / "t1.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="t1.png"):
+        list_images("T91+BSD200", root=tmp_path)
