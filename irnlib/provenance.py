@@ -18,7 +18,7 @@ import torch
 from .images import atomic_write
 from .paths import REPO_ROOT
 
-__all__ = ["git_commit", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown", "write_json"]
+__all__ = ["git_commit", "cpu_model", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown", "write_json"]
 
 
 def make_run_id(now: _dt.datetime | None = None) -> str:
@@ -45,13 +45,29 @@ def git_commit(repo=REPO_ROOT) -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the capabilities that change the kit's speed, e.g.
+    ``AMD EPYC; family 25 model 1; avx2`` or ``Intel Xeon ...; family 6 model 143; avx2, avx512, amx``."""
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    caps = [name for name, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("avx512_bf16", "avx512_bf16"), ("amx", "amx_bf16")) if flag in flags]
+    family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+    return f"{fields.get('model name', platform.machine())}; {family}; {', '.join(caps) or 'no avx2'}"
+
+
 def device_name(device=None) -> str:
-    """Human-readable name of a torch device, e.g. ``NVIDIA H100 80GB HBM3`` or ``CPU (x86_64, 2 threads)``."""
+    """Human-readable name of a torch device, e.g. ``NVIDIA H100 80GB HBM3`` or
+    ``CPU (AMD EPYC; family 25 model 1; avx2; 2 threads)``."""
     device = torch.device(device if device is not None else "cpu")
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    return f"CPU ({cpu_model()}; {torch.get_num_threads()} threads)"
 
 
 def provenance(device=None, **extra) -> dict:

@@ -1,8 +1,11 @@
 """Provenance records name the commit, date and device."""
 
 import re
+from pathlib import Path
 
-from irnlib.provenance import provenance, provenance_markdown
+import torch
+
+from irnlib.provenance import device_name, provenance, provenance_markdown
 
 
 def test_record_holds_environment_and_extra_fields():
@@ -13,3 +16,11 @@ def test_record_holds_environment_and_extra_fields():
     assert record["device"].startswith("CPU (")
     md = provenance_markdown(record)
     assert "- iterations: 100" in md and md.startswith("**Provenance**")
+
+
+def test_the_device_names_the_cpu_model_and_its_vector_capabilities():
+    name = device_name("cpu")
+    assert name.startswith("CPU (") and name.endswith(f"; {torch.get_num_threads()} threads)")
+    if Path("/proc/cpuinfo").is_file():
+        first_model = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        assert first_model.partition(":")[2].strip() in name
