@@ -281,7 +281,7 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
                                "result; choose another output name")  # fmt: skip
     clashes = [(o, ins) for o, ins in by_output.items() if len(ins) > 1]
     if clashes:
-        lines = [f"{' and '.join(i.name for i in ins)} would all be written to {o.name}" for o, ins in clashes]
+        lines = [f"{' and '.join(i.name for i in ins)} would be written to {o.name}" for o, ins in clashes]
         raise CommandError(f"{src}: {len(clashes)} output name(s) are shared, nothing was written:\n  "
                            + "\n  ".join(lines) + "\nrename the inputs so that their names differ before the suffix")  # fmt: skip
     for folder in {o.parent for _, o in jobs}:
