@@ -10,6 +10,8 @@ from a checkpoint is ever executed.
 from __future__ import annotations
 
 import re
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -17,11 +19,13 @@ import torch
 from .images import atomic_write
 from .network import IRN, SCALES
 
-__all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture"]
+__all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture", "check_finite"]
 
 _HAAR = re.compile(r"^operations\.(\d+)\.haar_weights$")
 _LEARNED = re.compile(r"^operations\.(\d+)\.weight$")  # the LearnedDownsampling ablation
 _BLOCK = re.compile(r"^operations\.(\d+)\.[FGH]\.conv[1-5]\.(weight|bias)$")
+_CONV1 = re.compile(r"^operations\.\d+\.[FGH]\.conv1\.weight$")
+_UNSUPPORTED = re.compile(r"Unsupported (global|operand)[^\n]*")
 
 
 class CheckpointError(ValueError):
@@ -41,13 +45,7 @@ def load_state_dict(path, map_location="cpu") -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint file not found")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # weights_only unpickling fails in many ways on a bad file
-        raise CheckpointError(
-            f"{path}: cannot be read as a PyTorch checkpoint - the file is truncated, corrupt "
-            f"or not a checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from err
+    obj = _torch_load(path, map_location)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]  # the kit's training checkpoint
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -57,6 +55,53 @@ def load_state_dict(path, map_location="cpu") -> dict[str, torch.Tensor]:
             "with keys like 'operations.0.haar_weights' and 'operations.1.F.conv1.weight'"
         )
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _torch_load(path: Path, map_location):
+    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong.
+
+    Torch's own text is not passed on: it advises ``weights_only=False``, which would run
+    whatever code the file holds. Its warning about the pickle protocol of a file that is
+    refused anyway is silenced.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # weights_only unpickling fails in many ways on a bad file
+        text = str(err)
+        if "Weights only load failed" in text:  # a pickle with something other than tensors
+            found = _UNSUPPORTED.search(text)
+            raise CheckpointError(
+                f"{path}: refused - the file holds Python objects that are not weights"
+                f"{f' ({found.group(0).strip()})' if found else ''}, so it is not an IRN checkpoint; "
+                "the kit never runs code from a checkpoint. Use an official IRN_x2/x4/x8.pth or one written by `irn train`"
+            ) from None
+        first = next((line for line in text.splitlines() if line.strip() and "weights_only" not in line), "")
+        raise CheckpointError(
+            f"{path}: cannot be read as a PyTorch checkpoint - the file is truncated, corrupt "
+            f"or not a checkpoint ({type(err).__name__}: {first})"
+        ) from None
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` if any floating-point weight in ``state`` is NaN or infinite.
+
+    A network with such weights computes NaN everywhere, which becomes an all-black image
+    without any error; a checkpoint of a diverged or damaged run is refused instead.
+    """
+    bad = {}
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad[key] = count
+    if bad:
+        first = ", ".join(f"{k} ({n} of {state[k].numel()})" for k, n in list(bad.items())[:3])
+        raise CheckpointError(
+            f"{source}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({first}) - the weights "
+            "come from a diverged or damaged run and would give black images; use another checkpoint"
+        )
 
 
 def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict:
@@ -80,9 +125,9 @@ def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint
         raise CheckpointError(f"{source}: {len(haar)} Haar levels (scale {scale}); IRN supports {sorted(SCALES)}")
     first = state["operations.0.haar_weights" if downsampling == "haar" else "operations.0.weight"]
     channels = first.shape[0] // 4
-    first_block = bounds[0] + 1
-    gc_key = f"operations.{first_block}.F.conv1.weight"
-    gc = state[gc_key].shape[0] if gc_key in state else 32
+    # By majority over every subnet, so that one damaged tensor does not define the "expected" shapes.
+    votes = Counter(v.shape[0] for k, v in state.items() if _CONV1.match(k) and v.ndim == 4)
+    gc = votes.most_common(1)[0][0] if votes else 32
     return {"scale": scale, "block_num": block_num, "channels": channels, "gc": gc, "downsampling": downsampling}
 
 
@@ -105,7 +150,8 @@ def load_checkpoint(path, map_location="cpu") -> IRN:
     Raises
     ------
     FileNotFoundError, CheckpointError
-        With the file name and what was found versus expected.
+        With the file name and what was found versus expected; also for weights that are
+        NaN or infinite (see :func:`check_finite`).
     """
     state = load_state_dict(path, map_location)
     arch = infer_architecture(state, source=str(path))
@@ -123,6 +169,7 @@ def load_checkpoint(path, map_location="cpu") -> IRN:
             f"{path}: does not match an IRN x{arch['scale']} with blocks {arch['block_num']} - "
             f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, wrong shapes {wrong[:5]}"
         )
+    check_finite(state, source=str(path))
     net.load_state_dict(state, strict=True)
     return net.to(map_location).eval()
 

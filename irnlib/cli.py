@@ -11,12 +11,19 @@ upscale     restore an IRN-downscaled PNG (or a folder of them) to full size
 ``downscale`` stores the original size, the scale and the checkpoint's fingerprint in the
 LR PNG's text chunks; ``upscale`` reads them back to crop to the original size and to warn
 when another checkpoint is used.
+
+Outputs follow one policy (:func:`_plan`): an output never replaces an input, two inputs never
+share an output, and temporaries left by a killed run are removed. Expected failures (bad
+input, an output that cannot be written, a device that is not there) end as one line
+``irn: error: ...`` and exit status 2 (see ``tests/BAD_INPUTS.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
@@ -76,12 +83,30 @@ def _fingerprint(path: Path) -> str:
     return f"{path.name} sha256:{sha256_file(path)[:16]}"
 
 
-def _load_network(checkpoint: Path, scale: int | None, device: str):
-    from .checkpoint import CheckpointError, load_checkpoint
+def _device(name: str):
+    """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
+    import torch
+
     from .evaluate import resolve_device
 
     try:
-        net = load_checkpoint(checkpoint, map_location=resolve_device(device))
+        device = resolve_device(name)
+    except RuntimeError:
+        raise CommandError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if torch.version.cuda is None and torch.version.hip is None:
+            raise CommandError(f"--device {name}: this torch ({torch.__version__}) is built without CUDA; "
+                               "use --device cpu, or install a CUDA build of torch")  # fmt: skip
+        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+            raise CommandError(f"--device {name}: no such GPU ({torch.cuda.device_count()} visible); use --device cpu or auto")
+    return device
+
+
+def _load_network(checkpoint: Path, scale: int | None, device: str):
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        net = load_checkpoint(checkpoint, map_location=_device(device))
     except CheckpointError as err:
         raise CommandError(str(err)) from err
     if scale is not None and net.scale != scale:
@@ -98,6 +123,19 @@ def _load(path: Path):
         raise CommandError(str(err)) from err
 
 
+def _save(dst: Path, img, metadata: dict[str, str]) -> None:
+    """Write the output PNG atomically; a failure to write names the file and leaves it as it was."""
+    from .images import save_png
+
+    try:
+        save_png(dst, img, metadata)
+    except OSError as err:  # read-only file system, full disk, a folder in the way, ...
+        raise CommandError(
+            f"{dst}: cannot write the output ({err.strerror or err}); nothing was written there - "
+            "choose a writable location with free space"
+        ) from None
+
+
 def _check_png_output(out: Path) -> None:
     if out.suffix.lower() != ".png":
         raise CommandError(f"{out}: the output must be a .png file (IRN's images must be stored losslessly)")
@@ -109,12 +147,11 @@ def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, 
     The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks.
     """
     from .evaluate import downscale_image
-    from .images import save_png
 
     hr = _load(src)
     lr = downscale_image(net, hr)
     metadata = {KEY_SIZE: f"{hr.shape[0]} x {hr.shape[1]}", KEY_SCALE: str(net.scale), KEY_CHECKPOINT: checkpoint_id}
-    save_png(dst, lr, metadata)
+    _save(dst, lr, metadata)
     return lr.shape[:2]
 
 
@@ -128,6 +165,17 @@ def _read_metadata(path: Path) -> dict[str, str]:
         return {}
 
 
+def _stored_scale(path: Path) -> int | None:
+    """The scale `irn downscale` stored in the LR PNG ``path``, None if there is none."""
+    text = _read_metadata(path).get(KEY_SCALE)
+    if not text:
+        return None
+    if text.strip() not in ("2", "4", "8"):
+        raise CommandError(f"{path}: its {KEY_SCALE} text chunk is {text[:20]!r}, not 2, 4 or 8; "
+                           "pass --scale or --checkpoint")  # fmt: skip
+    return int(text)
+
+
 def _parse_size(text: str, source: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().replace(" ", "").split("x"))
@@ -136,6 +184,18 @@ def _parse_size(text: str, source: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise CommandError(f"{source}: size {text!r} must be positive")
     return h, w
+
+
+def _check_size(size: tuple[int, int], lr: tuple[int, int], s: int, src: Path) -> None:
+    """Refuse an HR size the LR cannot come from: IRN makes an H×W image ⌈H/s⌉×⌈W/s⌉."""
+    if all(-(-n // s) == m for n, m in zip(size, lr)):
+        return
+    lo, hi = [(m - 1) * s + 1 for m in lr], [m * s for m in lr]
+    raise CommandError(
+        f"{src}: size {size[0]}x{size[1]} does not fit a {lr[0]}x{lr[1]} LR at x{s} (an HxW image becomes "
+        f"ceil(H/{s}) x ceil(W/{s})); the size must be {lo[0]}..{hi[0]} x {lo[1]}..{hi[1]}: "
+        f"if the {KEY_SIZE} text chunk is damaged, give --size"
+    )
 
 
 def upscale_file(
@@ -155,7 +215,6 @@ def upscale_file(
     else ``s`` times the LR's size.
     """
     from .evaluate import upscale_image
-    from .images import save_png
 
     lr = _load(src)
     meta = _read_metadata(src)
@@ -167,11 +226,10 @@ def upscale_file(
         warn(f"note: {src} was not written by `irn downscale`; restoring to {net.scale}x its size")
     if size is None and meta.get(KEY_SIZE):
         size = _parse_size(meta[KEY_SIZE], f"{src} ({KEY_SIZE})")
-    s = net.scale
-    if size is not None and not (0 < size[0] <= lr.shape[0] * s and 0 < size[1] <= lr.shape[1] * s):
-        raise CommandError(f"{src}: size {size[0]}x{size[1]} does not fit a {lr.shape[0]}x{lr.shape[1]} LR at x{s}")
+    if size is not None:
+        _check_size(size, lr.shape[:2], net.scale, src)
     sr = upscale_image(net, lr, size=size, temperature=temperature, seed=seed)
-    save_png(dst, sr, {"irn:restored_from": src.name, KEY_CHECKPOINT: checkpoint_id, "irn:seed": str(seed)})
+    _save(dst, sr, {"irn:restored_from": src.name, KEY_CHECKPOINT: checkpoint_id, "irn:seed": str(seed)})
     return sr.shape[:2]
 
 
@@ -193,13 +251,51 @@ def _pairs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     return [(src, dst)]
 
 
+def _same(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file or folder (links and ``..`` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return a.resolve() == b.resolve()
+
+
+def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs of a command, after the output-path policy.
+
+    The policy: an output never replaces an input (``irn downscale a.png a.png``, or ``OUT`` the
+    input folder), two inputs never share an output (``x.png`` and ``x.jpg`` both giving
+    ``x.png``), and temporary files left in the output folder by a killed run are removed.
+    A refusal raises :class:`CommandError` before anything is written.
+    """
+    from .images import remove_stale_temporaries
+
+    jobs = _pairs(src, dst)
+    if src.is_dir() and dst.exists() and _same(src, dst):
+        raise CommandError(f"{dst}: OUT is the input folder, so the outputs would replace or mix with the "
+                           "originals; choose another output folder")  # fmt: skip
+    by_output: dict[Path, list[Path]] = {}
+    for i, o in jobs:
+        by_output.setdefault(o.resolve(), []).append(i)
+        if _same(i, o):
+            raise CommandError(f"{o}: OUT is the input file {i}, which would be replaced by its "
+                               "result; choose another output name")  # fmt: skip
+    clashes = [(o, ins) for o, ins in by_output.items() if len(ins) > 1]
+    if clashes:
+        lines = [f"{' and '.join(i.name for i in ins)} would be written to {o.name}" for o, ins in clashes]
+        raise CommandError(f"{src}: {len(clashes)} output name(s) are shared, nothing was written:\n  "
+                           + "\n  ".join(lines) + "\nrename the inputs so that their names differ before the suffix")  # fmt: skip
+    for folder in {o.parent for _, o in jobs}:
+        remove_stale_temporaries(folder)
+    return jobs
+
+
 def _rescale(args, up: bool) -> None:
     from tqdm.auto import tqdm
 
-    jobs = _pairs(Path(args.input), Path(args.output))
+    jobs = _plan(Path(args.input), Path(args.output))
     scale = args.scale
     if up and scale is None and not args.checkpoint:  # the scale `irn downscale` stored in the LR
-        scale = int(_read_metadata(jobs[0][0]).get(KEY_SCALE, 0)) or None
+        scale = _stored_scale(jobs[0][0])
     checkpoint = _checkpoint_path(args.checkpoint, scale)
     net = _load_network(checkpoint, scale, args.device)
     ident = _fingerprint(checkpoint)
@@ -220,6 +316,17 @@ def _rescale(args, up: bool) -> None:
         print(f"{src} -> {dst} ({shape[0]}x{shape[1]}, x{net.scale})")
     if failed:
         raise CommandError(f"{len(failed)} of {len(jobs)} images failed:\n  " + "\n  ".join(failed))
+
+
+def _require_writable(folder: Path, option: str) -> None:
+    """Refuse, before any work, a results folder that cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".irn-write-check-"):
+            pass
+    except OSError as err:
+        raise CommandError(f"{option} {folder}: cannot write there ({err.strerror or err}); "
+                           "choose a writable folder (or set IRN_RESULTS)") from None  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------
@@ -296,8 +403,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "reproduce":
+            from .paths import results_root
             from .pipeline import PipelineError, reproduce
 
+            _require_writable(results_root(args.results), "--results")
             try:
                 reproduce(args.profile, results=args.results)
             except PipelineError as err:
@@ -308,6 +417,7 @@ def main(argv=None) -> int:
 
             if args.checkpoint and len(args.scale) > 1:
                 raise CommandError("--checkpoint is for one scale: give --scale too, e.g. --scale 4")
+            _device(args.device)
             for s in args.scale:
                 checkpoint = args.checkpoint
                 if checkpoint and not Path(checkpoint).is_file():
@@ -323,5 +433,9 @@ def main(argv=None) -> int:
             _rescale(args, up=args.command == "upscale")
     except CommandError as err:
         print(f"irn: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the error boundary: a file the command could not read or write
+        where = err.filename2 or err.filename
+        print(f"irn: error: {f'{where}: ' if where else ''}{err.strerror or err}", file=sys.stderr)
         return 2
     return 0

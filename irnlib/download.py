@@ -57,6 +57,10 @@ class _Interrupted(Exception):
     """A transfer that stopped early and can be resumed."""
 
 
+class _BadContent(Exception):
+    """An archive whose content fails verification (unreadable, undecodable or unexpected images)."""
+
+
 def download(
     dataset: str | DatasetInfo,
     root=None,
@@ -251,12 +255,12 @@ def _archive_images(path: Path, pattern: str | None):
                     yield member.name, tf.extractfile(member).read()
 
 
-def _write_png(folder: Path, member: str, data: bytes, where: str) -> None:
+def _write_png(folder: Path, member: str, data: bytes) -> None:
     """Store one archive member in ``folder`` as ``<stem>.png``: PNGs verbatim, others converted."""
     name = PurePosixPath(member.replace("\\", "/")).name
     out = folder / (Path(name).stem + ".png")
     if out.exists():
-        raise DownloadError(f"{where}: two members would both become {out.name} (second: {member})")
+        raise _BadContent(f"two members would both become {out.name} (second: {member})")
     if name.lower().endswith(".png"):
         out.write_bytes(data)
         return
@@ -265,16 +269,50 @@ def _write_png(folder: Path, member: str, data: bytes, where: str) -> None:
     try:
         save_png(out, load_image(source))
     except ImageFileError as err:
-        raise DownloadError(f"{where}: member {member} cannot be decoded ({err})") from err
+        raise _BadContent(f"member {member} cannot be decoded ({err})") from err
     finally:
         source.unlink(missing_ok=True)
+
+
+def _extract_verified(info: DatasetInfo, archive_path: Path, folder: Path, progress: bool) -> None:
+    """Write the dataset's members into ``folder`` and verify them; raise :class:`_BadContent` if they fail."""
+    try:
+        members = tqdm(_archive_images(archive_path, info.members), desc=f"{info.name}: extract",
+                       unit=" images", total=info.count, disable=not progress, leave=False)
+        for member, data in members:
+            _write_png(folder, member, data)
+    except _CORRUPT_ARCHIVE as err:
+        raise _BadContent(f"the archive is corrupt ({err})") from err
+    check = verify_folder(folder, info, thorough=True, progress=progress)
+    if not check.ok:
+        problems = "; ".join(p.replace(f"{folder}/", "").replace(str(folder), "extracted folder") for p in check.problems[:5])
+        raise _BadContent(f"the images matching {info.members!r} do not verify: {problems}")
+
+
+def _discard(archive_path: Path, info: DatasetInfo) -> str:
+    """Delete a downloaded archive whose content failed verification; say what was done.
+
+    Kept, not deleted: a local file the caller gave (no download entry), and an archive that
+    matched its published SHA-256 (it is the right file; the entry's expectations are wrong,
+    and fetching it again would only fail again).
+    """
+    if info.archive is None:
+        return f"fix or replace {archive_path}"
+    if info.archive.sha256 is not None:
+        return ("the archive matches its published SHA-256 and is kept, so the dataset's entry "
+                "(count, names, sizes, member pattern) does not describe it: correct the entry")
+    archive_path.unlink(missing_ok=True)
+    return "the archive was deleted: run download again to fetch it anew"
 
 
 def extract(info: DatasetInfo, archive_path, target, *, progress: bool = True) -> Path:
     """Extract dataset ``info`` from ``archive_path`` into the new folder ``target``, atomically.
 
     The images go to a temporary sibling folder first, are verified, get a ``SHA256SUMS``,
-    and the folder is renamed to ``target`` only then. A corrupt archive is deleted.
+    and the folder is renamed to ``target`` only then. A downloaded archive whose content
+    fails verification (corrupt, an image that does not decode, images that do not match the
+    entry) is deleted so that the next call fetches it anew, unless it matched a published
+    SHA-256 (see :func:`_discard`).
     """
     archive_path, target = Path(archive_path), Path(target)
     url = info.archive.url if info.archive is not None else "a local file"
@@ -282,17 +320,9 @@ def extract(info: DatasetInfo, archive_path, target, *, progress: bool = True) -
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         try:
-            members = tqdm(_archive_images(archive_path, info.members), desc=f"{info.name}: extract",
-                           unit=" images", total=info.count, disable=not progress, leave=False)
-            for member, data in members:
-                _write_png(tmp, member, data, where)
-        except _CORRUPT_ARCHIVE as err:
-            archive_path.unlink(missing_ok=True)
-            raise DownloadError(f"{where} is corrupt ({err}); it was deleted, run download again to fetch it anew") from err
-        check = verify_folder(tmp, info, thorough=True, progress=progress)
-        if not check.ok:
-            problems = "; ".join(p.replace(f"{tmp}/", "").replace(str(tmp), "extracted folder") for p in check.problems[:5])
-            raise DownloadError(f"{where}: the images matching {info.members!r} do not verify: {problems}")
+            _extract_verified(info, archive_path, tmp, progress)
+        except _BadContent as err:
+            raise DownloadError(f"{where}: {err}; {_discard(archive_path, info)}") from err.__cause__
         write_checksums(tmp)
         try:
             os.rename(tmp, target)  # atomic: the dataset appears complete or not at all

@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -79,7 +81,6 @@ class _Exploit:
         return (os.system, ("touch PWNED",))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the file is a plain pickle on purpose
 def test_code_in_a_checkpoint_is_never_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with open("evil.pth", "wb") as f:
@@ -87,3 +88,46 @@ def test_code_in_a_checkpoint_is_never_executed(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError):
         load_checkpoint("evil.pth")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_code_in_a_checkpoint_gets_no_advice_to_disable_the_safe_loader(tmp_path):
+    """Torch's hint that ``weights_only=False`` "will likely succeed" must not reach the user."""
+    with open(tmp_path / "evil.pth", "wb") as f:
+        pickle.dump({"operations.0.haar_weights": _Exploit()}, f)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "evil.pth")
+    message = str(err.value)
+    assert "evil.pth: refused" in message and "not weights" in message
+    assert "weights_only" not in message and "likely succeed" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no chained torch text either
+
+
+def test_no_pickle_protocol_warning_leaks(tmp_path):
+    """A plain pickle (protocol 4) is refused without torch's UserWarning on stderr."""
+    with open(tmp_path / "plain.pth", "wb") as f:
+        pickle.dump({"operations.0.haar_weights": _Exploit()}, f, protocol=4)
+    script = f"from irnlib import load_checkpoint\ntry:\n    load_checkpoint({str(tmp_path / 'plain.pth')!r})\nexcept ValueError:\n    pass\n"
+    done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+def test_wrong_shape_expects_what_the_network_needs_not_what_the_bad_tensor_says(tmp_path):
+    """The first subnet's conv1 is the one architecture inference used to read the growth from."""
+    state = IRN(2, block_num=[3]).state_dict()
+    state["operations.1.F.conv1.weight"] = torch.zeros(16, 9, 3, 3)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"operations\.1\.F\.conv1\.weight: \(16, 9, 3, 3\) \(expected \(32, 9, 3, 3\)\)"):
+        load_checkpoint(tmp_path / "bad.pth")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    net = randomize(IRN(2, block_num=[2]))
+    state = net.state_dict()
+    state["operations.2.G.conv3.weight"][0, 0, 0, 0] = bad
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"diverged.pth: 1 of \d+ tensors hold NaN or infinite values "
+                       r"\(operations.2.G.conv3.weight \(1 of \d+\)\).*use another checkpoint"):
+        load_checkpoint(path)

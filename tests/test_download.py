@@ -310,6 +310,38 @@ def test_undecodable_image_names_the_member(server, tmp_path):
     assert_no_dataset(tmp_path)
 
 
+@pytest.mark.parametrize("member", ["coffee.png", JPEG])
+def test_archive_with_a_corrupt_member_is_discarded_and_fetched_anew(server, tmp_path, member):
+    """A well-formed archive holding a truncated image: once the server is fixed, the next call downloads again."""
+    files = member_files()
+    good = make_zip(files)
+    files[f"bench/Tiny/HR/{member}"] = files[f"bench/Tiny/HR/{member}"][:5000]  # zip CRCs match: only decoding fails
+    info = serve(server, make_zip(files))
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(info, tmp_path, progress=False)
+    message = str(err.value)
+    assert member in message and "bench.zip" in message and info.archive.url in message
+    assert "the archive was deleted: run download again" in message
+    assert not (tmp_path / "downloads" / "bench.zip").exists()
+    assert_no_dataset(tmp_path)
+
+    server.files["/bench.zip"] = good  # the server is fixed
+    assert_complete(dl.download(info, tmp_path, progress=False))
+    assert server.requests == [("/bench.zip", None), ("/bench.zip", None)]
+
+
+def test_archive_matching_its_published_checksum_is_kept_when_the_entry_is_wrong(server, tmp_path):
+    """The right file (SHA-256 verified) with a wrong entry: deleting it would only start a download loop."""
+    data = make_zip(member_files())
+    info = serve(server, data, count=5)
+    info = dataclasses.replace(info, archive=dataclasses.replace(info.archive, sha256=hashlib.sha256(data).hexdigest(),
+                                                                  checksum_source="this test"))  # fmt: skip
+    with pytest.raises(dl.DownloadError, match="4 images, expected 5.*published SHA-256 and is kept"):
+        dl.download(info, tmp_path, progress=False)
+    assert (tmp_path / "downloads" / "bench.zip").read_bytes() == data
+    assert_no_dataset(tmp_path)
+
+
 def test_wrong_image_count(server, tmp_path):
     info = serve(server, make_zip(member_files()), count=5)
     with pytest.raises(dl.DownloadError, match="4 images, expected 5"):
@@ -375,8 +407,8 @@ from irnlib import download as dl
 from irnlib.registry import Archive, DatasetInfo
 written = []
 original = dl._write_png
-def slow_write(folder, member, data, where):
-    original(folder, member, data, where)
+def slow_write(folder, member, data):
+    original(folder, member, data)
     written.append(member)
     if len(written) == 2:
         Path({str(marker)!r}).touch()

@@ -1,6 +1,9 @@
 """The kit's one image loader: every colour rule on real files, errors that name the file, PNG round trips."""
 
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -10,7 +13,17 @@ import skimage.data
 import torch
 from PIL import Image
 
-from irnlib.images import ImageFileError, atomic_write, image_size, load_image, mod_crop, save_png, to_batch, to_image
+from irnlib.images import (
+    ImageFileError,
+    atomic_write,
+    image_size,
+    load_image,
+    mod_crop,
+    remove_stale_temporaries,
+    save_png,
+    to_batch,
+    to_image,
+)
 
 ASTRONAUT = skimage.data.astronaut()  # uint8 (512, 512, 3)
 
@@ -180,3 +193,20 @@ def test_mod_crop_and_batch_conversions():
     assert 0 <= batch.min() and batch.max() <= 1
     np.testing.assert_array_equal(to_image(batch), img)
     np.testing.assert_array_equal(to_image(batch[0]), img)
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    """A temporary named after a process that no longer exists is removed by the next write of its target."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".out.png.{dead_pid}-abc123.tmp"
+    other = tmp_path / f".other.png.{dead_pid}-abc123.tmp"
+    live = tmp_path / f".out.png.{os.getpid()}-xyz789.tmp"  # a concurrent writer: this very process
+    foreign = tmp_path / ".out.png.notes.tmp"  # not the writer's pattern
+    for path in (stale, other, live, foreign):
+        path.write_bytes(b"half a file")
+    save_png(tmp_path / "out.png", ASTRONAUT[:8, :8])
+    assert not stale.exists()
+    assert other.exists() and live.exists() and foreign.exists()  # another target's, alive, not ours
+    assert remove_stale_temporaries(tmp_path) == [other]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, "out.png"])
