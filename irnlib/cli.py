@@ -387,6 +387,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _apply_thread_policy() -> None:
+    """Size torch's thread team for this machine and its load, once (``irnlib.threads``;
+    ``OMP_NUM_THREADS`` or ``IRN_THREADS=<n>|auto`` override it)."""
+    from .threads import apply_thread_policy
+
+    try:
+        apply_thread_policy()
+    except ValueError as err:  # a malformed IRN_THREADS
+        raise CommandError(str(err)) from None
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -395,6 +406,11 @@ def main(argv=None) -> int:
         from . import train
 
         try:
+            _apply_thread_policy()
+        except CommandError as err:
+            print(f"irn: error: {err}", file=sys.stderr)
+            return 2
+        try:
             train.main(argv[1:])
         except train.TrainingDiverged as err:
             print(f"irn: error: {err}", file=sys.stderr)
@@ -402,6 +418,7 @@ def main(argv=None) -> int:
         return 0
     args = parser.parse_args(argv)
     try:
+        _apply_thread_policy()
         if args.command == "reproduce":
             from .paths import results_root
             from .pipeline import PipelineError, reproduce
