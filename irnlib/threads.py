@@ -290,12 +290,13 @@ class BusyMeter:
 
     def read(self) -> float:
         """CPUs busy elsewhere since the last reading (or construction); starts a new interval."""
-        (t0, own0, busy0), now = self._last, self._now()
-        self._last = now
-        wall, own = max(now[0] - t0, 1e-6), (now[1] - own0) / max(now[0] - t0, 1e-6)
-        if busy0 is None or now[2] is None:
+        (t0, own0, busy0), (t1, own1, busy1) = self._last, self._now()
+        self._last = (t1, own1, busy1)
+        wall = max(t1 - t0, 1e-6)
+        own = (own1 - own0) / wall  # CPUs this process used
+        if busy0 is None or busy1 is None:
             return max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
-        return max(0.0, (now[2] - busy0) / wall - own)
+        return max(0.0, (busy1 - busy0) / wall - own)
 
 
 # --------------------------------------------------------------------------------------
