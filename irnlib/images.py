@@ -7,20 +7,19 @@ a *batch* is a float tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from .paths import atomic_write
+
 __all__ = [
     "ImageFileError",
     "load_image",
     "image_size",
     "save_png",
-    "atomic_write",
     "mod_crop",
     "center_crop",
     "jpeg_round_trip",
@@ -123,33 +122,6 @@ def image_size(path) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageFileError(f"{path}: not a recognisable image ({err})") from err
     return height, width
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(tmp_path)`` and move the result to ``path`` only once it is complete.
-
-    A crash or an exception leaves ``path`` as it was (absent or the previous version) and
-    no temporary file behind. The temporary file lives in the same folder, so the final
-    ``os.replace`` is atomic.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(path, img: np.ndarray, metadata: dict[str, str] | None = None) -> Path:
