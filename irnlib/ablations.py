@@ -78,6 +78,7 @@ class Condition:
 
 
 FULL = "IRN (full)"
+PAPER_CONDITION = "z ~ N(0, 1)"  # the paper's test-time condition
 
 
 def variants(scale: int) -> list[Variant]:
@@ -96,7 +97,7 @@ def variants(scale: int) -> list[Variant]:
 
 def conditions(temperatures=(0.0, 0.5, 0.8, 1.2), jpeg_qualities=(95, 90, 75)) -> list[Condition]:
     """Test-time conditions: the paper's (first), then other temperatures, then JPEG'd LRs."""
-    out = [Condition("z ~ N(0, 1)")]
+    out = [Condition(PAPER_CONDITION)]
     out += [Condition("z = 0" if t == 0 else f"z temperature {t:g}", temperature=t) for t in temperatures]
     out += [Condition(f"LR as JPEG q{q}", jpeg_quality=q) for q in jpeg_qualities]
     return out
@@ -194,7 +195,8 @@ def evaluate_ablations(setup: AblationSetup, runs: dict[str, Path], chosen: list
 
 
 def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFrame:
-    """One row per (variant, condition): means over images and draws, and the spread over draws.
+    """One row per (variant, condition, with its temperature and JPEG quality): means over
+    images and draws, and the spread over draws.
 
     ``psnr_y``/``ssim_y`` measure the reconstruction against the HR (border = scale);
     ``lr_psnr_y`` IRN's LR against the bicubic LR; ``draw_spread_db`` is the standard
@@ -207,6 +209,7 @@ def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFram
         per_draw = part.groupby("draw")["psnr_y"].mean()
         rows.append({
             "group": group, "variant": variant, "condition": condition,
+            "temperature": part["temperature"].iloc[0], "jpeg_quality": part["jpeg_quality"].iloc[0],
             "psnr_y": part["psnr_y"].mean(), "ssim_y": part["ssim_y"].mean(),
             "lr_psnr_y": part["lr_psnr_y"].mean(), "draw_spread_db": per_draw.std(ddof=0) if len(per_draw) > 1 else 0.0,
             "images": part["image"].nunique(), "draws": part["draw"].nunique(),
@@ -245,24 +248,21 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    paper = table[table["condition"] == "z ~ N(0, 1)"]
+    paper = table[table["condition"] == PAPER_CONDITION]
     colors = {"reference": "tab:blue", "objective": "tab:orange", "downsampling": "tab:green",
               "capacity": "tab:purple", "baseline": "tab:gray"}
     axes[0].barh(paper["variant"], paper["psnr_y"], color=[colors.get(g, "k") for g in paper["group"]])
     axes[0].invert_yaxis()
     axes[0].set_xlabel("Y-PSNR of the reconstruction (dB)")
     axes[0].set_title("variants (z ~ N(0, 1))")
-    full = table[(table["variant"] == FULL) & (table["condition"].str.startswith("z"))].copy()
-    full["t"] = [0.0 if c == "z = 0" else 1.0 if c == "z ~ N(0, 1)" else float(c.split()[-1]) for c in full["condition"]]
-    full = full.sort_values("t")
-    axes[1].plot(full["t"], full["psnr_y"], "o-")
+    full = table[(table["variant"] == FULL) & table["jpeg_quality"].isna()].sort_values("temperature")
+    axes[1].plot(full["temperature"], full["psnr_y"], "o-")
     axes[1].set_xlabel("temperature of z at upscaling")
     axes[1].set_ylabel("Y-PSNR (dB)")
     axes[1].set_title("the latent at upscaling (full model)")
     for variant, marker in ((FULL, "o-"), ("Bicubic & Bicubic", "s--")):
-        part = table[(table["variant"] == variant) & ((table["condition"] == "z ~ N(0, 1)") | table["condition"].str.startswith("LR as JPEG"))]
-        quality = [100 if c == "z ~ N(0, 1)" else int(c.rsplit("q", 1)[1]) for c in part["condition"]]
-        axes[2].plot(quality, part["psnr_y"], marker, label=variant)
+        part = table[(table["variant"] == variant) & ((table["condition"] == PAPER_CONDITION) | table["jpeg_quality"].notna())]
+        axes[2].plot(part["jpeg_quality"].fillna(100).astype(float), part["psnr_y"], marker, label=variant)
     axes[2].set_xlabel("JPEG quality of the LR (100 = lossless PNG)")
     axes[2].set_ylabel("Y-PSNR (dB)")
     axes[2].invert_xaxis()
