@@ -1,7 +1,9 @@
 """Training IRN: the paper's objective and schedule, a resumable runner, DDP under ``torchrun``.
 
-Read top to bottom: :class:`TrainConfig` and its profiles, the three loss terms and the
-objective module, the data stream, checkpoints, validation, and :func:`train` (the loop).
+Read top to bottom: :class:`TrainConfig` (a profile's fields come from :mod:`irnlib.profiles`),
+the three loss terms and the objective module, the data stream, checkpoints, validation, the
+runner's pieces (:func:`build`, :func:`resume_or_wipe`, :func:`train_step`, :class:`RunRecord`)
+and :func:`train` (the loop).
 
 The objective is the official release's (``IRN_model.optimize_parameters``)::
 
