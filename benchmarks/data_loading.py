@@ -46,7 +46,8 @@ import torch
 from PIL import Image
 
 from irnlib import imresize
-from irnlib.datasets import TrainingPatches, data_root, list_images, lr_reference
+from irnlib.datasets import TrainingPatches, list_images, lr_reference
+from irnlib.paths import data_root
 from irnlib.images import load_image, mod_crop, save_png
 from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 

@@ -5,7 +5,7 @@ Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, t
 
 - ``reference``: the network's own whole-image ``net.downscale`` / ``net.upscale`` under
   ``torch.no_grad`` (what the original implementation does), and
-- ``kit``: :func:`irnlib.evaluate.downscale` / :func:`~irnlib.evaluate.upscale` (tiled,
+- ``kit``: :func:`irnlib.inference.downscale` / :func:`~irnlib.inference.upscale` (tiled,
   channels-last convolutions, ``torch.inference_mode``).
 
 "CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
@@ -36,7 +36,7 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
     if threads > 0:
         torch.set_num_threads(threads)
     from irnlib import IRN
-    from irnlib import evaluate as ev
+    from irnlib import inference
 
     torch.manual_seed(0)
     net = IRN(scale).eval()
@@ -60,9 +60,9 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
         else:
             with torch.inference_mode():
                 t0 = time.perf_counter()
-                lr = ev.downscale(net, hr, tile=tile)
+                lr = inference.downscale(net, hr, tile=tile)
                 t1 = time.perf_counter()
-                ev.upscale(net, lr, generator=gen, tile=tile)
+                inference.upscale(net, lr, generator=gen, tile=tile)
                 t2 = time.perf_counter()
         cpu_times.append(time.process_time() - c0)
         down_times.append(t1 - t0)
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 4])
     parser.add_argument("--modes", nargs="+", default=["reference", "kit"], choices=["reference", "kit"])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
-    parser.add_argument("--tile", type=int, default=None, help="kit tile size (default: irnlib.evaluate.TILE)")
+    parser.add_argument("--tile", type=int, default=None, help="kit tile size (default: irnlib.inference.TILE)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
         print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
         return
     if args.tile is None:
-        from irnlib.evaluate import TILE
+        from irnlib.inference import TILE
 
         args.tile = TILE
     start_load = load_average()

@@ -1,9 +1,9 @@
 """Speed and peak memory of one IRN training step; prints a Markdown table.
 
 Each (configuration, mode) runs in a fresh subprocess, so that its peak resident memory
-(``ru_maxrss``) is its own. A step is exactly the one of ``irnlib.train.train``'s loop:
-the objective (forward, 8-bit LR, inverse with a fresh z'), backward, gradient clipping at
-10 and an Adam step, on random inputs (as the reference measurements were). The network
+(``ru_maxrss``) is its own. A step is ``irnlib.train.train_step``, the one of
+``irnlib.train.train``'s loop: the objective (forward, 8-bit LR, inverse with a fresh z'),
+backward, gradient clipping at 10, an Adam step and the learning-rate schedule, on random inputs (as the reference measurements were). The network
 gets random ``conv5`` weights, so that every gradient is non-zero, as in a trained network.
 
 Modes:
@@ -54,23 +54,18 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
     """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
     import torch
 
-    from irnlib.network import IRN
-    from irnlib.train import IRNObjective, make_config, tune_cpu_allocator
+    from irnlib.train import build, make_config, train_step, tune_cpu_allocator
 
     if mode != "plain":
         tune_cpu_allocator()
     config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch,
                          channels_last=mode.startswith("fast"), memory_saving=mode.endswith("recompute"))  # fmt: skip
-    torch.manual_seed(0)
-    net = IRN(scale)
+    state = build(config, torch.device("cpu"))  # seeds with config.seed (0), as train() does
     with torch.no_grad():
-        for name, p in net.named_parameters():
+        for name, p in state.net.named_parameters():
             if name.endswith("conv5.weight"):
                 p.normal_(0, 0.01)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    net = net.to(memory_format=memory_format)
-    objective = IRNObjective(net, config)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     lr_size = patch // scale
     hr = torch.rand(batch, 3, patch, patch).contiguous(memory_format=memory_format)
     lr_ref = torch.rand(batch, 3, lr_size, lr_size)
@@ -78,12 +73,7 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step():
-        terms = objective(hr, lr_ref, z_prime)
-        loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        optimizer.step()
+        train_step(state, hr, lr_ref, z_prime, config)
 
     step()  # warm-up: oneDNN primitive creation, allocator growth
     times = []

@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from . import evaluate as ev
+from . import profiles
 from .checkpoint import load_checkpoint
-from .datasets import PairedTestSet, TestPair
-from .images import atomic_write, center_crop, jpeg_round_trip
-from .imresize import imresize
+from .images import jpeg_round_trip
+from .inference import resolve_device
 from .network import SCALES
+from .paths import atomic_write
 from .train import TrainConfig, make_config, train
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "conditions",
     "variant_config",
     "train_variants",
-    "evaluation_pairs",
     "evaluate_ablations",
     "ablation_table",
     "render_markdown",
@@ -78,6 +78,7 @@ class Condition:
 
 
 FULL = "IRN (full)"
+PAPER_CONDITION = "z ~ N(0, 1)"  # the paper's test-time condition
 
 
 def variants(scale: int) -> list[Variant]:
@@ -96,7 +97,7 @@ def variants(scale: int) -> list[Variant]:
 
 def conditions(temperatures=(0.0, 0.5, 0.8, 1.2), jpeg_qualities=(95, 90, 75)) -> list[Condition]:
     """Test-time conditions: the paper's (first), then other temperatures, then JPEG'd LRs."""
-    out = [Condition("z ~ N(0, 1)")]
+    out = [Condition(PAPER_CONDITION)]
     out += [Condition("z = 0" if t == 0 else f"z temperature {t:g}", temperature=t) for t in temperatures]
     out += [Condition(f"LR as JPEG q{q}", jpeg_quality=q) for q in jpeg_qualities]
     return out
@@ -106,7 +107,7 @@ def conditions(temperatures=(0.0, 0.5, 0.8, 1.2), jpeg_qualities=(95, 90, 75)) -
 class AblationSetup:
     """The study's settings: one training budget for every variant, and the test protocol."""
 
-    profile: str  # "smoke" or "paper"
+    profile: str  # a profile of irnlib.profiles
     scale: int
     train: TrainConfig  # the full model's training configuration; variants change a few fields
     eval_set: str
@@ -123,7 +124,7 @@ class AblationSetup:
 
 
 def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_overrides) -> AblationSetup:
-    """Settings of the study.
+    """Settings of the study: the profile's :class:`irnlib.profiles.AblationPlan`.
 
     ``smoke`` trains tiny versions on the CPU in about 20 s each at ×2 (100 iterations of
     4 patches of 32² from the embedded photographs) and tests on 160² centre crops of the
@@ -133,24 +134,13 @@ def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_ove
     iterations per variant (a fifth of the paper's schedule, learning-rate milestones scaled
     alike), tested on the DIV2K validation set at full size.
     """
-    if profile == "smoke":
-        scale = scale or 2
-        config = make_config(
-            "smoke", scale=scale, patch_size=32, iterations=100, lr_milestones=(75, 90),
-            val_every=50, checkpoint_every=100, log_every=10, progress=False,
-        )  # fmt: skip
-        setup = AblationSetup("smoke", scale, config, "embedded-test", 160, None, 5)
-    elif profile == "paper":
-        scale = scale or 4
-        config = make_config(
-            "paper", scale=scale, iterations=100_000, lr_milestones=(40_000, 60_000, 80_000, 90_000),
-            val_every=10_000, checkpoint_every=5_000, keep_every=0,
-        )  # fmt: skip
-        setup = AblationSetup("paper", scale, config, "DIV2K_valid_HR", None, None, 5)
-    else:
-        raise ValueError(f"profile must be 'smoke' or 'paper', got {profile!r}")
+    plan = profiles.get(profile).ablation
+    scale = scale or plan.scale
+    config = make_config(profile, scale=scale, **plan.train)
+    setup = AblationSetup(profile, scale, config, plan.eval_set, plan.eval_crop, plan.eval_images, plan.draws)
     if train_overrides:
         setup.train = dataclasses.replace(setup.train, **train_overrides)
+    setup.data_root, setup.device = setup.train.data_root, setup.train.device  # tests run where training does
     return setup
 
 
@@ -171,18 +161,6 @@ def train_variants(setup: AblationSetup, chosen: list[Variant], runs_dir=None, f
     return runs
 
 
-def evaluation_pairs(setup: AblationSetup) -> list[TestPair]:
-    """The test images: HR centre-cropped (multiple of the scale) and its bicubic LR."""
-    test_set = PairedTestSet(setup.eval_set, setup.scale, setup.data_root)
-    count = len(test_set) if setup.eval_images is None else min(setup.eval_images, len(test_set))
-    pairs = []
-    for i in range(count):
-        pair = test_set[i]
-        hr = center_crop(pair.hr, setup.eval_crop, setup.scale)
-        pairs.append(TestPair(pair.name, hr, imresize(hr, 1 / setup.scale)))
-    return pairs
-
-
 def evaluate_ablations(setup: AblationSetup, runs: dict[str, Path], chosen: list[Variant], tests: list[Condition],
                        seed: int = 0) -> pd.DataFrame:
     """Per-image, per-draw metrics of every variant (paper condition) and of every condition.
@@ -193,8 +171,8 @@ def evaluate_ablations(setup: AblationSetup, runs: dict[str, Path], chosen: list
     """
     from tqdm.auto import tqdm
 
-    device = ev.resolve_device(setup.device)
-    pairs = evaluation_pairs(setup)
+    device = resolve_device(setup.device)
+    pairs = ev.evaluation_pairs(setup.eval_set, setup.scale, setup.data_root, crop=setup.eval_crop, count=setup.eval_images)
     jobs = []  # (variant name, group, condition, network or None)
     for variant in chosen:
         net = load_checkpoint(runs[variant.name] / f"IRN_x{setup.scale}.pth", map_location=device)
@@ -217,11 +195,13 @@ def evaluate_ablations(setup: AblationSetup, runs: dict[str, Path], chosen: list
 
 
 def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFrame:
-    """One row per (variant, condition): means over images and draws, and the spread over draws.
+    """One row per (variant, condition, with its temperature and JPEG quality): means over
+    images and draws, and the spread over draws.
 
     ``psnr_y``/``ssim_y`` measure the reconstruction against the HR (border = scale);
     ``lr_psnr_y`` IRN's LR against the bicubic LR; ``draw_spread_db`` is the standard
-    deviation, over the draws of z, of the image-averaged Y-PSNR.
+    deviation, over the draws of z, of the image-averaged Y-PSNR (not Table 1's spread,
+    which is a range: see :mod:`irnlib.evaluate`).
     """
     keys = ["group", "variant", "condition"]
     rows = []
@@ -229,6 +209,7 @@ def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFram
         per_draw = part.groupby("draw")["psnr_y"].mean()
         rows.append({
             "group": group, "variant": variant, "condition": condition,
+            "temperature": part["temperature"].iloc[0], "jpeg_quality": part["jpeg_quality"].iloc[0],
             "psnr_y": part["psnr_y"].mean(), "ssim_y": part["ssim_y"].mean(),
             "lr_psnr_y": part["lr_psnr_y"].mean(), "draw_spread_db": per_draw.std(ddof=0) if len(per_draw) > 1 else 0.0,
             "images": part["image"].nunique(), "draws": part["draw"].nunique(),
@@ -243,8 +224,7 @@ def _fmt(value, digits):
 
 def render_markdown(table: pd.DataFrame, setup: AblationSetup, record: dict) -> str:
     """The ablation table as a Markdown page: conditions on top, the numbers, provenance."""
-    label = ("SMOKE RUN: tiny trainings on a CPU, indicative only" if setup.profile == "smoke"
-             else "the paper's data and settings, a shortened schedule")
+    label = profiles.get(setup.profile).ablation.label
     lines = [
         f"# Ablations of IRN ×{setup.scale} ({label})",
         "",
@@ -268,30 +248,27 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    paper = table[table["condition"] == "z ~ N(0, 1)"]
+    paper = table[table["condition"] == PAPER_CONDITION]
     colors = {"reference": "tab:blue", "objective": "tab:orange", "downsampling": "tab:green",
               "capacity": "tab:purple", "baseline": "tab:gray"}
     axes[0].barh(paper["variant"], paper["psnr_y"], color=[colors.get(g, "k") for g in paper["group"]])
     axes[0].invert_yaxis()
     axes[0].set_xlabel("Y-PSNR of the reconstruction (dB)")
     axes[0].set_title("variants (z ~ N(0, 1))")
-    full = table[(table["variant"] == FULL) & (table["condition"].str.startswith("z"))].copy()
-    full["t"] = [0.0 if c == "z = 0" else 1.0 if c == "z ~ N(0, 1)" else float(c.split()[-1]) for c in full["condition"]]
-    full = full.sort_values("t")
-    axes[1].plot(full["t"], full["psnr_y"], "o-")
+    full = table[(table["variant"] == FULL) & table["jpeg_quality"].isna()].sort_values("temperature")
+    axes[1].plot(full["temperature"], full["psnr_y"], "o-")
     axes[1].set_xlabel("temperature of z at upscaling")
     axes[1].set_ylabel("Y-PSNR (dB)")
     axes[1].set_title("the latent at upscaling (full model)")
     for variant, marker in ((FULL, "o-"), ("Bicubic & Bicubic", "s--")):
-        part = table[(table["variant"] == variant) & ((table["condition"] == "z ~ N(0, 1)") | table["condition"].str.startswith("LR as JPEG"))]
-        quality = [100 if c == "z ~ N(0, 1)" else int(c.rsplit("q", 1)[1]) for c in part["condition"]]
-        axes[2].plot(quality, part["psnr_y"], marker, label=variant)
+        part = table[(table["variant"] == variant) & ((table["condition"] == PAPER_CONDITION) | table["jpeg_quality"].notna())]
+        axes[2].plot(part["jpeg_quality"].fillna(100).astype(float), part["psnr_y"], marker, label=variant)
     axes[2].set_xlabel("JPEG quality of the LR (100 = lossless PNG)")
     axes[2].set_ylabel("Y-PSNR (dB)")
     axes[2].invert_xaxis()
     axes[2].legend()
     axes[2].set_title("robustness to JPEG'd LR images")
-    tag = " — smoke run, indicative only" if setup.profile == "smoke" else ""
+    tag = f" — {setup.profile} run, indicative only" if profiles.get(setup.profile).indicative else ""
     fig.suptitle(f"IRN ×{setup.scale} ablations ({setup.budget()}){tag}", fontsize=10)
     fig.tight_layout()
     return fig

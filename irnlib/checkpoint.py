@@ -9,15 +9,18 @@ from a checkpoint is ever executed.
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .images import atomic_write
 from .network import IRN, SCALES
+from .paths import atomic_write, short_path
+from .profiles import PAPER_ITERATIONS
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture", "check_finite"]
 
@@ -178,3 +181,75 @@ def save_model(net: IRN, path) -> Path:
     """Export the weights in the official format (a plain state dict), atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+# ----------------------------------------------------------------------------------------
+# Describing a checkpoint: how it was trained, from the run folder it lives in
+
+__all__ += ["CheckpointInfo", "describe_checkpoint"]
+
+
+@dataclass
+class CheckpointInfo:
+    """What is known about a checkpoint file, for labels and provenance.
+
+    Attributes
+    ----------
+    path : Path
+    exists : bool
+    training : str
+        How it was trained: e.g. ``"2,000 iterations, profile smoke (shortened run; the
+        paper trains 500,000)"``, ``"official checkpoint"`` or ``"training unknown ..."``.
+    shortened : bool
+        True when the run is known to be shorter than the paper's 500k iterations.
+    config_path : Path or None
+        The configuration JSON found beside the checkpoint.
+    config : dict
+    """
+
+    path: Path
+    exists: bool
+    training: str
+    shortened: bool = False
+    config_path: Path | None = None
+    config: dict = field(default_factory=dict)
+
+    def label(self) -> str:
+        """``"IRN (this kit, <checkpoint>, <training>)"``."""
+        return f"IRN (this kit, {short_path(self.path)}, {self.training})"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_checkpoint(path) -> CheckpointInfo:
+    """Describe how a checkpoint was trained, from the training run folder it lives in.
+
+    A model exported by :func:`irnlib.train.train` sits beside the run's ``config.json``
+    (iterations, profile, training set) and ``provenance.json`` (status, iterations done).
+    A run shorter than the paper's 500k iterations, or one still running, is marked as
+    shortened. Without a ``config.json``, a file under ``data/pretrained/`` is taken to be
+    the official release; anything else is "training unknown".
+    """
+    path = Path(path)
+    if not path.is_file():
+        return CheckpointInfo(path, False, "missing")
+    config_path = path.parent / "config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    if "iterations" in config:
+        record = _read_json(path.parent / "provenance.json")
+        iterations = int(record.get("iterations_done", config["iterations"]))
+        status = record.get("status", "finished")
+        text = f"{iterations:,} iterations, profile {config.get('profile', '?')}, trained on {config.get('train_set', '?')}"
+        if status != "finished":
+            text += f", run {status}"
+        shortened = iterations < PAPER_ITERATIONS or status != "finished"
+        text += f" (shortened run; the paper trains {PAPER_ITERATIONS:,})" if shortened else ""
+        return CheckpointInfo(path, True, text, shortened, config_path, config)
+    if path.resolve().parent.name == "pretrained":
+        return CheckpointInfo(path, True, "official checkpoint")
+    return CheckpointInfo(path, True, "training unknown: no run configuration (config.json) beside the checkpoint")

@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .profiles import PROFILES
+
 __all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
 
 
@@ -87,7 +89,7 @@ def _device(name: str):
     """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
     import torch
 
-    from .evaluate import resolve_device
+    from .inference import resolve_device
 
     try:
         device = resolve_device(name)
@@ -146,7 +148,7 @@ def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, 
 
     The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks.
     """
-    from .evaluate import downscale_image
+    from .inference import downscale_image
 
     hr = _load(src)
     lr = downscale_image(net, hr)
@@ -214,7 +216,7 @@ def upscale_file(
     The size is ``size`` if given, else the original size stored by :func:`downscale_file`,
     else ``s`` times the LR's size.
     """
-    from .evaluate import upscale_image
+    from .inference import upscale_image
 
     lr = _load(src)
     meta = _read_metadata(src)
@@ -267,7 +269,7 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     ``x.png``), and temporary files left in the output folder by a killed run are removed.
     A refusal raises :class:`CommandError` before anything is written.
     """
-    from .images import remove_stale_temporaries
+    from .paths import remove_stale_temporaries
 
     jobs = _pairs(src, dst)
     if src.is_dir() and dst.exists() and _same(src, dst):
@@ -348,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", formatter_class=fmt, help="run the whole notebook pipeline (00 → 04) with papermill",
                        description="Execute notebooks 00 → 04 in order with one profile; executed copies go to "
                        "results/executed/, tables to results/tables/, figures to results/figures/.")  # fmt: skip
-    p.add_argument("--profile", default="smoke", choices=["smoke", "paper"],
+    p.add_argument("--profile", default="smoke", choices=list(PROFILES),
                    help="smoke: CPU, embedded photographs, minutes (default); paper: GPU, DIV2K, official checkpoints")  # fmt: skip
     p.add_argument("--results", metavar="DIR", help="results folder (default results/ or $IRN_RESULTS)")
 
@@ -361,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
                        "results/tables/table1_x{s}.{csv,md} (+ per-image CSV), next to the paper's numbers.")  # fmt: skip
     p.add_argument("--scale", type=int, nargs="+", default=[2, 4], choices=[2, 4, 8], help="scales (default 2 4)")
     p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (one scale only; default: the profile's)")
-    p.add_argument("--profile", default="paper", choices=["smoke", "paper"],
+    p.add_argument("--profile", default="paper", choices=list(PROFILES),
                    help="paper (default): data/pretrained/IRN_x{s}.pth on the paper's test sets; "
                    "smoke: the smoke model of notebook 01 on the embedded photographs")  # fmt: skip
     p.add_argument("--datasets", nargs="+", metavar="NAME", help="test sets, e.g. Set5 Set14 BSD100 (default: the profile's)")

@@ -25,7 +25,6 @@ removed by ``make clean``). Nothing is ever written into the data root except by
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,24 +36,21 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .paths import REPO_ROOT, results_root
-from .images import ImageFileError, atomic_write, image_size, load_image, mod_crop, save_png
+from .images import ImageFileError, image_size, load_image, mod_crop, save_png
+from .paths import atomic_write, cache_root, data_root
 from .imresize import imresize
-from .registry import DATASETS, EMBEDDED, PAPER_TEST, PAPER_TRAINING, DatasetInfo, dataset_info
+from .registry import DATASETS, EMBEDDED, DatasetInfo, dataset_info
 
 __all__ = [
-    "REPO_ROOT",
     "IMAGE_SUFFIXES",
     "EMBEDDED",
     "CHECKSUM_FILE",
     "LR_CACHE_VERSION",
-    "data_root",
-    "cache_root",
     "dataset_dir",
     "list_images",
     "available_datasets",
-    "default_datasets",
     "sha256_file",
+    "dataset_version",
     "write_checksums",
     "Verification",
     "verify_folder",
@@ -77,22 +73,6 @@ LR_CACHE_VERSION = "1"
 
 
 # --------------------------------------------------------------------------- where things are
-
-
-def data_root(root=None) -> Path:
-    """The data root: ``root`` if given, else ``$IRN_DATA``, else ``<repo>/data``."""
-    if root is not None and str(root) != "":
-        return Path(root).expanduser()
-    env = os.environ.get("IRN_DATA")
-    return Path(env).expanduser() if env else REPO_ROOT / "data"
-
-
-def cache_root(cache_dir=None) -> Path:
-    """The cache folder: ``cache_dir`` if given, else ``$IRN_CACHE``, else ``<results>/cache``."""
-    if cache_dir is not None and str(cache_dir) != "":
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("IRN_CACHE")
-    return Path(env).expanduser() if env else results_root() / "cache"
 
 
 def _folder_name(name: str) -> str:
@@ -164,19 +144,6 @@ def available_datasets(root=None) -> list[str]:
         if name not in EMBEDDED and folder.is_dir() and _image_files(folder):
             present.append(name)
     return present
-
-
-def default_datasets(profile: str = "smoke", root=None) -> list[str]:
-    """The datasets a notebook works on when none are named.
-
-    ``"smoke"``: the embedded ones plus every registered dataset present under the data root.
-    ``"paper"``: what the paper trains and tests on (DIV2K, Set5, Set14, BSD100, Urban100).
-    """
-    if profile == "smoke":
-        return available_datasets(root)
-    if profile == "paper":
-        return [*PAPER_TRAINING, *PAPER_TEST]
-    raise ValueError(f"unknown profile {profile!r}: expected 'smoke' or 'paper'")
 
 
 # --------------------------------------------------------------------------- verification
@@ -587,3 +554,24 @@ class TrainingPatches(Dataset):
         hr = torch.from_numpy(self.crop(k)).permute(2, 0, 1).float() / 255.0  # (3, P, P)
         lr = imresize(hr[None], 1 / self.scale)[0]  # (3, P/s, P/s)
         return hr, lr
+
+
+def dataset_version(name: str, root=None) -> dict:
+    """Image count and a content fingerprint of a test set (SHA-256 over file names and bytes).
+
+    Returns
+    -------
+    dict
+        ``{"dataset", "images", "sha256" (first 16 hex digits), "folder"}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the dataset is not on disk.
+    """
+    paths = list_images(name, root)
+    digest = hashlib.sha256()
+    for p in paths:
+        digest.update(p.name.encode())
+        digest.update(p.read_bytes())
+    return {"dataset": name, "images": len(paths), "sha256": digest.hexdigest()[:16], "folder": str(paths[0].parent)}

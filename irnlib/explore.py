@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import evaluate
 from .checkpoint import load_checkpoint
-from .datasets import list_images
+from .datasets import TestPair, list_images
 from .images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
 from .imresize import imresize
-from .metrics import psnr, rgb_to_y, ssim
+from .metrics import rgb_to_y
 from .network import IRN
 from .paths import pretrained_checkpoint, results_root
 
@@ -52,9 +53,11 @@ class View:
     metrics: dict  # Y-PSNR/SSIM of both reconstructions and of IRN's LR vs bicubic LR
 
 
-@torch.inference_mode()
 def round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0, lr: np.ndarray | None = None) -> View:
     """Downscale ``hr`` with IRN, upscale with ``z ~ N(0, temperature²)`` (draw ``seed``), and compare.
+
+    The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole image, next to
+    Bicubic & Bicubic.
 
     Parameters
     ----------
@@ -70,21 +73,19 @@ def round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0
     """
     s = net.scale
     hr = mod_crop(hr, s)
-    param = next(net.parameters())
-    if lr is None:
-        lr = to_image(net.downscale(to_batch(hr, param.device, param.dtype)))
-    gen = torch.Generator().manual_seed(int(seed))
-    sr = to_image(net.upscale(to_batch(lr, param.device, param.dtype), temperature, gen))
-    bic_lr = imresize(hr, 1 / s)
-    bic_sr = imresize(bic_lr, s)
-    metrics = {
-        "IRN PSNR": psnr(sr, hr, border=s),
-        "IRN SSIM": ssim(sr, hr, border=s),
-        "Bicubic PSNR": psnr(bic_sr, hr, border=s),
-        "Bicubic SSIM": ssim(bic_sr, hr, border=s),
-        "IRN LR vs bicubic LR PSNR": psnr(lr, bic_lr, border=0),
+    pair = TestPair("view", hr, imresize(hr, 1 / s))
+    trip = evaluate.round_trip(net, pair, [torch.Generator().manual_seed(int(seed))], temperature=temperature,
+                               tile=None, lr=lr)
+    bic_sr = evaluate.bicubic_rescale(pair, s)
+    irn, bicubic = trip.sr_metrics[0], evaluate.sr_metrics(bic_sr, hr, s)
+    metrics = {  # display labels
+        "IRN PSNR": irn["psnr_y"],
+        "IRN SSIM": irn["ssim_y"],
+        "Bicubic PSNR": bicubic["psnr_y"],
+        "Bicubic SSIM": bicubic["ssim_y"],
+        "IRN LR vs bicubic LR PSNR": trip.lr_metrics["lr_psnr_y"],
     }
-    return View(hr, lr, bic_lr, sr, bic_sr, metrics)
+    return View(hr, trip.lr, pair.lr, trip.sr[0], bic_sr, metrics)
 
 
 @torch.inference_mode()

@@ -7,22 +7,19 @@ a *batch* is a float tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
 from __future__ import annotations
 
 import io
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from .paths import atomic_write
+
 __all__ = [
     "ImageFileError",
     "load_image",
     "image_size",
     "save_png",
-    "atomic_write",
-    "remove_stale_temporaries",
     "mod_crop",
     "center_crop",
     "jpeg_round_trip",
@@ -125,79 +122,6 @@ def image_size(path) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageFileError(f"{path}: not a recognisable image ({err})") from err
     return height, width
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# ``.<name>.<pid>-<random>.tmp``: the writer's temporary file, named after the process writing it.
-_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def remove_stale_temporaries(folder, name: str | None = None) -> list[Path]:
-    """Delete the temporary files :func:`atomic_write` left in ``folder`` when its process was killed.
-
-    Only files of the writer's naming pattern whose process no longer exists are removed (a
-    concurrent writer's file is left alone); ``name`` limits it to one target's temporaries.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:  # no folder yet, or not readable: nothing of ours to clean
-        return removed
-    for entry in entries:
-        match = _TEMPORARY.match(entry.name)
-        if not match or (name is not None and match["name"] != name) or _alive(int(match["pid"])):
-            continue
-        try:
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except OSError:
-            pass  # a read-only folder: the write itself will report it
-    return removed
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(tmp_path)`` and move the result to ``path`` only once it is complete.
-
-    An exception leaves ``path`` as it was (absent or the previous version) and no
-    temporary file behind. The temporary file lives in the same folder, so the final
-    ``os.replace`` is atomic; it is named ``.<name>.<pid>-<random>.tmp``, and one left by a
-    killed process (``kill -9``, a power cut) is removed by the next write of ``path``
-    (see :func:`remove_stale_temporaries`).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(path, img: np.ndarray, metadata: dict[str, str] | None = None) -> Path:

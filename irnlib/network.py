@@ -232,15 +232,25 @@ class IRN(nn.Module):
             ops.extend(InvBlock(width, channels, gc) for _ in range(blocks))
         self.operations = nn.ModuleList(ops)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for op in self.operations:
-            x = op(x)
+    def run(self, x: torch.Tensor, *, inverse: bool = False, run_block=None) -> torch.Tensor:
+        """Walk the operations: each in order (forward), or each inverse in reverse order.
+
+        ``run_block(fn, x)``, if given, runs every :class:`InvBlock` step ``fn`` (the block or
+        its inverse) on ``x`` instead of ``fn(x)``; the Haar levels always run directly. This
+        is the one loop over the network: :meth:`forward`, :meth:`inverse`, tiled inference
+        (:mod:`irnlib.inference`, a tile at a time) and training's recomputation
+        (:func:`irnlib.train.run_network`, under activation checkpointing) all use it.
+        """
+        for op in reversed(self.operations) if inverse else self.operations:
+            fn = op.inverse if inverse else op
+            x = run_block(fn, x) if run_block is not None and isinstance(op, InvBlock) else fn(x)
         return x
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
+
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        for op in reversed(self.operations):
-            y = op.inverse(y)
-        return y
+        return self.run(y, inverse=True)
 
     def log_det(self, x: torch.Tensor) -> torch.Tensor:
         """Log-determinant of the forward Jacobian, per sample: shape ``(B,)``."""
@@ -250,7 +260,9 @@ class IRN(nn.Module):
             x = op(x)
         return total
 
-    def _pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
+    def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``(B, C, H, W)`` at the bottom/right to multiples of the scale (reflection;
+        replication where the image is too small to reflect); unchanged if they already are."""
         h, w = x.shape[-2:]
         ph, pw = -h % self.scale, -w % self.scale
         if ph == 0 and pw == 0:
@@ -264,7 +276,7 @@ class IRN(nn.Module):
         Sizes that are not multiples of ``s`` are padded at the bottom/right by reflection
         first; pass ``size=(H, W)`` to :meth:`upscale` to crop the reconstruction back.
         """
-        return quantize(self(self._pad_to_multiple(hr))[:, : self.channels])
+        return quantize(self(self.pad_to_multiple(hr))[:, : self.channels])
 
     def sample_latent(
         self, lr: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .datasets import REPO_ROOT
+from .paths import REPO_ROOT
 
 __all__ = [
     "PAPER_CSV",

@@ -15,13 +15,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .paths import REPO_ROOT, results_root
-from .provenance import make_run_id, provenance, write_json
+from . import profiles
+from .paths import REPO_ROOT, results_root, write_json
+from .provenance import make_run_id, provenance
 
 __all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-PROFILES = ("smoke", "paper")
 
 
 class PipelineError(RuntimeError):
@@ -70,8 +70,8 @@ def reproduce(
 
     Parameters
     ----------
-    profile : {"smoke", "paper"}
-        Passed to every notebook as its ``profile`` parameter.
+    profile : str
+        A profile of :mod:`irnlib.profiles`; passed to every notebook as its ``profile`` parameter.
     notebook_dir : Path
         Folder holding the ``NN_name.ipynb`` notebooks.
     results : path, optional
@@ -91,8 +91,7 @@ def reproduce(
     """
     import papermill
 
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    profiles.get(profile)  # an unknown profile stops here, before any notebook runs
     results = results_root(results).resolve()
     executed_dir = results / "executed"
     executed_dir.mkdir(parents=True, exist_ok=True)

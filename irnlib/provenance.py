@@ -6,7 +6,6 @@ Every table, log and figure the kit writes carries one of these records beside i
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
 import secrets
@@ -15,10 +14,9 @@ import sys
 
 import torch
 
-from .images import atomic_write
 from .paths import REPO_ROOT
 
-__all__ = ["git_commit", "cpu_model", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown", "write_json"]
+__all__ = ["git_commit", "cpu_model", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown"]
 
 
 def make_run_id(now: _dt.datetime | None = None) -> str:
@@ -91,8 +89,3 @@ def provenance_markdown(record: dict, title: str = "Provenance") -> str:
     lines = [f"**{title}**", ""]
     lines += [f"- {key}: {value}" for key, value in record.items()]
     return "\n".join(lines) + "\n"
-
-
-def write_json(path, record) -> None:
-    """Write a record (run configuration, provenance, RUN.json) as indented JSON, atomically."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))

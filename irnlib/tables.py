@@ -14,7 +14,6 @@ from :mod:`irnlib.paper`. The table is kept in two forms:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from . import evaluate as ev
-from .checkpoint import load_checkpoint
-from .datasets import data_root
-from .images import atomic_write
+from . import profiles
+from .checkpoint import describe_checkpoint, load_checkpoint
+from .datasets import dataset_version
+from .inference import resolve_device
 from .metrics import psnr
-from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, parse_cell
-from .paths import pretrained_checkpoint, results_root
+from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, paper_value, parse_cell
+from .paths import atomic_write, data_root, results_root, short_path
 from .provenance import current_run_id, provenance
 
 __all__ = [
@@ -42,6 +42,10 @@ __all__ = [
     "write_table",
     "plot_paper_vs_kit",
     "qualitative_figure",
+    "fetch_command",
+    "checkpoint_help",
+    "Table1",
+    "make_table1",
 ]
 
 NOT_AVAILABLE = "not available"
@@ -60,8 +64,8 @@ TABLE_COLUMNS = [
     "status",  # "printed", "not printed", "measured" or "not available"
     "images",
     "draws",
-    "psnr_spread",
-    "ssim_spread",
+    "psnr_spread",  # range (max − min) over the draws of z of the image-averaged Y-PSNR
+    "ssim_spread",  # the same for Y-SSIM
     "psnr_rgb",
     "lr_psnr_y",
     "lr_ssim_y",
@@ -155,13 +159,11 @@ def _paper_lines(scale: int, run_id: str, generated: str) -> list[dict]:
     return lines
 
 
-def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, missing_data: dict[str, str]) -> dict:
+def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, missing_data: dict[str, str],
+              paper: pd.DataFrame) -> dict:
     """One kit row × dataset: measured values, or 'not available' with the reason."""
     line = dict(source="this kit", row=kit.label, scale=scale, params=kit.params, dataset=dataset, paper_row=kit.paper_row)
-    column = DATASET_COLUMN.get(dataset, dataset)
-    paper = paper_table(scale)
-    prow = paper[paper["method"] == kit.paper_row]
-    paper_psnr, paper_ssim = parse_cell(prow.iloc[0][column]) if (not prow.empty and column in paper) else (math.nan,) * 2
+    paper_psnr, paper_ssim = paper_value(kit.paper_row, scale, dataset, paper)
     line.update(paper_psnr=paper_psnr, paper_ssim=paper_ssim)
     if kit.missing or dataset in missing_data:
         line.update(status=NOT_AVAILABLE, note=kit.missing or missing_data[dataset])
@@ -216,9 +218,10 @@ def build_table(
     if summary is None or summary.empty:
         summary = pd.DataFrame(columns=["dataset", "method", "scale", "checkpoint"])
     lines = _paper_lines(scale, run_id, generated)
+    paper = paper_table(scale)
     for kit in kit_rows:
         for dataset in datasets:
-            line = _kit_line(kit, scale, dataset, summary, missing_data)
+            line = _kit_line(kit, scale, dataset, summary, missing_data, paper)
             line.update(run_id=run_id, generated=generated)
             lines.append(line)
     return pd.DataFrame(lines, columns=TABLE_COLUMNS)
@@ -476,35 +479,6 @@ def qualitative_figure(
 # The whole job for one scale (what notebook 02 runs)
 # --------------------------------------------------------------------------------------
 
-PROFILES = ("smoke", "paper")
-SMOKE_OPTIONAL = ("Set5", "Set14", "BSD100")
-PAPER_TEST_SETS = ("Set5", "Set14", "BSD100", "Urban100", "DIV2K_valid_HR")
-SMOKE_IRN_IMAGES = 5  # smoke profile: IRN measured on the first images of each dataset only
-
-
-def _check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-
-
-def default_datasets(profile: str, root=None) -> list[str]:
-    """Test sets of a profile: smoke -> embedded-test plus Set5/Set14/BSD100 if on disk; paper -> the paper's five."""
-
-    _check_profile(profile)
-    if profile == "paper":
-        return list(PAPER_TEST_SETS)
-    present = [d for d in SMOKE_OPTIONAL if (data_root(root) / d).is_dir()]
-    return ["embedded-test"] + present
-
-
-def default_checkpoint(profile: str, scale: int) -> Path:
-    """smoke -> ``<results>/runs/smoke_x4/IRN_x4.pth`` (notebook 01); paper -> ``data/pretrained/IRN_x{s}.pth``."""
-    _check_profile(profile)
-    if profile == "paper":
-        return pretrained_checkpoint(scale)
-    return results_root() / "runs" / f"smoke_x{scale}" / f"IRN_x{scale}.pth"
-
-
 def fetch_command(dataset: str) -> str:
     """How to get a missing test set: the data notebook's command."""
     return (
@@ -516,15 +490,15 @@ def fetch_command(dataset: str) -> str:
 
 def checkpoint_help(profile: str, scale: int, path) -> str:
     """How to get a missing IRN checkpoint."""
-    if profile == "paper":
+    if profiles.get(profile).official_checkpoints:
         return (
             f"checkpoint {path} not found: place the official IRN_x{scale}.pth (released by the authors, linked "
             "from their repository pkuxmq/Invertible-Image-Rescaling) in data/pretrained/, or train one with "
             f"`papermill notebooks/01_train.ipynb out.ipynb -p profile paper -p scale {scale}`"
         )
     return (
-        f"checkpoint {path} not found: train the smoke model first with "
-        f"`papermill notebooks/01_train.ipynb out.ipynb -p profile smoke -p scale {scale}`, "
+        f"checkpoint {path} not found: train the {profile} model first with "
+        f"`papermill notebooks/01_train.ipynb out.ipynb -p profile {profile} -p scale {scale}`, "
         "or pass checkpoints={scale: path}"
     )
 
@@ -542,16 +516,13 @@ class Table1:
     provenance: dict
 
 
-def _conditions(profile: str, draws: int, irn: KitRow | None, max_images: int | None) -> str:
-    if profile == "smoke":
-        text = ("**Smoke profile** - a quick check of the pipeline on CPU, not the paper's experiment: the embedded "
-                "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk")
+def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_images: int | None) -> str:
+    text = profile.table_note
+    if profile.indicative:
         if irn is not None and not irn.missing:
-            text += (f"; IRN is the smoke-trained checkpoint named in its row, measured on at most {max_images} "
+            text += (f"; IRN is the {profile.name}-trained checkpoint named in its row, measured on at most {max_images} "
                      "images per dataset, so its numbers are not comparable with the paper's")
         text += "."
-    else:
-        text = "**Paper profile** - the paper's test sets and protocol."
     text += (f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
              f"{draws} seeded draws of z, Y-channel PSNR/SSIM with a border of the scale; "
              "Bicubic & Bicubic is MATLAB bicubic down and up with uint8 in between.")
@@ -583,12 +554,13 @@ def make_table1(
     Parameters
     ----------
     scale : int
-    profile : {"smoke", "paper"}
-        Defaults for ``datasets``, ``checkpoint`` and ``max_images``, and the label of the page.
+    profile : str
+        A profile of :mod:`irnlib.profiles`: defaults for ``datasets``, ``checkpoint`` and
+        ``max_images``, and the label of the page.
     datasets : list of str, optional
-        Default :func:`default_datasets`.
+        Default :func:`irnlib.profiles.default_datasets`.
     checkpoint : path, optional
-        IRN checkpoint for this scale; default :func:`default_checkpoint`.
+        IRN checkpoint for this scale; default :func:`irnlib.profiles.default_checkpoint`.
     draws : int
         Draws of z per image for IRN.
     root : path, optional
@@ -602,33 +574,33 @@ def make_table1(
     seed : int
         Base seed of the draws of z.
     max_images : int, optional
-        Measure IRN on at most this many images per dataset (smoke default
-        :data:`SMOKE_IRN_IMAGES`; paper default all). Bicubic always uses every image.
+        Measure IRN on at most this many images per dataset (default the profile's
+        ``irn_images``: smoke 5, paper all). Bicubic always uses every image.
     """
-    _check_profile(profile)
+    profile = profiles.get(profile)
     out_dir = Path(out_dir) if out_dir is not None else results_root() / "tables"
     run_id = run_id or current_run_id()
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    datasets = list(datasets) if datasets else default_datasets(profile, root)
-    checkpoint = Path(checkpoint) if checkpoint else default_checkpoint(profile, scale)
-    if max_images is None and profile == "smoke":
-        max_images = SMOKE_IRN_IMAGES
-    device = ev.resolve_device(device)
+    datasets = list(datasets) if datasets else profiles.default_datasets(profile.name, root)
+    checkpoint = Path(checkpoint) if checkpoint else profiles.default_checkpoint(profile.name, scale)
+    if max_images is None:
+        max_images = profile.irn_images
+    device = resolve_device(device)
 
     versions, missing_data = {}, {}
     for name in datasets:
         try:
-            versions[name] = ev.dataset_version(name, root)
+            versions[name] = dataset_version(name, root)
         except FileNotFoundError:
             missing_data[name] = fetch_command(name)
 
-    info = ev.describe_checkpoint(checkpoint)
+    info = describe_checkpoint(checkpoint)
     bicubic = KitRow("Bicubic & Bicubic (this kit)", "bicubic", "Bicubic & Bicubic", params="/")
-    irn = KitRow(info.label(), "irn", "IRN (ours)", checkpoint=_short_path(checkpoint))
+    irn = KitRow(info.label(), "irn", "IRN (ours)", checkpoint=short_path(checkpoint))
     net = None
     if not info.exists:
-        irn.label = f"IRN (this kit, {_short_path(checkpoint)})"
-        irn.missing = checkpoint_help(profile, scale, _short_path(checkpoint))
+        irn.label = f"IRN (this kit, {short_path(checkpoint)})"
+        irn.missing = checkpoint_help(profile.name, scale, short_path(checkpoint))
     else:
         net = load_checkpoint(checkpoint, map_location=device)
         if net.scale != scale:
@@ -652,34 +624,17 @@ def make_table1(
     record = provenance(
         device,
         run_id=run_id,
-        profile=profile,
+        profile=profile.name,
         scale=scale,
         data_root=str(data_root(root)),
         data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values()) or "none",
-        checkpoint=f"{_short_path(checkpoint)} ({info.training})" if info.exists else f"{_short_path(checkpoint)} (missing)",
-        checkpoint_config=_short_path(info.config_path) if info.config_path else "none",
+        checkpoint=f"{short_path(checkpoint)} ({info.training})" if info.exists else f"{short_path(checkpoint)} (missing)",
+        checkpoint_config=short_path(info.config_path) if info.config_path else "none",
         draws=draws,
         seed=seed,
         irn_images_per_dataset=max_images or "all",
-        per_image_csv=_short_path(per_image_path),
+        per_image_csv=short_path(per_image_path),
     )
     markdown = render_markdown(table, scale, record, _conditions(profile, draws, irn, max_images))
     csv_path, md_path = write_table(table, markdown, out_dir / f"table1_x{scale}")
     return Table1(scale, table, markdown, per_image_path, csv_path, md_path, record)
-
-
-def _short_path(path) -> str:
-    return ev._short_path(Path(path))
-
-
-def parse_parameter(value):
-    """A notebook parameter given on the command line as JSON text (``-p datasets '["Set5"]'``) -> its value.
-
-    Lists and dicts given as Python objects pass through unchanged; ``None`` stays ``None``.
-    """
-    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except ValueError as err:
-            raise ValueError(f"cannot read the parameter {value!r} as JSON: {err}") from err
-    return value

@@ -1,7 +1,9 @@
 """Training IRN: the paper's objective and schedule, a resumable runner, DDP under ``torchrun``.
 
-Read top to bottom: :class:`TrainConfig` and its profiles, the three loss terms and the
-objective module, the data stream, checkpoints, validation, and :func:`train` (the loop).
+Read top to bottom: :class:`TrainConfig` (a profile's fields come from :mod:`irnlib.profiles`),
+the three loss terms and the objective module, the data stream, checkpoints, validation, the
+runner's pieces (:func:`build`, :func:`resume_or_wipe`, :func:`train_step`, :class:`RunRecord`)
+and :func:`train` (the loop).
 
 The objective is the official release's (``IRN_model.optimize_parameters``)::
 
@@ -62,19 +64,19 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from . import profiles
 from .checkpoint import save_model
-from .datasets import PairedTestSet, TrainingPatches, cache_root, list_images
-from .evaluate import resolve_device
-from .images import atomic_write, center_crop, to_batch, to_image
-from .imresize import imresize
-from .metrics import psnr
-from .network import IRN, InvBlock, quantize
-from .paths import results_root
-from .provenance import provenance, write_json
+from .datasets import TestPair, TrainingPatches, list_images
+from .evaluate import evaluation_pairs, round_trip
+from .inference import resolve_device
+from .network import IRN, quantize
+from .notebook import save_figure
+from .paths import atomic_write, cache_root, results_root, write_json
+from .profiles import PAPER_ITERATIONS
+from .provenance import provenance
 
 __all__ = [
     "TrainConfig",
-    "PROFILES",
     "make_config",
     "parse_overrides",
     "forward_loss",
@@ -85,12 +87,25 @@ __all__ = [
     "TrainingSamples",
     "IterationBatches",
     "TrainingDiverged",
+    "TrainingState",
+    "build",
+    "resume_or_wipe",
+    "training_loader",
+    "NonFiniteStep",
+    "train_step",
+    "RunRecord",
+    "validation_pairs",
     "validate",
     "plot_curves",
     "train",
     "tune_cpu_allocator",
     "main",
 ]
+
+
+TERMS = ("l_forw", "l_back", "l_distr")  # the loss terms, in train_log.csv's order
+LOG_COLUMNS = ["iteration", "loss", *TERMS, "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"]
+VAL_COLUMNS = ["iteration", "psnr_y", "lr_psnr_y"]  # the metric names of irnlib.evaluate
 
 
 # ----------------------------------------------------------------------------------------
@@ -125,7 +140,7 @@ class TrainConfig:
     lambda_distr: float = 1.0  # λ3
     gaussian_scale: float = 1.0  # z' ~ N(0, gaussian_scale²) in the backward pass
     # optimisation
-    iterations: int = 500_000
+    iterations: int = PAPER_ITERATIONS
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-5
@@ -168,7 +183,7 @@ class TrainConfig:
         if self.lambda_forw is None:
             self.lambda_forw = float(self.scale**2)  # λ1 = s² as in the official configs
         if self.run_name is None:
-            self.run_name = f"{self.profile}_x{self.scale}"
+            self.run_name = profiles.run_name(self.profile, self.scale)
 
     @property
     def run_dir(self) -> Path:
@@ -176,27 +191,6 @@ class TrainConfig:
         root = Path(self.runs_dir) if self.runs_dir else results_root() / "runs"
         return root / self.run_name
 
-
-# The profiles: the paper's run, and one that shows the whole path on a laptop CPU.
-PROFILES: dict[str, dict] = {
-    "paper": {},  # TrainConfig's defaults are the paper's (DIV2K, 500k iterations, b16, p144)
-    "smoke": dict(
-        train_set="embedded-train",
-        val_set="embedded-test",
-        val_crop=128,
-        patch_size=48,
-        batch_size=4,
-        iterations=250,
-        lr=5e-4,  # 2.5× the paper's, halved twice near the end: learns visibly in 250 steps
-        lr_milestones=(170, 210),
-        log_every=5,
-        val_every=50,
-        checkpoint_every=50,
-        keep_every=0,
-        num_workers=0,  # a batch takes ~5 ms to make: workers would only compete for the 2 cores
-        channels_last=True,  # a CPU profile: faster there (benchmarks/README.md), same mathematics
-    ),
-}
 
 # Fields that may change when a run is resumed: they do not change the mathematics (the
 # device and memory layout may change the rounding). The learning-rate milestones are
@@ -213,10 +207,11 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
 
     Parameters
     ----------
-    profile : {"smoke", "paper"}
-        ``paper``: the paper's training (DIV2K, 500k iterations of 16 × 144² patches).
-        ``smoke``: a few minutes on 2 CPU cores (×4, the embedded photographs, 250 iterations
-        of 4 × 48² patches); it still visibly learns.
+    profile : str
+        A profile of :mod:`irnlib.profiles` (its ``train`` fields): ``paper`` is the paper's
+        training (DIV2K, 500k iterations of 16 × 144² patches); ``smoke`` takes a few minutes
+        on 2 CPU cores (×4, the embedded photographs, 250 iterations of 4 × 48² patches) and
+        still visibly learns.
     **overrides
         Any :class:`TrainConfig` field. ``lambda_forw`` and ``run_name`` follow ``scale``
         unless given.
@@ -226,13 +221,12 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
     ValueError
         For an unknown profile or field, naming the valid ones.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    fields = profiles.get(profile).train
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
-    return TrainConfig(**{**PROFILES[profile], **overrides, "profile": profile})
+    return TrainConfig(**{**fields, **overrides, "profile": profile})
 
 
 def _parse_value(text: str, annotation):
@@ -308,11 +302,7 @@ def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving:
     """
     if not memory_saving:
         return net.inverse(x) if inverse else net(x)
-    ops = reversed(net.operations) if inverse else net.operations
-    for op in ops:
-        fn = op.inverse if inverse else op
-        x = checkpoint(fn, x, use_reentrant=False) if isinstance(op, InvBlock) else fn(x)
-    return x
+    return net.run(x, inverse=inverse, run_block=lambda fn, x: checkpoint(fn, x, use_reentrant=False))
 
 
 class IRNObjective(nn.Module):
@@ -489,46 +479,32 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
 # Validation and plots
 
 
-def validation_pairs(config: TrainConfig) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, hr, lr_bicubic)`` uint8 triples of the validation set (cropped as configured)."""
-    dataset = PairedTestSet(config.val_set, config.scale, config.data_root)
-    count = len(dataset) if config.val_images is None else min(config.val_images, len(dataset))
-    pairs = []
-    for i in range(count):
-        pair = dataset[i]
-        hr, lr = pair.hr, pair.lr
-        if config.val_crop:
-            hr = center_crop(hr, config.val_crop, config.scale)
-            lr = imresize(hr, 1 / config.scale)  # MATLAB bicubic of the crop, uint8
-        pairs.append((pair.name, hr, lr))
-    return pairs
+def validation_pairs(config: TrainConfig) -> list[TestPair]:
+    """The validation images: (HR, bicubic LR) pairs of ``val_set``, cropped as configured."""
+    return evaluation_pairs(config.val_set, config.scale, config.data_root, crop=config.val_crop, count=config.val_images)
 
 
-@torch.inference_mode()
-def validate(net: IRN, pairs, device, seed: int = 0) -> dict[str, float]:
-    """Y-PSNR (dB) of the reconstruction and of the IRN LR against the bicubic LR.
+def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]:
+    """Y-PSNR (dB) of the reconstruction and of IRN's LR against the bicubic LR, image averages.
 
-    The reconstruction is ``upscale(downscale(hr))`` with ``z ~ N(0, 1)`` drawn from a
-    generator seeded with ``seed`` (the same draw at every validation). As in the official
-    test script, the HR comparison removes a border of ``scale`` pixels and the LR one none.
+    The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole images, with
+    ``z ~ N(0, 1)`` drawn from one generator seeded with ``seed`` (the same draws at every
+    validation).
 
     Returns
     -------
     dict
-        ``psnr_y`` and ``psnr_y_lr``, averaged over the images.
+        ``psnr_y`` and ``lr_psnr_y`` (the metric names of :mod:`irnlib.evaluate`).
     """
     was_training = net.training
     net.eval()
     generator = torch.Generator().manual_seed(seed)
-    sr_scores, lr_scores = [], []
-    for _, hr, lr_bicubic in pairs:
-        x = to_batch(hr, device)  # (1, 3, H, W)
-        lr = net.downscale(x)  # (1, 3, H/s, W/s), 8-bit values
-        sr = net.upscale(lr, generator=generator)  # (1, 3, H, W)
-        sr_scores.append(psnr(to_image(sr), hr, border=net.scale))
-        lr_scores.append(psnr(to_image(lr), lr_bicubic, border=0))
+    trips = [round_trip(net, pair, [generator], tile=None) for pair in pairs]
     net.train(was_training)
-    return {"psnr_y": float(np.mean(sr_scores)), "psnr_y_lr": float(np.mean(lr_scores))}
+    return {
+        "psnr_y": float(np.mean([t.sr_metrics[0]["psnr_y"] for t in trips])),
+        "lr_psnr_y": float(np.mean([t.lr_metrics["lr_psnr_y"] for t in trips])),
+    }
 
 
 def plot_curves(run_dir):
@@ -554,7 +530,7 @@ def plot_curves(run_dir):
     if val_path.is_file() and val_path.stat().st_size:
         val = pd.read_csv(val_path)
         ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", label="reconstruction vs HR")
-        ax_psnr.plot(val["iteration"], val["psnr_y_lr"], "s-", label="LR vs bicubic LR")
+        ax_psnr.plot(val["iteration"], val["lr_psnr_y"], "s-", label="LR vs bicubic LR")
     ax_psnr.set(xlabel="iteration", ylabel="Y-PSNR (dB)", title="validation")
     ax_psnr.legend()
     fig.suptitle(run_dir.name)
@@ -566,35 +542,41 @@ def _save_curves(run_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = plot_curves(run_dir)
-    atomic_write(run_dir / "training_curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    save_figure(fig, "training_curves.png", run_dir, dpi=100)
     plt.close(fig)
 
 
 class _CsvLog:
-    """Append-only CSV with a header; on resume, rows past the checkpoint are dropped."""
+    """Append-only CSV with a header, its rows also kept in memory; on resume, rows past the
+    checkpoint are dropped."""
 
     def __init__(self, path: Path, columns: list[str], keep_until: int | None):
         self.path, self.columns = path, columns
-        rows = []
+        self.rows = []
         if keep_until is not None and path.is_file():
             with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= keep_until]
+                self.rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= keep_until]
 
         def write(tmp):
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, columns)
                 writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows(self.rows)
 
         atomic_write(path, write)
 
     def append(self, row: dict) -> None:
+        self.rows.append(row)
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.columns).writerow(row)
 
 
+def _rounded(row: dict) -> dict:
+    return {k: (float(f"{v:.7g}") if isinstance(v, float) else v) for k, v in row.items()}
+
+
 # ----------------------------------------------------------------------------------------
-# The runner
+# The runner's pieces: build, resume, one step, the run's records
 
 
 def tune_cpu_allocator() -> bool:
@@ -635,6 +617,241 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+@dataclass
+class TrainingState:
+    """What training changes, and what a checkpoint holds besides the iteration and RNGs."""
+
+    net: IRN
+    model: nn.Module  # the objective (IRNObjective), DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # autocast dtype (None: off)
+
+    def save(self, path: Path, iteration: int, config: TrainConfig) -> None:
+        _save_checkpoint(path, self.net, self.optimizer, self.scheduler, self.scaler, iteration, config)
+
+
+def build(config: TrainConfig, device: torch.device, world: int = 1) -> TrainingState:
+    """The network, its objective and the optimiser, as ``config`` says, on ``device``.
+
+    Seeding first makes the initial weights the same in every process and every run.
+    """
+    torch.manual_seed(config.seed)
+    net = IRN(config.scale, config.block_num, downsampling=config.downsampling).to(device)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    model = IRNObjective(net, config)
+    if world > 1:
+        # The only buffers are the constant Haar filters: nothing to broadcast at every step.
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return TrainingState(net, model, optimizer, scheduler, scaler, amp_dtype)
+
+
+def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.device, resume: bool, is_main: bool,
+                   world: int = 1) -> int:
+    """Continue from ``checkpoints/last.pt`` (returns its iteration), or start afresh (0).
+
+    Starting afresh removes the run folder's old checkpoints and logs; either way,
+    temporary files left by a run killed while saving go.
+    """
+    run_dir, ckpt_dir = config.run_dir, config.run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for stale in [*ckpt_dir.glob(".*.tmp"), *run_dir.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)
+    if world > 1:
+        dist.barrier()
+    if resume and last_path.is_file():
+        saved = _load_checkpoint(last_path, device)
+        _check_resumable(saved["config"], config, last_path)
+        state.net.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.scaler.load_state_dict(saved["scaler"])
+        _set_rng_states(saved["rng"])
+        if saved["iteration"] > config.iterations:
+            raise ValueError(
+                f"{last_path} is at iteration {saved['iteration']}, beyond the requested iterations={config.iterations}; "
+                "ask for at least that many, or use another run_name"
+            )
+        return saved["iteration"]
+    if is_main:
+        for old in [*ckpt_dir.glob("*.pt"), run_dir / "train_log.csv", run_dir / "val_log.csv"]:
+            old.unlink(missing_ok=True)
+    return 0
+
+
+def training_loader(config: TrainConfig, start: int, rank: int, world: int, device: torch.device) -> DataLoader:
+    """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``.
+
+    Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
+    not once per worker process).
+    """
+    paths = list_images(config.train_set, config.data_root)
+    patches = TrainingPatches(paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root())
+    return DataLoader(
+        TrainingSamples(patches, config.scale, config.seed),
+        batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+class NonFiniteStep(FloatingPointError):
+    """Raised by :func:`train_step` before a NaN/Inf update is applied; ``values`` says which."""
+
+    def __init__(self, values: dict):
+        super().__init__(f"non-finite value(s) {values}")
+        self.values = values
+
+
+def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
+               config: TrainConfig, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimiser step on one batch (already on the device); the step of :func:`train`.
+
+    The objective (under autocast if ``config.amp``), the loss values every process agrees on
+    (averaged over processes), backward, gradient-norm clipping at ``config.grad_clip``, the
+    Adam step and the learning-rate schedule.
+
+    Returns
+    -------
+    values : tensor (4,)
+        ``loss`` and the terms :data:`TERMS`, as the processes' average.
+    grad_norm : tensor
+        The gradient norm before clipping.
+    lr : float
+        The learning rate the step used.
+
+    Raises
+    ------
+    NonFiniteStep
+        If a loss value or the gradient norm is NaN/Inf; the update is not applied.
+    """
+    amp_dtype = state.amp_dtype
+    with torch.autocast(hr.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        terms = state.model(hr, lr_ref, z_prime)
+    loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
+    values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
+    if world > 1:
+        dist.all_reduce(values)
+        values /= world
+    if not torch.isfinite(values).all():
+        raise NonFiniteStep(dict(zip(["loss", *TERMS], values.tolist())))
+
+    optimizer, scaler = state.optimizer, state.scaler
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+    grad_norm = nn.utils.clip_grad_norm_(state.net.parameters(), config.grad_clip or float("inf"))
+    if not torch.isfinite(grad_norm) and not scaler.is_enabled():  # fp16: the scaler skips such steps
+        raise NonFiniteStep({"grad_norm": float(grad_norm)})
+    lr_now = optimizer.param_groups[0]["lr"]
+    scaler.step(optimizer)
+    scaler.update()
+    state.scheduler.step()
+    return values, grad_norm, lr_now
+
+
+class RunRecord:
+    """The run folder's records, kept by the main process.
+
+    ``record`` (what ``provenance.json`` says) lives in memory and is written atomically on
+    every change; ``train_log.csv`` and ``val_log.csv`` grow a row at a time; :meth:`save`
+    writes the checkpoints and the exported model.
+    """
+
+    def __init__(self, config: TrainConfig, state: TrainingState, device: torch.device, world: int, start: int,
+                 resume: bool):
+        self.config, self.state, self.device = config, state, device
+        self.run_dir = config.run_dir
+        self.last_path = self.run_dir / "checkpoints" / "last.pt"
+        write_json(self.run_dir / "config.json", dataclasses.asdict(config))
+        self.record = provenance(
+            device, run=config.run_name, profile=config.profile, data=config.train_set,
+            validation=config.val_set, iterations=config.iterations, processes=world, status="running",
+        )  # fmt: skip
+        if start:
+            self.record["resumed_from"] = start
+        paper_experiment = config.profile in profiles.PROFILES and not profiles.PROFILES[config.profile].indicative
+        if paper_experiment and config.iterations < PAPER_ITERATIONS:
+            self.record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"
+        self.write()
+        keep_until = start if resume else None
+        self.train_log = _CsvLog(self.run_dir / "train_log.csv", LOG_COLUMNS, keep_until)
+        self.val_log = _CsvLog(self.run_dir / "val_log.csv", VAL_COLUMNS, keep_until)
+        self.pairs = validation_pairs(config)
+        self.busy, self.data_time, self.steps = 0.0, 0.0, 0  # time in steps (not bookkeeping) since the last log row
+
+    def write(self, **changes) -> None:
+        self.record.update(changes)
+        write_json(self.run_dir / "provenance.json", self.record)
+
+    def validate(self, iteration: int) -> None:
+        self.val_log.append({"iteration": iteration, **_rounded(validate(self.state.net, self.pairs, self.config.seed))})
+
+    def step(self, done: int, values: torch.Tensor, grad_norm, lr_now: float, tic: float, data_time: float, bar) -> None:
+        """Log iteration ``done`` (completed, begun at ``time.perf_counter() == tic``); validate
+        and save when they are due."""
+        config = self.config
+        row = dict(zip(["loss", *TERMS], values.tolist()))  # .tolist() waits for the GPU
+        busy = time.perf_counter() - tic  # the step's time, bookkeeping excluded
+        self.busy, self.data_time, self.steps = self.busy + busy, self.data_time + data_time, self.steps + 1
+        bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{self.steps * config.batch_size / self.busy:.1f}", refresh=False)
+        bar.update(1)
+        if done % config.log_every == 0 or done == config.iterations:
+            row.update(
+                iteration=done, grad_norm=float(grad_norm), lr=lr_now, s_per_it=self.busy / self.steps,
+                samples_per_s=self.steps * config.batch_size / self.busy, data_share=self.data_time / self.busy,
+            )  # fmt: skip
+            self.train_log.append(_rounded(row))
+            self.busy, self.data_time, self.steps = 0.0, 0.0, 0
+        if done % config.val_every == 0 or done == config.iterations:
+            self.validate(done)
+            _save_curves(self.run_dir)
+        if done % config.checkpoint_every == 0 or done == config.iterations:
+            self.save(done)
+
+    def save(self, iteration: int) -> None:
+        config = self.config
+        self.state.save(self.last_path, iteration, config)
+        if config.keep_every and iteration % config.keep_every == 0:
+            self.state.save(self.last_path.parent / f"iter_{iteration:07d}.pt", iteration, config)
+        save_model(self.state.net, self.run_dir / f"IRN_x{config.scale}.pth")
+        self.write(iterations_done=iteration)  # the export's
+
+    def finish(self) -> None:
+        if not self.last_path.is_file() or not (self.run_dir / f"IRN_x{self.config.scale}.pth").is_file():
+            self.save(self.config.iterations)  # a run of 0 iterations, or an export that went missing
+        _save_curves(self.run_dir)
+        self.record.update(status="finished", iterations_done=self.config.iterations)
+        if self.val_log.rows:
+            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
+            self.record["validation_first"] = as_numbers(self.val_log.rows[0])
+            self.record["validation_last"] = as_numbers(self.val_log.rows[-1])
+        self.write()
+
+
+def _divergence(iteration: int, err: NonFiniteStep, last_path: Path) -> TrainingDiverged:
+    """The error that stops a run: nothing is saved, so the last good checkpoint stays what it was."""
+    kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
+    return TrainingDiverged(
+        f"training diverged at iteration {iteration}: non-finite value(s) {err.values}; the update was not "
+        f"applied and {kept}. Try a lower learning rate (lr=...), or amp='off' if it was on."
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# The runner
+
+
 def train(config: TrainConfig, resume: bool = True) -> Path:
     """Train IRN as ``config`` says and return the run folder.
 
@@ -659,205 +876,49 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     ValueError
         If ``resume`` meets a checkpoint trained with mathematically different settings.
     """
+    from tqdm.auto import tqdm
+
     rank, world, device = _setup_distributed(config)
     is_main = rank == 0
     if device.type == "cpu" and config.tune_allocator:
         tune_cpu_allocator()
-    run_dir, ckpt_dir = config.run_dir, config.run_dir / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
-    s = config.scale
-
-    # The network, its objective and the optimiser. Seeding first makes the initial weights
-    # the same in every process and every run.
-    torch.manual_seed(config.seed)
-    net = IRN(s, config.block_num, downsampling=config.downsampling).to(device)
-    if config.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
-    amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    objective = IRNObjective(net, config)
-    model = objective
-    if world > 1:
-        # The only buffers are the constant Haar filters: nothing to broadcast at every step.
-        device_ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
-
-    # Resume, or start afresh.
-    start = 0
-    if is_main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for stale in [*ckpt_dir.glob(".*.tmp"), *run_dir.glob(".*.tmp")]:  # left by a run killed while saving
-            stale.unlink(missing_ok=True)
-    if world > 1:
-        dist.barrier()
-    if resume and last_path.is_file():
-        state = _load_checkpoint(last_path, device)
-        _check_resumable(state["config"], config, last_path)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_states(state["rng"])
-        start = state["iteration"]
-        if start > config.iterations:
-            raise ValueError(
-                f"{last_path} is at iteration {start}, beyond the requested iterations={config.iterations}; "
-                "ask for at least that many, or use another run_name"
-            )
-    elif is_main:
-        for old in [*ckpt_dir.glob("*.pt"), run_dir / "train_log.csv", run_dir / "val_log.csv"]:
-            old.unlink(missing_ok=True)
-
-    # The data: sample k is a function of (seed, k); this process takes its slice of each batch.
-    # Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
-    # not once per worker process).
-    paths = list_images(config.train_set, config.data_root)
-    patches = TrainingPatches(paths, s, config.patch_size, config.seed, config.augment, cache_dir=cache_root())
-    loader = DataLoader(
-        TrainingSamples(patches, s, config.seed),
-        batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-
-    # Bookkeeping, on the main process only.
-    train_log = val_log = pairs = None
-    if is_main:
-        write_json(run_dir / "config.json", dataclasses.asdict(config))
-        record = provenance(
-            device, run=config.run_name, profile=config.profile, data=config.train_set,
-            validation=config.val_set, iterations=config.iterations, processes=world, status="running",
-        )  # fmt: skip
-        if start:
-            record["resumed_from"] = start
-        if config.profile == "paper" and config.iterations < PAPER_ITERATIONS:
-            record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"
-        write_json(run_dir / "provenance.json", record)
-        train_log = _CsvLog(run_dir / "train_log.csv", LOG_COLUMNS, keep_until=start if resume else None)
-        val_log = _CsvLog(run_dir / "val_log.csv", ["iteration", "psnr_y", "psnr_y_lr"], keep_until=start if resume else None)
-        pairs = validation_pairs(config)
-        if start == 0:
-            val_log.append({"iteration": 0, **_rounded(validate(net, pairs, device, config.seed))})
-
-    def save(iteration: int) -> None:
-        _save_checkpoint(last_path, net, optimizer, scheduler, scaler, iteration, config)
-        if config.keep_every and iteration % config.keep_every == 0:
-            _save_checkpoint(ckpt_dir / f"iter_{iteration:07d}.pt", net, optimizer, scheduler, scaler, iteration, config)
-        save_model(net, run_dir / f"IRN_x{s}.pth")
-        record = json.loads((run_dir / "provenance.json").read_text())
-        write_json(run_dir / "provenance.json", {**record, "iterations_done": iteration})  # the export's
-
-    # The loop.
-    from tqdm.auto import tqdm
+    state = build(config, device, world)
+    start = resume_or_wipe(state, config, device, resume, is_main, world)
+    loader = training_loader(config, start, rank, world, device)
+    run = RunRecord(config, state, device, world, start, resume) if is_main else None
+    if run and start == 0:
+        run.validate(0)
 
     bar = tqdm(total=config.iterations, initial=start, desc=config.run_name, unit="it", disable=not (is_main and config.progress))
-    autocast = torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.train()
-    window_busy, window_data, window_steps = 0.0, 0.0, 0  # time in steps (not bookkeeping) since the last log row
+    state.model.train()
     batches = iter(loader)
     for t in range(start, config.iterations):
         tic = time.perf_counter()
         hr, lr_ref, z_prime = next(batches)  # (b, 3, P, P), (b, 3, P/s, P/s), (b, 3s²−3, P/s, P/s)
         hr = hr.to(device, non_blocking=True, memory_format=memory_format)
         lr_ref, z_prime = lr_ref.to(device, non_blocking=True), z_prime.to(device, non_blocking=True)
-        window_data += time.perf_counter() - tic
-
-        with autocast:
-            terms = model(hr, lr_ref, z_prime)
-        loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
-        # The values every process agrees on (averaged over processes), checked before the update.
-        values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
-        if world > 1:
-            dist.all_reduce(values)
-            values /= world
-        if not torch.isfinite(values).all():
-            _diverged(t + 1, dict(zip(["loss", *TERMS], values.tolist())), last_path, bar, run_dir, is_main)
-
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
-        grad_norm = nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or float("inf"))
-        if not torch.isfinite(grad_norm) and not scaler.is_enabled():  # fp16: the scaler skips such steps
-            _diverged(t + 1, {"grad_norm": float(grad_norm)}, last_path, bar, run_dir, is_main)
-        lr_now = optimizer.param_groups[0]["lr"]
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        data_time = time.perf_counter() - tic
+        try:
+            values, grad_norm, lr_now = train_step(state, hr, lr_ref, z_prime, config, world)
+        except NonFiniteStep as err:
+            bar.close()
+            diverged = _divergence(t + 1, err, config.run_dir / "checkpoints" / "last.pt")
+            if run:
+                run.write(status="diverged", diverged_at=t + 1, message=str(diverged))
+            raise diverged from None
         done = t + 1  # iterations completed
-
-        if is_main:
-            row = dict(zip(["loss", *TERMS], values.tolist()))  # .tolist() waits for the GPU
-            window_busy += time.perf_counter() - tic
-            window_steps += 1
-            bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{window_steps * config.batch_size / window_busy:.1f}", refresh=False)
-            bar.update(1)
-            if done % config.log_every == 0 or done == config.iterations:
-                row.update(
-                    iteration=done, grad_norm=float(grad_norm), lr=lr_now, s_per_it=window_busy / window_steps,
-                    samples_per_s=window_steps * config.batch_size / window_busy, data_share=window_data / window_busy,
-                )  # fmt: skip
-                train_log.append(_rounded(row))
-                window_busy, window_data, window_steps = 0.0, 0.0, 0
-            if done % config.val_every == 0 or done == config.iterations:
-                val_log.append({"iteration": done, **_rounded(validate(net, pairs, device, config.seed))})
-                _save_curves(run_dir)
-            if done % config.checkpoint_every == 0 or done == config.iterations:
-                save(done)
+        if run:
+            run.step(done, values, grad_norm, lr_now, tic, data_time, bar)
         if world > 1 and (done % config.checkpoint_every == 0 or done == config.iterations):
             dist.barrier()  # nobody runs ahead of a checkpoint being written
     bar.close()
 
-    if is_main:
-        if not last_path.is_file() or not (run_dir / f"IRN_x{s}.pth").is_file():
-            save(config.iterations)  # a run of 0 iterations, or an export that went missing
-        _save_curves(run_dir)
-        record = json.loads((run_dir / "provenance.json").read_text())
-        val_rows = _read_csv(run_dir / "val_log.csv")
-        record.update(status="finished", iterations_done=config.iterations)
-        if val_rows:
-            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
-            record["validation_first"] = as_numbers(val_rows[0])
-            record["validation_last"] = as_numbers(val_rows[-1])
-        write_json(run_dir / "provenance.json", record)
+    if run:
+        run.finish()
     if world > 1:
         dist.barrier()
-    return run_dir
-
-
-PAPER_ITERATIONS = 500_000
-TERMS = ("l_forw", "l_back", "l_distr")
-LOG_COLUMNS = ["iteration", "loss", *TERMS, "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"]
-
-
-def _rounded(row: dict) -> dict:
-    return {k: (float(f"{v:.7g}") if isinstance(v, float) else v) for k, v in row.items()}
-
-
-def _read_csv(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _diverged(iteration: int, values: dict, last_path: Path, bar, run_dir: Path, is_main: bool):
-    """Stop the run: nothing is saved, so the last good checkpoint stays what it was."""
-    bar.close()
-    kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
-    message = (
-        f"training diverged at iteration {iteration}: non-finite value(s) {values}; the update was not "
-        f"applied and {kept}. Try a lower learning rate (lr=...), or amp='off' if it was on."
-    )
-    if is_main:
-        record_path = run_dir / "provenance.json"
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-        record.update(status="diverged", diverged_at=iteration, message=message)
-        write_json(record_path, record)
-    raise TrainingDiverged(message)
+    return config.run_dir
 
 
 def main(argv=None) -> Path:
@@ -869,7 +930,7 @@ def main(argv=None) -> Path:
         prog="python -m irnlib.train",
         description="Train IRN (the paper's objective). Any TrainConfig field can be set as field=value.",
     )
-    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="smoke", choices=sorted(profiles.PROFILES))
     parser.add_argument("--fresh", action="store_true", help="start afresh instead of resuming the run")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     parser.add_argument("overrides", nargs="*", metavar="field=value", help="e.g. scale=2 iterations=1000 device=cuda")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from irnlib import IRN, save_model
 from irnlib.cli import KEY_SCALE, KEY_SIZE, main
-from irnlib.evaluate import downscale_image, upscale_image
+from irnlib.inference import downscale_image, upscale_image
 from irnlib.images import load_image, save_png
 from irnlib.metrics import psnr
 

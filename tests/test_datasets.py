@@ -17,8 +17,6 @@ from irnlib.datasets import (
     PairedTestSet,
     TrainingPatches,
     available_datasets,
-    cache_root,
-    data_root,
     dataset_table,
     list_images,
     lr_cache_path,
@@ -28,6 +26,7 @@ from irnlib.datasets import (
     write_checksums,
 )
 from irnlib.images import load_image, mod_crop, save_png
+from irnlib.paths import REPO_ROOT, cache_root, data_root
 from irnlib.imresize import imresize
 from irnlib.registry import DatasetInfo
 
@@ -59,8 +58,8 @@ def listing(folder: Path) -> dict:
 def test_data_root_and_cache_root_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv("IRN_DATA", raising=False)
     monkeypatch.delenv("IRN_CACHE", raising=False)
-    assert data_root() == ds.REPO_ROOT / "data"
-    assert cache_root() == ds.REPO_ROOT / "results" / "cache"
+    assert data_root() == REPO_ROOT / "data"
+    assert cache_root() == REPO_ROOT / "results" / "cache"
     monkeypatch.setenv("IRN_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("IRN_CACHE", str(tmp_path / "cache"))
     assert data_root() == tmp_path / "env" and data_root("") == tmp_path / "env"
@@ -344,7 +343,7 @@ def test_shared_datasets_verify(shared_data):
 # --------------------------------------------------------------------------- notebook 00
 
 
-NOTEBOOK = ds.REPO_ROOT / "notebooks" / "00_data_preparation.ipynb"
+NOTEBOOK = REPO_ROOT / "notebooks" / "00_data_preparation.ipynb"
 
 
 def run_notebook_00(tmp_path, **parameters):

@@ -1,4 +1,4 @@
-"""Evaluation protocol and tiled inference (irnlib.evaluate)."""
+"""Evaluation protocol (irnlib.evaluate) and tiled inference (irnlib.inference)."""
 
 import dataclasses
 import json
@@ -11,7 +11,9 @@ from conftest import randomize
 
 from irnlib import IRN, save_model
 from irnlib import evaluate as ev
-from irnlib.datasets import PairedTestSet, TestPair
+from irnlib import inference
+from irnlib.checkpoint import describe_checkpoint
+from irnlib.datasets import PairedTestSet, TestPair, dataset_version
 from irnlib.imresize import imresize
 from irnlib.images import to_batch, to_image
 from irnlib.metrics import psnr
@@ -38,7 +40,7 @@ def test_invblock_halo_is_exactly_ten_pixels():
     with torch.inference_mode():
         changed = (block(x) - block(x2)).abs().amax(dim=(0, 1)) > 0
     rows, cols = torch.nonzero(changed, as_tuple=True)
-    assert int((rows - 20).abs().max()) == ev.HALO and int((cols - 20).abs().max()) == ev.HALO
+    assert int((rows - 20).abs().max()) == inference.HALO and int((cols - 20).abs().max()) == inference.HALO
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])
@@ -49,14 +51,14 @@ def test_tiled_equals_untiled_in_float64(scale):
     tile = {2: 9, 4: 7, 8: 5}[scale]  # several tiles at every level, ragged last tiles
     opts = dict(tile=tile, channels_last=False)
     with torch.inference_mode():
-        padded = net._pad_to_multiple(hr)
+        padded = net.pad_to_multiple(hr)
         y = net(padded)
-        assert (ev.forward(net, padded, **opts) - y).abs().max() < 1e-10
-        assert (ev.inverse(net, y, **opts) - net.inverse(y)).abs().max() < 1e-10
+        assert (inference.forward(net, padded, **opts) - y).abs().max() < 1e-10
+        assert (inference.inverse(net, y, **opts) - net.inverse(y)).abs().max() < 1e-10
         lr = net.downscale(hr)
-        assert torch.equal(ev.downscale(net, hr, **opts), lr)
+        assert torch.equal(inference.downscale(net, hr, **opts), lr)
         want = net.upscale(lr, generator=torch.Generator().manual_seed(1), size=hr.shape[-2:])
-        got = ev.upscale(net, lr, generator=torch.Generator().manual_seed(1), size=hr.shape[-2:], **opts)
+        got = inference.upscale(net, lr, generator=torch.Generator().manual_seed(1), size=hr.shape[-2:], **opts)
     assert got.shape == want.shape == hr.shape
     assert (got - want).abs().max() < 1e-10
 
@@ -67,16 +69,16 @@ def test_tiled_fast_path_equals_untiled_in_float32(scale):
     net = randomize(IRN(scale), seed=3).eval()
     hr = torch.rand(1, 3, 61, 83)
     with torch.inference_mode():
-        padded = net._pad_to_multiple(hr)
+        padded = net.pad_to_multiple(hr)
         y = net(padded)
-        assert (ev.forward(net, padded, tile=9) - y).abs().max() < 1e-5
+        assert (inference.forward(net, padded, tile=9) - y).abs().max() < 1e-5
         lr = net.downscale(hr)
         want = net.upscale(lr, generator=torch.Generator().manual_seed(2))
-        got = ev.upscale(net, lr, generator=torch.Generator().manual_seed(2), tile=9)
+        got = inference.upscale(net, lr, generator=torch.Generator().manual_seed(2), tile=9)
         # float32 rounding grows with the values (random weights reach |x| ~ 25): relative 1e-6
         assert (got - want).abs().max() < 1e-5 * max(1.0, float(want.abs().max()))
         # 8-bit LR: identical except where float rounding straddles a rounding boundary
-        lr_tiled = ev.downscale(net, hr, tile=9)
+        lr_tiled = inference.downscale(net, hr, tile=9)
     assert (lr_tiled - lr).abs().max() <= 1 / 255 + 1e-6
     assert (lr_tiled != lr).float().mean() < 1e-3
 
@@ -84,19 +86,19 @@ def test_tiled_fast_path_equals_untiled_in_float32(scale):
 def test_image_functions_handle_any_size_and_crop_back():
     net = small_net(4)
     img = (np.random.default_rng(0).random((45, 70, 3)) * 255).astype(np.uint8)
-    lr = ev.downscale_image(net, img, tile=7)
+    lr = inference.downscale_image(net, img, tile=7)
     assert lr.shape == (12, 18, 3) and lr.dtype == np.uint8
-    sr = ev.upscale_image(net, lr, size=img.shape[:2], seed=5, tile=7)
+    sr = inference.upscale_image(net, lr, size=img.shape[:2], seed=5, tile=7)
     assert sr.shape == img.shape and sr.dtype == np.uint8
     with torch.inference_mode():
         want = to_image(net.upscale(to_batch(lr), generator=torch.Generator().manual_seed(5), size=img.shape[:2]))
     assert np.abs(sr.astype(int) - want.astype(int)).max() <= 1
-    assert np.array_equal(ev.upscale_image(net, lr, seed=5, tile=7)[:45, :70], sr)
+    assert np.array_equal(inference.upscale_image(net, lr, seed=5, tile=7)[:45, :70], sr)
 
 
 def test_bad_tile_is_refused():
     with pytest.raises(ValueError, match="tile"):
-        ev.forward(small_net(2), torch.rand(1, 3, 8, 8), tile=0)
+        inference.forward(small_net(2), torch.rand(1, 3, 8, 8), tile=0)
 
 
 def _pair(seed=0, size=(64, 48), scale=2) -> TestPair:
@@ -179,20 +181,20 @@ def test_describe_checkpoint(tmp_path):
     run = tmp_path / "runs" / "smoke_x4"
     run.mkdir(parents=True)
     save_model(small_net(4), run / "IRN_x4.pth")
-    assert ev.describe_checkpoint(run / "IRN_x4.pth").training.startswith("training unknown")
+    assert describe_checkpoint(run / "IRN_x4.pth").training.startswith("training unknown")
     config = dataclasses.asdict(make_config("smoke", iterations=300))  # what irnlib.train writes
     (run / "config.json").write_text(json.dumps(config))
-    info = ev.describe_checkpoint(run / "IRN_x4.pth")
+    info = describe_checkpoint(run / "IRN_x4.pth")
     assert info.shortened and "300 iterations" in info.training and "smoke" in info.training
     assert "embedded-train" in info.training and "shortened" in info.label()
     (run / "provenance.json").write_text(json.dumps({"status": "running", "iterations_done": 150}))
-    assert "150 iterations" in ev.describe_checkpoint(run / "IRN_x4.pth").training
-    assert "run running" in ev.describe_checkpoint(run / "IRN_x4.pth").training
+    assert "150 iterations" in describe_checkpoint(run / "IRN_x4.pth").training
+    assert "run running" in describe_checkpoint(run / "IRN_x4.pth").training
     official = tmp_path / "pretrained"
     official.mkdir()
     save_model(small_net(2), official / "IRN_x2.pth")
-    assert ev.describe_checkpoint(official / "IRN_x2.pth").training == "official checkpoint"
-    assert not ev.describe_checkpoint(tmp_path / "missing.pth").exists
+    assert describe_checkpoint(official / "IRN_x2.pth").training == "official checkpoint"
+    assert not describe_checkpoint(tmp_path / "missing.pth").exists
 
 
 def test_dataset_version_changes_with_content(tmp_path):
@@ -201,10 +203,10 @@ def test_dataset_version_changes_with_content(tmp_path):
     from irnlib.images import save_png
 
     save_png(folder / "a.png", _pair().hr)
-    first = ev.dataset_version("Toy", tmp_path)
+    first = dataset_version("Toy", tmp_path)
     assert first["images"] == 1
     save_png(folder / "a.png", _pair(2).hr)
-    assert ev.dataset_version("Toy", tmp_path)["sha256"] != first["sha256"]
+    assert dataset_version("Toy", tmp_path)["sha256"] != first["sha256"]
 
 
 @pytest.mark.parametrize("scale", [2, 4])

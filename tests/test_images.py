@@ -13,17 +13,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from irnlib.images import (
-    ImageFileError,
-    atomic_write,
-    image_size,
-    load_image,
-    mod_crop,
-    remove_stale_temporaries,
-    save_png,
-    to_batch,
-    to_image,
-)
+from irnlib.images import ImageFileError, image_size, load_image, mod_crop, save_png, to_batch, to_image
+from irnlib.paths import atomic_write, remove_stale_temporaries
 
 ASTRONAUT = skimage.data.astronaut()  # uint8 (512, 512, 3)
 

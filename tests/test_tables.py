@@ -12,8 +12,10 @@ from conftest import randomize
 from irnlib import IRN, save_model
 from irnlib import evaluate as ev
 from irnlib import paper
+from irnlib import profiles
 from irnlib import tables as tb
-from irnlib.datasets import REPO_ROOT
+from irnlib.notebook import parse_parameter
+from irnlib.paths import REPO_ROOT
 
 matplotlib.use("Agg")
 
@@ -182,15 +184,15 @@ def test_make_table1_with_a_missing_checkpoint(tmp_path):
 
 
 def test_profile_defaults(tmp_path):
-    assert tb.default_datasets("paper") == ["Set5", "Set14", "BSD100", "Urban100", "DIV2K_valid_HR"]
-    assert tb.default_datasets("smoke", tmp_path) == ["embedded-test"]
+    assert profiles.default_datasets("paper") == ["Set5", "Set14", "BSD100", "Urban100", "DIV2K_valid_HR"]
+    assert profiles.default_datasets("smoke", tmp_path) == ["embedded-test"]
     (tmp_path / "Set14").mkdir()
-    assert tb.default_datasets("smoke", tmp_path) == ["embedded-test", "Set14"]
-    assert tb.default_checkpoint("smoke", 4) == REPO_ROOT / "results/runs/smoke_x4/IRN_x4.pth"
-    assert tb.default_checkpoint("paper", 2) == REPO_ROOT / "data/pretrained/IRN_x2.pth"
-    assert tb.parse_parameter('["Set5"]') == ["Set5"] and tb.parse_parameter({"4": "a"}) == {"4": "a"}
+    assert profiles.default_datasets("smoke", tmp_path) == ["embedded-test", "Set14"]
+    assert profiles.default_checkpoint("smoke", 4) == REPO_ROOT / "results/runs/smoke_x4/IRN_x4.pth"
+    assert profiles.default_checkpoint("paper", 2) == REPO_ROOT / "data/pretrained/IRN_x2.pth"
+    assert parse_parameter('["Set5"]') == ["Set5"] and parse_parameter({"4": "a"}) == {"4": "a"}
     with pytest.raises(ValueError, match="profile"):
-        tb.default_datasets("fast")
+        profiles.default_datasets("fast")
 
 
 def test_notebook_02_runs_under_papermill(tmp_path):

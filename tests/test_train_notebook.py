@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from irnlib.datasets import REPO_ROOT
+from irnlib.paths import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_train.ipynb"
 

@@ -50,7 +50,7 @@ def test_run_folder_contents(tmp_path):
     assert float(row["loss"]) == pytest.approx(float(row["l_forw"]) + float(row["l_back"]) + float(row["l_distr"]), rel=1e-5)
     val = read_csv(run_dir / "val_log.csv")
     assert [r["iteration"] for r in val] == ["0", "2", "4"]
-    assert all(float(r["psnr_y"]) > 0 and float(r["psnr_y_lr"]) > 0 for r in val)
+    assert all(float(r["psnr_y"]) > 0 and float(r["lr_psnr_y"]) > 0 for r in val)
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["status"] == "finished" and record["iterations_done"] == 4 and record["commit"]
     assert record["validation_last"]["iteration"] == 4 and record["validation_last"]["psnr_y"] == float(val[-1]["psnr_y"])

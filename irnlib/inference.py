@@ -1,0 +1,184 @@
+"""Running IRN: the device, and tiled inference for images of any size.
+
+Tiling. An :class:`~irnlib.network.InvBlock` output pixel depends on input pixels within a
+radius of :data:`HALO` = 10 at its level's resolution: ``y1 = x1 + F(x2)`` reads 5 pixels
+around (five 3×3 convolutions), and ``G(y1)``, ``H(y1)`` read another 5 around ``y1``. The
+Haar levels are exact 2×2 block transforms. The tiled functions below therefore run the
+network one operation at a time: each InvBlock is applied tile by tile to its level's
+feature map, every tile read with a margin of :data:`HALO` pixels (cut only where the real
+image ends, so the convolutions zero-pad exactly where the whole-image network does), and
+only the tile's core is kept. The result equals the whole-image result up to floating-point
+rounding, while the large intermediate activations of the dense subnets (up to 140
+channels) exist for one tile at a time. What stays image-sized is the network's state,
+``3·H·W`` float values (12 bytes per HR pixel), plus the input and output.
+
+Conventions: batches are float tensors ``(B, 3, H, W)`` in ``[0, 1]``; images are uint8
+``(H, W, 3)`` RGB arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .images import to_batch, to_image
+from .network import IRN, quantize
+
+__all__ = [
+    "HALO",
+    "TILE",
+    "resolve_device",
+    "net_device",
+    "forward",
+    "inverse",
+    "downscale",
+    "upscale",
+    "downscale_image",
+    "upscale_image",
+]
+
+HALO = 10  # receptive radius of one InvBlock, in pixels of its level's feature map
+TILE = 128  # default tile side (core, without the halo), in pixels of each level's feature map
+
+
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """Consecutive ``[start, stop)`` ranges of at most ``tile`` covering ``range(length)``."""
+    return [(start, min(start + tile, length)) for start in range(0, length, tile)]
+
+
+def _tiled(fn, x: torch.Tensor, tile: int | None, channels_last: bool) -> torch.Tensor:
+    """Apply a shape-preserving, :data:`HALO`-local function ``fn`` to ``x`` tile by tile.
+
+    Each tile is read with a margin of ``HALO`` pixels (clipped at the image border) and
+    only its core is written to the output, so the result equals ``fn(x)``. ``tile=None``
+    is ``fn(x)`` itself.
+    """
+    if tile is None:
+        return fn(x)  # the whole feature map, exactly as the network itself runs it
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    h, w = x.shape[-2:]
+    if h <= tile and w <= tile:
+        return fn(x.contiguous(memory_format=fmt)).contiguous()
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for top, bottom in _spans(h, tile):
+        r0, r1 = max(top - HALO, 0), min(bottom + HALO, h)
+        for left, right in _spans(w, tile):
+            c0, c1 = max(left - HALO, 0), min(right + HALO, w)
+            piece = fn(x[:, :, r0:r1, c0:c1].contiguous(memory_format=fmt))
+            out[:, :, top:bottom, left:right] = piece[:, :, top - r0 : bottom - r0, left - c0 : right - c0]
+    return out
+
+
+def _check_tile(tile: int | None) -> None:
+    if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 1):
+        raise ValueError(f"tile must be a positive int (pixels of a feature map) or None, got {tile!r}")
+
+
+def forward(net: IRN, x: torch.Tensor, *, tile: int | None = TILE, channels_last: bool = True) -> torch.Tensor:
+    """``net(x)`` computed tile by tile: ``(B, C, H, W) -> (B, C·s², H/s, W/s)``.
+
+    Parameters
+    ----------
+    net : IRN
+    x : float tensor (B, C, H, W)
+        ``H`` and ``W`` multiples of ``net.scale``.
+    tile : int or None
+        Tile side in pixels of each level's feature map (``None``: the whole image at once,
+        exactly as ``net(x)``).
+        The working memory of one InvBlock is about ``(tile + 20)² × 300`` floats.
+    channels_last : bool
+        Run the convolutions in NHWC layout (faster on CPU; equal up to float rounding).
+    """
+    _check_tile(tile)
+    return net.run(x, run_block=lambda fn, x: _tiled(fn, x, tile, channels_last))
+
+
+def inverse(net: IRN, y: torch.Tensor, *, tile: int | None = TILE, channels_last: bool = True) -> torch.Tensor:
+    """``net.inverse(y)`` computed tile by tile (see :func:`forward`)."""
+    _check_tile(tile)
+    return net.run(y, inverse=True, run_block=lambda fn, y: _tiled(fn, y, tile, channels_last))
+
+
+def downscale(net: IRN, hr: torch.Tensor, *, tile: int | None = TILE, channels_last: bool = True) -> torch.Tensor:
+    """Tiled :meth:`IRN.downscale`: HR ``(B, C, H, W)`` in [0, 1] -> quantized LR ``(B, C, ⌈H/s⌉, ⌈W/s⌉)``.
+
+    Sizes that are not multiples of ``s`` are padded exactly as :meth:`IRN.downscale` does
+    (reflection at the bottom/right); crop back with ``size=`` in :func:`upscale`.
+    """
+    padded = net.pad_to_multiple(hr)  # the network's own padding rule
+    return quantize(forward(net, padded, tile=tile, channels_last=channels_last)[:, : net.channels])
+
+
+def upscale(
+    net: IRN,
+    lr: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    size: tuple[int, int] | None = None,
+    *,
+    tile: int | None = TILE,
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """Tiled :meth:`IRN.upscale`: LR ``(B, C, h, w)`` -> HR ``(B, C, h·s, w·s)``, not clamped.
+
+    The latent ``z ~ N(0, temperature²)`` is drawn for the whole LR at once, with the same
+    call as :meth:`IRN.upscale`, so the same ``generator`` state gives the same result as
+    the untiled method.
+    """
+    z = net.sample_latent(lr, temperature, generator)
+    hr = inverse(net, torch.cat((lr, z), 1), tile=tile, channels_last=channels_last)
+    hr = hr[:, : net.channels]
+    if size is not None:
+        hr = hr[..., : size[0], : size[1]]
+    return hr
+
+
+def net_device(net: IRN) -> torch.device:
+    return next(net.parameters()).device
+
+
+def downscale_image(net: IRN, img: np.ndarray, *, tile: int | None = TILE) -> np.ndarray:
+    """Downscale a uint8 ``(H, W, 3)`` image of any size with IRN; returns the 8-bit LR.
+
+    The LR has shape ``(⌈H/s⌉, ⌈W/s⌉, 3)``; the computation runs on the network's device
+    in tiles (see :func:`forward`).
+    """
+    with torch.inference_mode():
+        lr = downscale(net, to_batch(img).to(net_device(net)), tile=tile)
+    return to_image(lr)
+
+
+def upscale_image(
+    net: IRN,
+    lr_img: np.ndarray,
+    *,
+    size: tuple[int, int] | None = None,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    tile: int | None = TILE,
+) -> np.ndarray:
+    """Upscale a uint8 LR ``(h, w, 3)`` image with IRN; returns uint8 ``(h·s, w·s, 3)``.
+
+    Parameters
+    ----------
+    size : (H, W), optional
+        Crop the result to the original HR size (after :func:`downscale_image` of an image
+        whose sides were not multiples of ``s``).
+    temperature : float
+        Standard deviation of the latent ``z`` (1 in the paper).
+    seed : int or None
+        Seed of the latent draw (CPU generator, so results agree across devices);
+        ``None`` draws from torch's global generator.
+    """
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    with torch.inference_mode():
+        lr = to_batch(lr_img).to(net_device(net))
+        sr = upscale(net, lr, temperature, generator=gen, size=size, tile=tile)
+    return to_image(sr)

@@ -1,0 +1,203 @@
+"""The profiles: what a run of the kit trains, evaluates, on which data, with which checkpoints.
+
+A profile is the one parameter of the main job (``irn reproduce --profile P``; every
+notebook's ``profile``). This module is the only place that knows what a profile means;
+everything else asks it (:func:`get`, :func:`default_datasets`, :func:`default_checkpoint`,
+...). Adding a profile is adding one :class:`Profile` below and listing it in
+:data:`PROFILES`.
+
+- ``smoke``: the whole path on a laptop CPU in minutes: tiny trainings on the embedded
+  photographs, Table 1 on the embedded test photographs (plus Set5/Set14/BSD100 when on
+  disk) with the smoke-trained checkpoints; every number is labelled indicative.
+- ``paper``: the paper's experiment, for a GPU: DIV2K, 500k iterations, the official
+  checkpoints in ``data/pretrained/``, the paper's five test sets, the real ablation study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import data_root, pretrained_checkpoint, results_root
+from .registry import PAPER_TEST, PAPER_TRAINING
+
+__all__ = [
+    "PAPER_ITERATIONS",
+    "AblationPlan",
+    "Profile",
+    "SMOKE",
+    "PAPER",
+    "PROFILES",
+    "get",
+    "run_name",
+    "default_datasets",
+    "datasets_to_prepare",
+    "default_checkpoint",
+]
+
+PAPER_ITERATIONS = 500_000  # the paper's training length (TrainConfig's default)
+
+
+@dataclass(frozen=True)
+class AblationPlan:
+    """The ablation study of a profile (notebook 03): one training budget, one test protocol.
+
+    ``train`` holds :class:`irnlib.train.TrainConfig` fields set on top of the profile's
+    training for every variant; the variants then change a few more
+    (:func:`irnlib.ablations.variants`).
+    """
+
+    scale: int  # default scale of the study
+    train: dict
+    eval_set: str
+    eval_crop: int | None  # centre-crop test images to this size (None: whole images)
+    eval_images: int | None  # the first N test images (None: all)
+    draws: int  # draws of z per test image
+    label: str  # how the page's title describes the study
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile decides.
+
+    Attributes
+    ----------
+    name : str
+    train : dict
+        :class:`irnlib.train.TrainConfig` fields that differ from its defaults (which are the
+        paper's ×4 run).
+    data : tuple of str or None
+        What notebook 00 prepares; ``None``: every registered dataset on disk.
+    test_sets : tuple of str
+        Table 1's test sets, always listed (a missing one shows how to get it).
+    optional_test_sets : tuple of str
+        Table 1's further test sets, used only when on disk.
+    irn_images : int or None
+        Table 1 measures IRN on at most this many images per test set (``None``: all).
+    official_checkpoints : bool
+        Table 1 uses the released ``data/pretrained/IRN_x{s}.pth``; otherwise the
+        checkpoints this profile's training (notebook 01) exports.
+    indicative : bool
+        A quick check, not the paper's experiment: every table and figure says so.
+    table_note : str
+        The opening of Table 1's conditions paragraph.
+    ablation : AblationPlan
+    """
+
+    name: str
+    train: dict
+    data: tuple[str, ...] | None
+    test_sets: tuple[str, ...]
+    optional_test_sets: tuple[str, ...]
+    irn_images: int | None
+    official_checkpoints: bool
+    indicative: bool
+    table_note: str
+    ablation: AblationPlan
+
+
+SMOKE = Profile(
+    name="smoke",
+    train=dict(
+        train_set="embedded-train",
+        val_set="embedded-test",
+        val_crop=128,
+        patch_size=48,
+        batch_size=4,
+        iterations=250,
+        lr=5e-4,  # 2.5× the paper's, halved twice near the end: learns visibly in 250 steps
+        lr_milestones=(170, 210),
+        log_every=5,
+        val_every=50,
+        checkpoint_every=50,
+        keep_every=0,
+        num_workers=0,  # a batch takes ~5 ms to make: workers would only compete for the 2 cores
+        channels_last=True,  # a CPU profile: faster there (benchmarks/README.md), same mathematics
+    ),
+    data=None,
+    test_sets=("embedded-test",),
+    optional_test_sets=("Set5", "Set14", "BSD100"),
+    irn_images=5,
+    official_checkpoints=False,
+    indicative=True,
+    table_note=("**Smoke profile** - a quick check of the pipeline on CPU, not the paper's experiment: the embedded "
+                "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk"),
+    ablation=AblationPlan(
+        scale=2,
+        train=dict(patch_size=32, iterations=100, lr_milestones=(75, 90), val_every=50, checkpoint_every=100,
+                   log_every=10, progress=False),
+        eval_set="embedded-test",
+        eval_crop=160,
+        eval_images=None,
+        draws=5,
+        label="SMOKE RUN: tiny trainings on a CPU, indicative only",
+    ),
+)
+
+PAPER = Profile(
+    name="paper",
+    train={},  # TrainConfig's defaults are the paper's (DIV2K, 500k iterations, b16, p144)
+    data=(*PAPER_TRAINING, *PAPER_TEST),
+    test_sets=PAPER_TEST,
+    optional_test_sets=(),
+    irn_images=None,
+    official_checkpoints=True,
+    indicative=False,
+    table_note="**Paper profile** - the paper's test sets and protocol.",
+    ablation=AblationPlan(
+        scale=4,
+        # a fifth of the paper's schedule, learning-rate milestones scaled alike
+        train=dict(iterations=100_000, lr_milestones=(40_000, 60_000, 80_000, 90_000), val_every=10_000,
+                   checkpoint_every=5_000, keep_every=0),
+        eval_set="DIV2K_valid_HR",
+        eval_crop=None,
+        eval_images=None,
+        draws=5,
+        label="the paper's data and settings, a shortened schedule",
+    ),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, PAPER)}
+
+
+def get(profile: str | Profile) -> Profile:
+    """The profile called ``profile`` (a :class:`Profile` passes through).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the known ones.
+    """
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[profile]
+
+
+def run_name(profile: str, scale: int) -> str:
+    """The default name of a training run: ``"<profile>_x<scale>"`` (its folder under ``runs/``)."""
+    return f"{profile}_x{scale}"
+
+
+def default_datasets(profile: str, root=None) -> list[str]:
+    """Table 1's test sets: the profile's own, then its optional ones that are on disk."""
+    p = get(profile)
+    return list(p.test_sets) + [d for d in p.optional_test_sets if (data_root(root) / d).is_dir()]
+
+
+def datasets_to_prepare(profile: str, root=None) -> list[str]:
+    """What notebook 00 checks and prepares: the profile's data, or every dataset on disk."""
+    from .datasets import available_datasets
+
+    p = get(profile)
+    return list(p.data) if p.data is not None else available_datasets(root)
+
+
+def default_checkpoint(profile: str, scale: int) -> Path:
+    """Table 1's IRN checkpoint: the official ``data/pretrained/IRN_x{s}.pth``, or the model
+    exported by this profile's training run (``<results>/runs/<profile>_x<s>/IRN_x<s>.pth``)."""
+    p = get(profile)
+    if p.official_checkpoints:
+        return pretrained_checkpoint(scale)
+    return results_root() / "runs" / run_name(p.name, scale) / f"IRN_x{scale}.pth"
