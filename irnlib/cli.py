@@ -61,21 +61,25 @@ class CommandError(Exception):
 
 
 def _checkpoint_path(checkpoint, scale: int | None) -> Path:
-    """The checkpoint to use: the given one, else the official one in data/pretrained/."""
-    from .paths import pretrained_checkpoint
+    """The checkpoint to use: the given one, else :func:`irnlib.paths.rescaling_checkpoint`
+    (the official one in data/pretrained/, else the kit's reference model in models/)."""
+    from .paths import pretrained_checkpoint, rescaling_checkpoint, short_path
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
     elif scale:
-        path = pretrained_checkpoint(scale)
+        path = rescaling_checkpoint(scale)
     else:
-        raise CommandError("give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth)")
+        raise CommandError("give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth or the kit's reference model)")
     if not path.is_file():
         raise CommandError(
             f"checkpoint {path} not found: pass --checkpoint PATH, or place the official IRN_x{scale or 'S'}.pth "
             "(released with the paper, pkuxmq/Invertible-Image-Rescaling) in data/pretrained/, "
             "or train one with `irn train`"
         )
+    if not checkpoint:  # say which default was taken: the official model or the kit's own
+        kind = "the official checkpoint" if path == pretrained_checkpoint(scale) else "the kit's reference model, see its README.md"
+        print(f"irn: using {short_path(path)} ({kind})", file=sys.stderr)
     return path
 
 

@@ -23,7 +23,7 @@ from .images import ImageFileError, center_crop, load_image, mod_crop, to_batch,
 from .imresize import imresize
 from .metrics import rgb_to_y
 from .network import IRN
-from .paths import pretrained_checkpoint, results_root
+from .paths import pretrained_checkpoint, reference_checkpoint, rescaling_checkpoint, results_root
 
 __all__ = [
     "View",
@@ -107,11 +107,14 @@ def error_map(reconstruction: np.ndarray, hr: np.ndarray) -> np.ndarray:
 
 
 def find_checkpoints(scale: int, results=None) -> dict[str, Path]:
-    """Checkpoints for ``scale``: the kit's runs and ``data/pretrained/IRN_x{scale}.pth``."""
+    """Checkpoints for ``scale``, in this order: the official ``data/pretrained/IRN_x{scale}.pth``,
+    the kit's reference model (``models/``), the kit's training runs."""
     found = {}
-    official = pretrained_checkpoint(scale)
+    official, reference = pretrained_checkpoint(scale), reference_checkpoint(scale)
     if official.is_file():
         found[f"official IRN_x{scale}.pth"] = official
+    if reference.is_file():
+        found[f"kit reference x{scale}"] = reference
     runs = results_root(results) / "runs"
     for path in sorted(runs.glob(f"*/IRN_x{scale}.pth")):
         found[f"run {path.parent.name}"] = path
@@ -253,9 +256,12 @@ class Explorer:
 
     # -- state -------------------------------------------------------------------------
     def _refresh_checkpoints(self) -> None:
-        options = [UNTRAINED] + list(find_checkpoints(self.scale.value, self.results))
-        self.checkpoint.options = options
-        self.checkpoint.value = options[-1]  # the most recent trained one, if any
+        found = find_checkpoints(self.scale.value, self.results)
+        self.checkpoint.options = [UNTRAINED] + list(found)
+        # The official model, else the kit's reference model, else the last training run.
+        default = rescaling_checkpoint(self.scale.value)
+        named = [name for name, path in found.items() if path == default]
+        self.checkpoint.value = named[0] if named else self.checkpoint.options[-1]
 
     def network(self) -> IRN:
         key = (self.scale.value, self.checkpoint.value)

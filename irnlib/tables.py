@@ -24,11 +24,11 @@ import pandas as pd
 from . import evaluate as ev
 from . import profiles
 from .checkpoint import describe_checkpoint, load_checkpoint
-from .datasets import dataset_version
+from .datasets import dataset_version, sha256_file
 from .inference import resolve_device
 from .metrics import psnr
 from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, paper_value, parse_cell
-from .paths import atomic_write, data_root, results_root, short_path
+from .paths import atomic_write, data_root, reference_checkpoint, results_root, short_path
 from .provenance import current_run_id, provenance
 
 __all__ = [
@@ -503,6 +503,15 @@ def checkpoint_help(profile: str, scale: int, path) -> str:
     )
 
 
+def _load_for_table(path: Path, scale: int, device, row: KitRow):
+    """Load an IRN checkpoint for the ``scale`` table and fill in ``row.params``."""
+    net = load_checkpoint(path, map_location=device)
+    if net.scale != scale:
+        raise ValueError(f"{path}: is an x{net.scale} checkpoint, but the x{scale} table was asked for")
+    row.params = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
+    return net
+
+
 @dataclass
 class Table1:
     """The outputs of :func:`make_table1` for one scale."""
@@ -520,7 +529,8 @@ def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_i
     text = profile.table_note
     if profile.indicative:
         if irn is not None and not irn.missing:
-            text += (f"; IRN is the {profile.name}-trained checkpoint named in its row, measured on at most {max_images} "
+            text += (f"; IRN is the {profile.name}-trained checkpoint named in its row (and, where present, the kit's "
+                     f"reference model, trained on a CPU far shorter than the paper), measured on at most {max_images} "
                      "images per dataset, so its numbers are not comparable with the paper's")
         text += "."
     text += (f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
@@ -597,30 +607,37 @@ def make_table1(
     info = describe_checkpoint(checkpoint)
     bicubic = KitRow("Bicubic & Bicubic (this kit)", "bicubic", "Bicubic & Bicubic", params="/")
     irn = KitRow(info.label(), "irn", "IRN (ours)", checkpoint=short_path(checkpoint))
-    net = None
+    irn_rows = []  # (row, network or None)
     if not info.exists:
         irn.label = f"IRN (this kit, {short_path(checkpoint)})"
         irn.missing = checkpoint_help(profile.name, scale, short_path(checkpoint))
+        irn_rows.append((irn, None))
     else:
-        net = load_checkpoint(checkpoint, map_location=device)
-        if net.scale != scale:
-            raise ValueError(f"{checkpoint}: is an x{net.scale} checkpoint, but the x{scale} table was asked for")
-        irn.params = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
+        irn_rows.append((irn, _load_for_table(checkpoint, scale, device, irn)))
+    reference = reference_checkpoint(scale)
+    if reference.is_file() and reference.resolve() != checkpoint.resolve():
+        # The kit's own trained model, beside whatever the profile measures (see models/).
+        ref_info = describe_checkpoint(reference)
+        ref = KitRow(f"IRN (kit reference, {short_path(reference)}, {ref_info.training})", "irn", "IRN (ours)",
+                     checkpoint=short_path(reference))  # fmt: skip
+        irn_rows.append((ref, _load_for_table(reference, scale, device, ref)))
 
     frames = []
     for name in versions:
         frames.append(ev.evaluate_dataset(name, scale, root=root, progress=progress))
-        if net is not None:
-            frames.append(
-                ev.evaluate_dataset(
-                    name, scale, net=net, draws=draws, seed=seed, root=root, checkpoint=irn.checkpoint,
-                    max_images=max_images, progress=progress,
+        for row, net in irn_rows:
+            if net is not None:
+                frames.append(
+                    ev.evaluate_dataset(
+                        name, scale, net=net, draws=draws, seed=seed, root=root, checkpoint=row.checkpoint,
+                        max_images=max_images, progress=progress,
+                    )
                 )
-            )
     per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ev.CSV_COLUMNS)
     per_image_path = ev.write_csv(per_image, out_dir / f"table1_x{scale}_per_image.csv")
 
-    table = build_table(load_per_image(per_image_path), scale, [bicubic, irn], datasets, missing_data, run_id, generated)
+    kit_rows = [bicubic, *(row for row, _ in irn_rows)]
+    table = build_table(load_per_image(per_image_path), scale, kit_rows, datasets, missing_data, run_id, generated)
     record = provenance(
         device,
         run_id=run_id,
@@ -629,6 +646,8 @@ def make_table1(
         data_root=str(data_root(root)),
         data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values()) or "none",
         checkpoint=f"{short_path(checkpoint)} ({info.training})" if info.exists else f"{short_path(checkpoint)} (missing)",
+        reference_model=(f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: "
+                         f"{short_path(reference.parent / 'README.md')})") if len(irn_rows) > 1 else "none",
         checkpoint_config=short_path(info.config_path) if info.config_path else "none",
         draws=draws,
         seed=seed,
