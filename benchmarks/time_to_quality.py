@@ -1,0 +1,191 @@
+"""Time to quality: validation PSNR against training seconds and iterations; prints a table.
+
+For each scale and each recipe, trains IRN (the paper's network and objective) from scratch
+in chunks of ``--val-every`` iterations until ``--minutes`` of training time are spent,
+validating after every chunk, and records
+
+- the Y-PSNR of the reconstruction ``upscale(downscale(hr))`` (z ~ N(0, 1), 8-bit LR,
+  border = scale), i.e. the test-time protocol, and
+- the Y-PSNR of IRN's LR against the MATLAB-bicubic LR,
+
+as functions of the iterations done and of the seconds spent in training steps (validation
+and checkpoint writing excluded, so both recipes are charged the same way). The
+"Bicubic & Bicubic" Y-PSNR of the same validation images is the line to cross.
+
+Recipes (see :mod:`irnlib.profiles`):
+
+- ``paper``: the paper's optimiser settings (Adam 2e-4, its schedule) at the quick profile's
+  CPU-sized batches and data, so that only the optimiser settings differ;
+- ``quick``: the kit's fast recipe (the ``quick`` profile).
+
+Validation: Set5 when the data root holds it (``IRN_DATA``), else the embedded test
+photographs. Training data: the profile's (T91 + BSD200 when present, else the embedded
+training photographs).
+
+Run it on an otherwise idle machine; every row of one run comes from the same machine::
+
+    python benchmarks/time_to_quality.py --minutes 30              # the README's table
+    python benchmarks/time_to_quality.py --minutes 1 --scales 2    # a quick look
+
+Writes ``results/benchmarks/time_to_quality.{csv,json}`` (curves and provenance) and
+``results/figures/time_to_quality.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from irnlib.paths import results_root, write_json  # noqa: E402
+from irnlib.provenance import provenance  # noqa: E402
+
+RECIPES = ("paper", "quick")
+
+
+def recipe_config(recipe: str, scale: int, runs_dir: Path, val_set: str, train_set: str, val_every: int):
+    """The training configuration of one recipe: the quick profile's data and batches, and
+    for ``paper`` the paper's optimiser settings on top."""
+    from irnlib.profiles import QUICK
+    from irnlib.train import TrainConfig, make_config
+
+    common = dict(
+        scale=scale, runs_dir=str(runs_dir), run_name=f"{recipe}_x{scale}", val_set=val_set, val_crop=None,
+        train_set=train_set, val_every=val_every, checkpoint_every=val_every, log_every=val_every,
+        keep_every=0, progress=False, iterations=0,
+    )  # fmt: skip
+    if recipe == "quick":
+        return make_config("quick", **common)
+    paper = TrainConfig()  # the paper's defaults
+    optimiser = {k: getattr(paper, k) for k in ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip")}
+    quick = {k: v for k, v in QUICK.train.items() if k not in optimiser}
+    return make_config("paper", **{**quick, **optimiser, **common})
+
+
+def training_seconds(run_dir: Path) -> pd.DataFrame:
+    """Cumulative seconds spent in training steps at each logged iteration of a run."""
+    log = pd.read_csv(run_dir / "train_log.csv")
+    steps = log["iteration"].diff().fillna(log["iteration"])
+    return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
+
+
+def run_recipe(recipe: str, scale: int, minutes: float, runs_dir: Path, val_set: str, train_set: str, val_every: int):
+    """Train one recipe in chunks until ``minutes`` of training time; return its curve."""
+    import dataclasses
+
+    from irnlib.train import train
+
+    config = recipe_config(recipe, scale, runs_dir, val_set, train_set, val_every)
+    spent, done = 0.0, 0
+    while spent < 60 * minutes:
+        done += val_every
+        run_dir = train(dataclasses.replace(config, iterations=done))
+        spent = float(training_seconds(run_dir)["train_s"].iloc[-1])
+        print(f"  {recipe} x{scale}: {done} iterations, {spent:.0f} s of training", flush=True)
+    val = pd.read_csv(run_dir / "val_log.csv")
+    curve = val.merge(training_seconds(run_dir), on="iteration", how="left").fillna({"train_s": 0.0})
+    curve.insert(0, "scale", scale)
+    curve.insert(0, "recipe", recipe)
+    return curve
+
+
+def bicubic_psnr(val_set: str, scale: int) -> float:
+    """Mean "Bicubic & Bicubic" Y-PSNR of the validation images (the paper's baseline)."""
+    from irnlib.datasets import PairedTestSet
+    from irnlib.evaluate import bicubic_rescale, sr_metrics
+
+    dataset = PairedTestSet(val_set, scale)
+    return float(np.mean([sr_metrics(bicubic_rescale(p, scale), p.hr, scale)["psnr_y"] for p in dataset]))
+
+
+def crossing(curve: pd.DataFrame, level: float, column: str) -> float:
+    """First ``column`` value (iteration or seconds) at which the validation PSNR reaches ``level``."""
+    above = curve[curve["psnr_y"] >= level]
+    return float(above[column].iloc[0]) if len(above) else float("nan")
+
+
+def plot(curves: pd.DataFrame, bicubic: dict[int, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from irnlib.paths import atomic_write
+
+    scales = sorted(curves["scale"].unique())
+    fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
+    for col, scale in enumerate(scales):
+        for row, x in enumerate(("train_s", "iteration")):
+            ax = axes[row][col]
+            for recipe, curve in curves[curves["scale"] == scale].groupby("recipe"):
+                ax.plot(curve[x] / (60 if x == "train_s" else 1), curve["psnr_y"], "o-", ms=3, label=f"{recipe}: reconstruction")
+            ax.axhline(bicubic[scale], color="k", ls="--", lw=1, label="Bicubic & Bicubic")
+            ax.set(xlabel="training minutes" if x == "train_s" else "iterations", ylabel="Y-PSNR (dB)", title=f"×{scale}")
+            ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="training minutes per recipe and scale")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--val-every", type=int, default=50, help="iterations between validations")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
+    args = parser.parse_args(argv)
+
+    from irnlib.datasets import available_datasets
+
+    present = available_datasets()
+    val_set = "Set5" if "Set5" in present else "embedded-test"
+    train_set = "T91+BSD200" if {"T91", "BSD200"} <= set(present) else "embedded-train"
+    out = results_root(args.out)
+    started = time.time()
+    curves = []
+    with tempfile.TemporaryDirectory(prefix="irn-ttq-") as runs_dir:
+        for scale in args.scales:
+            for recipe in args.recipes:
+                curves.append(run_recipe(recipe, scale, args.minutes, Path(runs_dir), val_set, train_set, args.val_every))
+    curves = pd.concat(curves, ignore_index=True)
+    bicubic = {s: bicubic_psnr(val_set, s) for s in args.scales}
+
+    rows = []
+    for (recipe, scale), curve in curves.groupby(["recipe", "scale"], sort=False):
+        last = curve.iloc[-1]
+        rows.append({
+            "recipe": recipe, "scale": f"x{scale}", "iterations": int(last["iteration"]),
+            "train min": round(last["train_s"] / 60, 1), "PSNR-Y (dB)": round(last["psnr_y"], 2),
+            "LR vs bicubic (dB)": round(last["lr_psnr_y"], 2), "bicubic (dB)": round(bicubic[scale], 2),
+            "crosses bicubic at (min)": round(crossing(curve, bicubic[scale], "train_s") / 60, 1),
+            "crosses at (iterations)": crossing(curve, bicubic[scale], "iteration"),
+        })  # fmt: skip
+    table = pd.DataFrame(rows)
+    record = provenance(
+        "cpu", benchmark="time_to_quality", validation=val_set, training=train_set, minutes_per_recipe=args.minutes,
+        wall_minutes=round((time.time() - started) / 60, 1),
+    )  # fmt: skip
+    (out / "benchmarks").mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out / "benchmarks" / "time_to_quality.csv", index=False)
+    write_json(out / "benchmarks" / "time_to_quality.json", {"provenance": record, "summary": rows})
+    title = f"time to quality, validation {val_set}, training {train_set} ({record['device']}, {record['date']}, commit {record['commit']})"
+    plot(curves, bicubic, out / "figures" / "time_to_quality.png", title)
+    print("| " + " | ".join(table.columns) + " |")
+    print("|" + " --- |" * len(table.columns))
+    for row in table.itertuples(index=False):
+        print("| " + " | ".join(str(v) for v in row) + " |")
+    print(f"\n{title}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The kit's reference models: IRN trained by this kit, published under ``models/`` with a card.
+
+A reference model is a training run's exported ``IRN_x{s}.pth`` (the official format) copied
+into ``models/kit_reference_x{s}/`` together with the run's ``config.json`` and
+``provenance.json`` (so :func:`irnlib.evaluate.describe_checkpoint` describes it like any
+run), its training curves as ``val_log.csv``, and a card: ``card.json`` (every number, with
+the file's SHA-256), ``measured_per_image.csv`` (what the numbers average) and ``README.md``
+(the same for people). The card's numbers are measured
+when it is written, with the paper's test protocol; the paper's own numbers stand beside
+them, labelled as the paper's.
+
+Publishing a run::
+
+    python -m irnlib.modelcard results/runs/quick_x2            # measure, copy, write the card
+    python -m irnlib.modelcard results/runs/quick_x2 --draws 1  # faster, labelled as such
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .datasets import available_datasets, dataset_version, sha256_file
+from .paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
+from .provenance import provenance
+
+__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "measure", "card_summary", "publish"]
+
+CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
+
+
+def reference_dir(scale: int, models_dir=MODELS_DIR) -> Path:
+    """``models/kit_reference_x{scale}/``: where the kit's reference model of a scale lives
+    (:func:`irnlib.paths.reference_checkpoint`'s folder, or the same name under ``models_dir``)."""
+    return Path(models_dir) / reference_checkpoint(scale).parent.name
+
+
+def training_deviations(config: dict) -> dict[str, tuple]:
+    """Fields of a run configuration that differ from the paper's training, as ``{field: (paper, run)}``.
+
+    Fields that do not change the mathematics (bookkeeping, device, speed settings) are left
+    out; the number of iterations is kept.
+    """
+    from .train import RESUMABLE_CHANGES, TrainConfig
+
+    paper = dataclasses.asdict(TrainConfig(scale=int(config["scale"])))
+    ignore = RESUMABLE_CHANGES - {"iterations"}  # bookkeeping and speed settings; the length of training counts
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has lists)
+    return {k: (norm(paper[k]), config[k]) for k in paper if k not in ignore and k in config and norm(paper[k]) != config[k]}
+
+
+def measure(checkpoint, datasets=None, draws: int = 5, progress: bool = True) -> pd.DataFrame:
+    """Per-image metrics of a checkpoint and of Bicubic & Bicubic on each test set present.
+
+    The paper's protocol (:func:`irnlib.evaluate.evaluate_dataset`): 8-bit LR, ``draws``
+    draws of z ~ N(0, 1) per image, Y channel, border = scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The per-image CSV rows (columns of :data:`irnlib.evaluate.CSV_COLUMNS`), IRN and bicubic.
+    """
+    from .checkpoint import load_checkpoint
+    from .evaluate import evaluate_dataset
+
+    net = load_checkpoint(checkpoint).eval()
+    present = set(available_datasets())
+    frames = []
+    for name in [d for d in (datasets or CARD_DATASETS) if d in present]:
+        frames.append(evaluate_dataset(name, net.scale, net=net, draws=draws, progress=progress))
+        frames.append(evaluate_dataset(name, net.scale, progress=progress))
+    return pd.concat(frames, ignore_index=True)
+
+
+def card_summary(per_image: pd.DataFrame) -> list[dict]:
+    """One record per test set: IRN and bicubic averages, their margin, IRN's LR fidelity."""
+    from .tables import summarize
+
+    summary = summarize(per_image)
+    rows = []
+    for name, group in summary.groupby("dataset", sort=False):
+        irn, bic = group[group["method"] == "irn"].iloc[0], group[group["method"] == "bicubic"].iloc[0]
+        rows.append({
+            "dataset": name, "images": int(irn["images"]), "draws": int(irn["draws"]),
+            "irn_psnr_y": float(irn["psnr_y"]), "irn_ssim_y": float(irn["ssim_y"]),
+            "psnr_y_spread": float(irn["psnr_y_spread"]), "lr_psnr_y": float(irn["lr_psnr_y"]),
+            "bicubic_psnr_y": float(bic["psnr_y"]), "bicubic_ssim_y": float(bic["ssim_y"]),
+            "margin_psnr_y": float(irn["psnr_y"] - bic["psnr_y"]),
+        })  # fmt: skip
+    return rows
+
+
+def _training_seconds(run_dir: Path) -> float:
+    log = run_dir / "train_log.csv"
+    if not log.is_file():
+        return math.nan
+    frame = pd.read_csv(log)
+    steps = frame["iteration"].diff().fillna(frame["iteration"])
+    return float((steps * frame["s_per_it"]).sum())
+
+
+def _card_markdown(card: dict) -> str:
+    from .paper import BICUBIC_ROW, IRN_ROW, paper_value
+
+    s, run, cfg = card["scale"], card["training"], card["config"]
+    done, planned = run["iterations_done"], cfg["iterations"]
+    lines = [
+        f"# IRN ×{s} — kit reference model",
+        "",
+        f"IRN ×{s} trained **by this kit** (not the authors' released checkpoint), with the paper's",
+        "network and objective and the kit's CPU recipe. Tests and the main job use it when no",
+        f"official `data/pretrained/IRN_x{s}.pth` is present.",
+        "",
+        f"- file: `{card['file']}`, SHA-256 `{card['sha256']}`",
+        f"- training: {done:,} of the recipe's {planned:,} iterations"
+        + (" (**run not finished: a shortened model**)" if done < planned else "")
+        + f"; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
+        f"- training time: {run['train_hours']:.2f} h of training steps on {run['device']}",
+        f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
+        f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
+        f"- trained at commit {run['commit']}, {run['date']}; card written at commit {card['provenance']['commit']}, "
+        f"{card['provenance']['date']}, measured on {card['provenance']['device']}",
+        "",
+        "## Deviations from the paper's training",
+        "",
+        "| field | paper | this model |",
+        "| --- | --- | --- |",
+        *[f"| `{k}` | {p} | {r} |" for k, (p, r) in card["deviations"].items()],
+        "",
+        "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective",
+        "(L_forw, L_back, L_distr with the official weights) and the test-time protocol.",
+        "",
+        f"## Measured (Y-PSNR dB / SSIM, border {s}, z ~ N(0, 1), {card['draws']} draw(s) of z)",
+        "",
+        "| test set | images | IRN (this model) | Bicubic & Bicubic (this kit) | IRN − bicubic | IRN LR vs bicubic LR | paper IRN | paper Bicubic |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in card["measured"]:
+        paper_irn, paper_bic = paper_value(IRN_ROW, s, m["dataset"]), paper_value(BICUBIC_ROW, s, m["dataset"])
+        fmt = lambda p: "–" if math.isnan(p[0]) else f"{p[0]:.2f} / {p[1]:.4f}"  # noqa: E731
+        lines.append(
+            f"| {m['dataset']} | {m['images']} | {m['irn_psnr_y']:.2f} / {m['irn_ssim_y']:.4f} | "
+            f"{m['bicubic_psnr_y']:.2f} / {m['bicubic_ssim_y']:.4f} | {m['margin_psnr_y']:+.2f} | "
+            f"{m['lr_psnr_y']:.2f} | {fmt(paper_irn)} | {fmt(paper_bic)} |"
+        )
+    lines += [
+        "",
+        "The paper columns are the paper's published Table 1 (`data/paper_tables.csv`), not measured here.",
+        "",
+        "## Retrain or continue",
+        "",
+        "```bash",
+        f"python -m irnlib.train --profile {cfg['profile']} scale={s}     # resumes results/runs/{cfg['profile']}_x{s}",
+        f"python -m irnlib.modelcard results/runs/{cfg['profile']}_x{s}  # measure and publish here",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progress: bool = True) -> Path:
+    """Copy a run's exported model into ``models/kit_reference_x{s}/``, measure it, write its card.
+
+    Parameters
+    ----------
+    run_dir : path
+        A training run folder (``config.json``, ``provenance.json``, ``IRN_x{s}.pth``, logs).
+    draws : int
+        Draws of ``z`` per image (the paper: 5).
+
+    Returns
+    -------
+    pathlib.Path
+        The model folder.
+    """
+    import json
+
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    record = json.loads((run_dir / "provenance.json").read_text())
+    s = int(config["scale"])
+    model = run_dir / f"IRN_x{s}.pth"
+    if not model.is_file():
+        raise FileNotFoundError(f"{run_dir}: no exported model IRN_x{s}.pth; train (or resume) the run first")
+    dest = reference_dir(s, models_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"):
+        if (run_dir / name).is_file():
+            atomic_write(dest / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
+    from .evaluate import write_csv
+
+    per_image = measure(dest / f"IRN_x{s}.pth", datasets, draws, progress)
+    write_csv(per_image, dest / "measured_per_image.csv")
+    train_data = dataset_version(config["train_set"], config.get("data_root"))
+    card = {
+        "scale": s,
+        "file": f"IRN_x{s}.pth",
+        "sha256": sha256_file(dest / f"IRN_x{s}.pth"),
+        "draws": draws,
+        "config": config,
+        "deviations": training_deviations(config),
+        "training": {
+            "iterations_done": int(record.get("iterations_done", 0)),
+            "status": record.get("status"),
+            "train_hours": _training_seconds(run_dir) / 3600,
+            "device": record.get("device"),
+            "commit": record.get("commit"),
+            "date": record.get("date"),
+            "train_data": {k: train_data[k] for k in ("images", "sha256")},
+        },
+        "measured": card_summary(per_image),
+        "provenance": provenance("cpu", purpose="kit reference model card"),
+    }
+    write_json(dest / "card.json", card)
+    atomic_write(dest / "README.md", lambda tmp: tmp.write_text(_card_markdown(card), encoding="utf-8"))
+    return dest
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m irnlib.modelcard", description="Publish a training run as the kit's reference model.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--draws", type=int, default=5, help="draws of z per image (the paper: 5)")
+    parser.add_argument("--datasets", nargs="+", default=None, help=f"test sets (default: those of {CARD_DATASETS} present)")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    args = parser.parse_args(argv)
+    dest = publish(args.run_dir, args.models_dir, args.datasets, args.draws)
+    print((dest / "README.md").read_text())
+    return dest
+
+
+if __name__ == "__main__":
+    main()
