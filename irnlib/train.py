@@ -35,6 +35,7 @@ folder ``results/runs/<run_name>/``:
     checkpoints/last.pt  the latest training checkpoint (model, optimizer, scheduler, RNG, ...)
     checkpoints/iter_NNNNNNN.pt   periodic checkpoints kept along the way
     IRN_x{s}.pth         the model alone, in the official format (``load_checkpoint`` reads it)
+    .train.lock          held (``flock``) by the training running in the folder; the OS frees it
 
 Every sample is a deterministic function of ``(seed, index)`` (the HR patch, its bicubic LR
 and the latent draw ``z'``), and iteration ``t`` uses samples ``t·B .. t·B + B − 1``. So a
