@@ -91,20 +91,15 @@ def _fingerprint(path: Path) -> str:
 
 def _device(name: str):
     """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
-    import torch
-
-    from .inference import resolve_device
+    from .inference import device_problem, resolve_device
 
     try:
         device = resolve_device(name)
     except RuntimeError:
         raise CommandError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if torch.version.cuda is None and torch.version.hip is None:
-            raise CommandError(f"--device {name}: this torch ({torch.__version__}) is built without CUDA; "
-                               "use --device cpu, or install a CUDA build of torch")  # fmt: skip
-        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
-            raise CommandError(f"--device {name}: no such GPU ({torch.cuda.device_count()} visible); use --device cpu or auto")
+    problem = device_problem(device)
+    if problem:
+        raise CommandError(f"--device {name}: {problem}; use --device cpu or auto (a GPU needs a CUDA build of torch)")
     return device
 
 
@@ -416,12 +411,7 @@ def main(argv=None) -> int:
         except CommandError as err:
             print(f"irn: error: {err}", file=sys.stderr)
             return 2
-        try:
-            train.main(argv[1:])
-        except train.TrainingDiverged as err:
-            print(f"irn: error: {err}", file=sys.stderr)
-            return 3
-        return 0
+        return train.command(argv[1:], prefix="irn: error")
     args = parser.parse_args(argv)
     try:
         _apply_thread_policy()

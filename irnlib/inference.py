@@ -28,6 +28,7 @@ __all__ = [
     "HALO",
     "TILE",
     "resolve_device",
+    "device_problem",
     "net_device",
     "forward",
     "inverse",
@@ -46,6 +47,27 @@ def resolve_device(device="auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def device_problem(device: torch.device) -> str | None:
+    """Why ``device`` cannot be used in this process, or None when it can.
+
+    Parameters
+    ----------
+    device : torch.device
+
+    Returns
+    -------
+    str or None
+        E.g. ``"this torch (2.3.0+cpu) is built without CUDA"`` or ``"no such GPU (0 visible)"``.
+    """
+    if device.type != "cuda":
+        return None
+    if torch.version.cuda is None and torch.version.hip is None:
+        return f"this torch ({torch.__version__}) is built without CUDA"
+    if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+        return f"no such GPU ({torch.cuda.device_count()} visible)"
+    return None
 
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:

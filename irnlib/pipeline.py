@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,7 +114,9 @@ def reproduce(
             out = executed_dir / nb.name
             t0 = time.perf_counter()
             try:
-                papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent), progress_bar=False)
+                papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
+                                           progress_bar={"desc": f"  {nb.name}", "unit": "cell", "file": sys.stderr},
+                                           kernel_manager_class=quiet_kernel_manager())  # fmt: skip
             except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
                 message = _failure_message(nb, err, out)
                 runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message))
@@ -132,6 +137,42 @@ def reproduce(
     write_json(results / "RUN.json", record)
     print(_summary(runs, written, results, time.time() - started))
     return runs
+
+
+# The one line ipykernel logs at every start on a local TCP connection: noise for a local run.
+KERNEL_NOISE = b"Kernel is running over TCP without encryption"
+
+
+def forward_kernel_stderr(stream, out, noise: bytes = KERNEL_NOISE) -> None:
+    """Copy a kernel's stderr to ``out`` line by line, leaving out the lines that contain ``noise``.
+
+    Parameters
+    ----------
+    stream : binary file
+        The kernel process's stderr pipe; read until it closes.
+    out : text file
+        Where the other lines go (``sys.stderr``).
+    noise : bytes
+        A line containing it is dropped.
+    """
+    for line in iter(stream.readline, b""):
+        if noise not in line:
+            out.write(line.decode(errors="replace"))
+            out.flush()
+
+
+def quiet_kernel_manager():
+    """nbclient's kernel manager with the kernel's stderr passed through :func:`forward_kernel_stderr`."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["stderr"] = subprocess.PIPE
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            stderr = self.provisioner.process.stderr
+            threading.Thread(target=forward_kernel_stderr, args=(stderr, sys.stderr), daemon=True).start()
+
+    return QuietKernelManager
 
 
 def _relative(path: Path, results: Path) -> str:

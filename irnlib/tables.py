@@ -570,7 +570,8 @@ def make_table1(
     datasets : list of str, optional
         Default :func:`irnlib.profiles.default_datasets`.
     checkpoint : path, optional
-        IRN checkpoint for this scale; default :func:`irnlib.profiles.default_checkpoint`.
+        IRN checkpoint for this scale; default :func:`irnlib.profiles.default_checkpoint`. A given
+        path that does not exist raises ``FileNotFoundError`` (an absent default is "not available").
     draws : int
         Draws of z per image for IRN.
     root : path, optional
@@ -592,6 +593,9 @@ def make_table1(
     run_id = run_id or current_run_id()
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     datasets = list(datasets) if datasets else profiles.default_datasets(profile.name, root)
+    if checkpoint and not Path(checkpoint).is_file():  # named by the caller: must exist (a default may be absent)
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found: correct the path, or pass checkpoint=None "
+                                f"for the profile's ({profiles.default_checkpoint(profile.name, scale)})")
     checkpoint = Path(checkpoint) if checkpoint else profiles.default_checkpoint(profile.name, scale)
     if max_images is None:
         max_images = profile.irn_images

@@ -35,6 +35,7 @@ folder ``results/runs/<run_name>/``:
     checkpoints/last.pt  the latest training checkpoint (model, optimizer, scheduler, RNG, ...)
     checkpoints/iter_NNNNNNN.pt   periodic checkpoints kept along the way
     IRN_x{s}.pth         the model alone, in the official format (``load_checkpoint`` reads it)
+    .train.lock          held (``flock``) by the training running in the folder; the OS frees it
 
 Every sample is a deterministic function of ``(seed, index)`` (the HR patch, its bicubic LR
 and the latent draw ``z'``), and iteration ``t`` uses samples ``t·B .. t·B + B − 1``. So a
@@ -68,12 +69,18 @@ from . import profiles
 from .checkpoint import save_model
 from .datasets import TestPair, TrainingPatches, list_images
 from .evaluate import evaluation_pairs, round_trip
-from .inference import resolve_device
+from .inference import device_problem, resolve_device
 from .network import IRN, quantize
 from .notebook import save_figure
 from .paths import atomic_write, cache_root, results_root, write_json
 from .profiles import PAPER_ITERATIONS
 from .provenance import provenance
+from .threads import adjust_threads, apply_thread_policy
+
+try:
+    import fcntl
+except ImportError:  # Windows: no run-folder lock
+    fcntl = None
 
 __all__ = [
     "TrainConfig",
@@ -86,7 +93,12 @@ __all__ = [
     "lr_factor",
     "TrainingSamples",
     "IterationBatches",
+    "TrainingError",
     "TrainingDiverged",
+    "SettingsError",
+    "CheckpointUnreadable",
+    "RunFolderBusy",
+    "lock_run_folder",
     "TrainingState",
     "build",
     "resume_or_wipe",
@@ -100,6 +112,7 @@ __all__ = [
     "train",
     "tune_cpu_allocator",
     "main",
+    "command",
 ]
 
 
@@ -176,6 +189,7 @@ class TrainConfig:
         for name in ("log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self._check_optimisation()
         self.betas = tuple(self.betas)
         self.lr_milestones = tuple(self.lr_milestones)
         if self.block_num is not None:
@@ -184,6 +198,21 @@ class TrainConfig:
             self.lambda_forw = float(self.scale**2)  # λ1 = s² as in the official configs
         if self.run_name is None:
             self.run_name = profiles.run_name(self.profile, self.scale)
+
+    def _check_optimisation(self) -> None:
+        """Refuse optimisation and bookkeeping values no run can use (``lr=-1``, ...), naming the field."""
+        positive = {"lr": self.lr, "lr_gamma": self.lr_gamma}
+        non_negative = {"weight_decay": self.weight_decay, "grad_clip": self.grad_clip, "keep_every": self.keep_every,
+                        "warmup_iterations": self.warmup_iterations, "num_workers": self.num_workers,
+                        "gaussian_scale": self.gaussian_scale}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:  # also refuses NaN
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -412,8 +441,34 @@ class IterationBatches(Sampler):
 # Checkpoints
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingError(RuntimeError):
+    """An expected failure of a training run; the entry points print it as one line, no traceback.
+
+    Attributes
+    ----------
+    exit_status : int
+        The command's exit status for it (2: a setting or the run folder; 3: divergence).
+    """
+
+    exit_status = 2
+
+
+class TrainingDiverged(TrainingError, FloatingPointError):
     """A loss or gradient became NaN/Inf; the run stopped before the update was applied."""
+
+    exit_status = 3
+
+
+class SettingsError(TrainingError, ValueError):
+    """Settings this run cannot use: changed since its checkpoint, a device that is not there, ``IRN_THREADS``."""
+
+
+class CheckpointUnreadable(TrainingError):
+    """``checkpoints/last.pt`` cannot be read; the message says how to go on without losing data."""
+
+
+class RunFolderBusy(TrainingError):
+    """Another process is training in this run folder."""
 
 
 def _rng_states() -> dict:
@@ -456,10 +511,23 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        raise RuntimeError(
-            f"{path}: cannot read the training checkpoint ({type(err).__name__}: {err}); "
-            "remove it to fall back to a periodic checkpoint, or start afresh with resume=False"
-        ) from err
+        raise _unreadable(path, err) from None
+
+
+def _unreadable(path: Path, err: Exception) -> CheckpointUnreadable:
+    """The error for an unreadable ``last.pt``: what failed, and the ways on that keep or knowingly drop data."""
+    first_line = (str(err).strip().splitlines() or [""])[0][:160]
+    periodic = sorted(path.parent.glob("iter_*.pt"))
+    if periodic:
+        way_on = (f"To resume from a periodic checkpoint, copy it to last.pt, e.g. `cp {periodic[-1]} {path}` "
+                  f"(periodic checkpoints here: {', '.join(p.name for p in periodic)}).")  # fmt: skip
+    else:
+        way_on = "There is no periodic checkpoint (iter_*.pt) in that folder to resume from."
+    return CheckpointUnreadable(
+        f"{path}: cannot read the training checkpoint ({type(err).__name__}: {first_line}); nothing was changed. "
+        f"{way_on} Or start the run over with --fresh (command line) or resume=False (Python), which DELETES "
+        "this folder's checkpoints (last.pt and every iter_*.pt) and logs."
+    )
 
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -469,9 +537,9 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     diff = {k: (saved.get(k), v) for k, v in current.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v}
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise ValueError(
-            f"cannot resume {path}: its run was trained with different settings ({lines}). "
-            "Use another run_name, or resume=False to start this run afresh."
+        raise SettingsError(
+            f"cannot resume {path}: its run was trained with different settings ({lines}). Use another run_name, "
+            "or start this run over with --fresh (command line) or resume=False (Python), which deletes its checkpoints."
         )
 
 
@@ -606,7 +674,7 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     """Rank, world size and device; initialises the process group under ``torchrun``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(config.device)
+    device = _usable_device(config.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     if device.type == "cuda":
@@ -615,6 +683,61 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+def _usable_device(name: str) -> torch.device:
+    """The device ``device=name`` asks for; :class:`SettingsError` if it is not one or not there."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise SettingsError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    problem = device_problem(device)
+    if problem:
+        raise SettingsError(f"device={name}: {problem}; use device=cpu or device=auto (a GPU needs a CUDA build of torch)")
+    return device
+
+
+LOCK_NAME = ".train.lock"  # in the run folder; holds the pid of the training that holds it
+
+
+def lock_run_folder(run_dir: Path) -> int | None:
+    """Hold ``run_dir`` for this process alone: an exclusive ``fcntl.flock`` on its lock file.
+
+    The operating system releases the lock when the process ends in any way (``kill -9``
+    included), so a dead run never leaves a stale lock. Release it earlier by closing the
+    returned descriptor.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run folder (created if missing).
+
+    Returns
+    -------
+    int or None
+        The lock file's descriptor; None where ``fcntl`` is missing (Windows: no lock).
+
+    Raises
+    ------
+    RunFolderBusy
+        Another process holds the folder; the message names it and its pid.
+    """
+    if fcntl is None:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunFolderBusy(
+            f"{run_dir}: another training (pid {holder}) is running in this run folder; wait for it to end or stop it, "
+            "or train under another run_name"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 @dataclass
@@ -668,6 +791,13 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
             stale.unlink(missing_ok=True)
     if world > 1:
         dist.barrier()
+    periodic = sorted(ckpt_dir.glob("iter_*.pt"))
+    if resume and not last_path.is_file() and periodic:
+        raise CheckpointUnreadable(
+            f"{last_path} is missing, but the folder holds periodic checkpoints ({', '.join(p.name for p in periodic)}); "
+            f"nothing was changed. To resume from one, copy it to last.pt, e.g. `cp {periodic[-1]} {last_path}`; or "
+            "start the run over with --fresh (command line) or resume=False (Python), which DELETES them."
+        )
     if resume and last_path.is_file():
         saved = _load_checkpoint(last_path, device)
         _check_resumable(saved["config"], config, last_path)
@@ -769,7 +899,7 @@ class RunRecord:
     """
 
     def __init__(self, config: TrainConfig, state: TrainingState, device: torch.device, world: int, start: int,
-                 resume: bool):
+                 resume: bool, threads: str | None = None):
         self.config, self.state, self.device = config, state, device
         self.run_dir = config.run_dir
         self.last_path = self.run_dir / "checkpoints" / "last.pt"
@@ -778,6 +908,8 @@ class RunRecord:
             device, run=config.run_name, profile=config.profile, data=config.train_set,
             validation=config.val_set, iterations=config.iterations, processes=world, status="running",
         )  # fmt: skip
+        if threads:
+            self.record["threads"] = threads  # the thread policy's decision (irnlib.threads)
         if start:
             self.record["resumed_from"] = start
         paper_experiment = config.profile in profiles.PROFILES and not profiles.PROFILES[config.profile].indicative
@@ -820,12 +952,31 @@ class RunRecord:
             self.save(done)
 
     def save(self, iteration: int) -> None:
+        """Save iteration ``iteration``: the export and the record first, ``last.pt`` last.
+
+        ``last.pt`` is the run folder's commit point: whatever it says is done, the export
+        and the record already hold. A run killed before it resumes from the previous
+        ``last.pt`` and writes them again.
+        """
         config = self.config
-        self.state.save(self.last_path, iteration, config)
+        self.export(iteration)
         if config.keep_every and iteration % config.keep_every == 0:
             self.state.save(self.last_path.parent / f"iter_{iteration:07d}.pt", iteration, config)
-        save_model(self.state.net, self.run_dir / f"IRN_x{config.scale}.pth")
-        self.write(iterations_done=iteration)  # the export's
+        self.state.save(self.last_path, iteration, config)
+
+    def export(self, iteration: int) -> None:
+        """Write the model alone (``IRN_x{s}.pth``) and record ``iteration`` as the export's."""
+        save_model(self.state.net, self.run_dir / f"IRN_x{self.config.scale}.pth")
+        self.write(iterations_done=iteration)
+
+    def reconcile(self, start: int) -> None:
+        """On resume: export the weights of ``last.pt`` (iteration ``start``) again.
+
+        A folder written before ``last.pt`` became the commit point (or by hand) may hold an
+        export older than ``last.pt``; afterwards the export is always the checkpoint's model.
+        """
+        if start:
+            self.export(start)
 
     def finish(self) -> None:
         if not self.last_path.is_file() or not (self.run_dir / f"IRN_x{self.config.scale}.pth").is_file():
@@ -873,21 +1024,45 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     TrainingDiverged
         If a loss term or the gradient norm becomes NaN/Inf. The update is not applied and
         the last good checkpoint stays in place.
-    ValueError
-        If ``resume`` meets a checkpoint trained with mathematically different settings.
+    SettingsError
+        If ``resume`` meets a checkpoint trained with mathematically different settings, the
+        device is not there, or ``IRN_THREADS`` is malformed.
+    CheckpointUnreadable
+        If ``checkpoints/last.pt`` cannot be read (or is missing beside periodic checkpoints).
+    RunFolderBusy
+        If another process is training in the same run folder.
+
+    All of these are :class:`TrainingError`; nothing in the run folder is changed by them.
     """
+    try:
+        threads = apply_thread_policy()  # once per process; adjust_threads() follows the load below
+    except ValueError as err:  # a malformed IRN_THREADS
+        raise SettingsError(str(err)) from None
+    rank, world, device = _setup_distributed(config)
+    lock = lock_run_folder(config.run_dir) if rank == 0 else None
+    try:
+        return _train_locked(config, resume, rank, world, device, threads.reason)
+    finally:
+        if lock is not None:
+            os.close(lock)  # releases the run folder
+
+
+def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device,
+                  threads: str) -> Path:
+    """:func:`train` once the thread policy, the device and the run folder's lock are settled."""
     from tqdm.auto import tqdm
 
-    rank, world, device = _setup_distributed(config)
     is_main = rank == 0
     if device.type == "cpu" and config.tune_allocator:
         tune_cpu_allocator()
     state = build(config, device, world)
     start = resume_or_wipe(state, config, device, resume, is_main, world)
     loader = training_loader(config, start, rank, world, device)
-    run = RunRecord(config, state, device, world, start, resume) if is_main else None
+    run = RunRecord(config, state, device, world, start, resume, threads) if is_main else None
     if run and start == 0:
         run.validate(0)
+    if run:
+        run.reconcile(start)
 
     bar = tqdm(total=config.iterations, initial=start, desc=config.run_name, unit="it", disable=not (is_main and config.progress))
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -908,6 +1083,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
                 run.write(status="diverged", diverged_at=t + 1, message=str(diverged))
             raise diverged from None
         done = t + 1  # iterations completed
+        adjust_threads()  # at most one measurement per 5 s
         if run:
             run.step(done, values, grad_norm, lr_now, tic, data_time, bar)
         if world > 1 and (done % config.checkpoint_every == 0 or done == config.iterations):
@@ -952,9 +1128,33 @@ def main(argv=None) -> Path:
     return run_dir
 
 
-if __name__ == "__main__":
+def command(argv=None, prefix: str = "error") -> int:
+    """:func:`main` inside the training error boundary; returns the exit status.
+
+    An expected failure (:class:`TrainingError`: an unreadable ``last.pt``, changed settings on
+    resume, a missing device, a malformed ``IRN_THREADS``, a busy run folder, divergence) is
+    printed as one line ``<prefix>: <message>`` on stderr, without a traceback.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+    prefix : str
+        ``"error"`` for ``python -m irnlib.train``, ``"irn: error"`` for ``irn train``.
+
+    Returns
+    -------
+    int
+        0 on success, else the error's :attr:`TrainingError.exit_status` (2, or 3 for divergence).
+        A bad argument exits through argparse (status 2).
+    """
     try:
-        main()
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(3)
+        main(argv)
+    except TrainingError as err:
+        print(f"{prefix}: {err}", file=sys.stderr)
+        return err.exit_status
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(command())
