@@ -76,6 +76,7 @@ CSV_COLUMNS = [
     "lr_ssim_y",
     "lr_psnr_rgb",
     "checkpoint",
+    "temperature",  # standard deviation of z at upscaling (1: the paper; 0: z = 0); empty for bicubic
 ]
 
 
@@ -267,7 +268,8 @@ def evaluate_pair(
         lr_png=None if lr_png_dir is None else Path(lr_png_dir) / f"{pair.name}.png", lr_transform=lr_transform,
     )  # fmt: skip
     return [
-        _row(dataset, pair, "irn", scale, draw, seeds[draw], checkpoint, **scores, **result.lr_metrics)
+        _row(dataset, pair, "irn", scale, draw, seeds[draw], checkpoint, **scores, **result.lr_metrics,
+             temperature=float(temperature))
         for draw, scores in enumerate(result.sr_metrics)
     ]
 
@@ -285,6 +287,7 @@ def evaluate_dataset(
     checkpoint: str = "",
     max_images: int | None = None,
     progress: bool = True,
+    temperature: float = 1.0,
 ) -> pd.DataFrame:
     """Evaluate one method on one test set with the paper's protocol; one row per image and draw.
 
@@ -312,13 +315,17 @@ def evaluate_dataset(
         Evaluate only the first images of the dataset (file-name order).
     progress : bool
         Show a tqdm progress bar.
+    temperature : float
+        Standard deviation of ``z`` at upscaling (the paper: 1; 0 upscales with ``z = 0``,
+        as later work reports). Recorded in the ``temperature`` column.
 
     Returns
     -------
     pandas.DataFrame
         Columns :data:`CSV_COLUMNS`: ``dataset, image, method ("bicubic" | "irn"), scale,
         draw, seed, height, width, psnr_y, ssim_y, psnr_rgb`` and, for IRN, ``lr_psnr_y,
-        lr_ssim_y, lr_psnr_rgb`` (IRN's LR against the bicubic LR), ``checkpoint``.
+        lr_ssim_y, lr_psnr_rgb`` (IRN's LR against the bicubic LR), ``checkpoint``,
+        ``temperature`` (IRN only).
 
     Raises
     ------
@@ -338,7 +345,7 @@ def evaluate_dataset(
     for i in tqdm(range(count), desc=f"{method} x{scale} {dataset}", disable=not progress, leave=False):
         rows += evaluate_pair(
             test_set[i], scale, dataset, net=net, draws=draws, seed=seed, tile=tile,
-            lr_png_dir=lr_png_dir, checkpoint=checkpoint,
+            lr_png_dir=lr_png_dir, checkpoint=checkpoint, temperature=temperature,
         )
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 

@@ -117,6 +117,7 @@ SMOKE = Profile(
         keep_every=0,
         num_workers=0,  # a batch takes ~5 ms to make: workers would only compete for the 2 cores
         channels_last=True,  # a CPU profile: faster there (benchmarks/README.md), same mathematics
+        sampling="stream",  # 8 images, batch 4: epochs of 2 batches would add nothing; keeps its stream
     ),
     data=None,
     test_sets=("embedded-test",),
@@ -169,6 +170,7 @@ QUICK = Profile(
         train_set="T91+BSD200",  # the classical 291 images (the paper: DIV2K's 800)
         val_set="Set5",
         val_crop=None,
+        sampling="stream",  # one random image per sample (the kit's stream); the LR target is the official one
         patch_size=72,  # 6 × 72² ≈ a fifth of the paper's 16 × 144² pixels per step; 72 fits every T91 image
         batch_size=6,
         iterations=12_000,

@@ -104,6 +104,7 @@ class KitRow:
     checkpoint: str = ""
     params: str = ""
     missing: str = ""
+    temperature: float = 1.0  # IRN: standard deviation of z at upscaling (0: z = 0)
 
 
 def load_per_image(paths) -> pd.DataFrame:
@@ -119,20 +120,22 @@ def load_per_image(paths) -> pd.DataFrame:
 def summarize(per_image: pd.DataFrame) -> pd.DataFrame:
     """Dataset averages of the per-image CSV rows, as the paper computes them.
 
-    For each ``(dataset, method, scale, checkpoint)`` and each draw of ``z``, the metrics are
+    For each ``(dataset, method, scale, checkpoint, temperature)`` and each draw of ``z``, the metrics are
     averaged over the images; the result is the mean of those per-draw averages, and
     ``*_spread`` is their range (max − min) across draws (the paper: under 0.02 dB).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``dataset, method, scale, checkpoint, images, draws, psnr_y, ssim_y,
+        Columns ``dataset, method, scale, checkpoint, temperature, images, draws, psnr_y, ssim_y,
         psnr_y_spread, ssim_y_spread, psnr_rgb, lr_psnr_y, lr_ssim_y``.
     """
-    keys = ["dataset", "method", "scale", "checkpoint"]
+    keys = ["dataset", "method", "scale", "checkpoint", "temperature"]
     metrics = ["psnr_y", "ssim_y", "psnr_rgb", "lr_psnr_y", "lr_ssim_y"]
     frame = per_image.copy()
     frame["checkpoint"] = frame["checkpoint"].fillna("")
+    # CSVs written before the column existed, and bicubic rows, are at the paper's temperature 1
+    frame["temperature"] = frame["temperature"].astype(float).fillna(1.0) if "temperature" in frame else 1.0
     per_draw = frame.groupby(keys + ["draw"], sort=False)[metrics].mean().reset_index()
     images = frame.groupby(keys + ["draw"], sort=False)["image"].nunique().groupby(level=keys, sort=False).max()
     grouped = per_draw.groupby(keys, sort=False)
@@ -173,6 +176,7 @@ def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, miss
         & (summary["method"] == kit.method)
         & (summary["scale"] == scale)
         & (summary["checkpoint"] == kit.checkpoint)
+        & (summary["temperature"].astype(float) == float(kit.temperature) if "temperature" in summary else True)
     ]
     if hit.empty:
         line.update(status=NOT_AVAILABLE, note="no per-image results for this row and dataset")
@@ -216,7 +220,7 @@ def build_table(
     missing_data = missing_data or {}
     summary = summarize(per_image[per_image["scale"] == scale]) if len(per_image) else None
     if summary is None or summary.empty:
-        summary = pd.DataFrame(columns=["dataset", "method", "scale", "checkpoint"])
+        summary = pd.DataFrame(columns=["dataset", "method", "scale", "checkpoint", "temperature"])
     lines = _paper_lines(scale, run_id, generated)
     paper = paper_table(scale)
     for kit in kit_rows:
@@ -525,7 +529,12 @@ class Table1:
     provenance: dict
 
 
-def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_images: int | None) -> str:
+def _temperature_label(temperature: float) -> str:
+    return "z = 0" if float(temperature) == 0 else f"temperature {float(temperature):g}"
+
+
+def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_images: int | None,
+                temperatures=(1.0,)) -> str:
     text = profile.table_note
     if profile.indicative:
         if irn is not None and not irn.missing:
@@ -536,6 +545,10 @@ def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_i
     text += (f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
              f"{draws} seeded draws of z, Y-channel PSNR/SSIM with a border of the scale; "
              "Bicubic & Bicubic is MATLAB bicubic down and up with uint8 in between.")
+    others = [float(t) for t in temperatures if float(t) != 1.0]
+    if others:
+        text += (" Rows marked " + ", ".join(f"\"{_temperature_label(t)}\"" for t in others)
+                 + " upscale with z ~ N(0, T²) at that temperature T instead (z = 0: T = 0), not the paper's protocol.")
     return text
 
 
@@ -553,6 +566,7 @@ def make_table1(
     seed: int = 0,
     max_images: int | None = None,
     progress: bool = True,
+    temperatures=(1.0,),
 ) -> Table1:
     """Measure and write Table 1 for one scale: per-image CSV, table CSV and Markdown.
 
@@ -587,6 +601,10 @@ def make_table1(
     max_images : int, optional
         Measure IRN on at most this many images per dataset (default the profile's
         ``irn_images``: smoke 5, paper all). Bicubic always uses every image.
+    temperatures : sequence of float
+        One IRN row per temperature, the standard deviation of ``z`` at upscaling: ``1`` is
+        the paper's protocol, ``0`` upscales with ``z = 0`` (as later work reports). A row
+        at a temperature other than 1 is labelled with it (``"..., z = 0"``).
     """
     profile = profiles.get(profile)
     out_dir = Path(out_dir) if out_dir is not None else results_root() / "tables"
@@ -611,20 +629,29 @@ def make_table1(
     info = describe_checkpoint(checkpoint)
     bicubic = KitRow("Bicubic & Bicubic (this kit)", "bicubic", "Bicubic & Bicubic", params="/")
     irn = KitRow(info.label(), "irn", "IRN (ours)", checkpoint=short_path(checkpoint))
-    irn_rows = []  # (row, network or None)
+    models = []  # (row, network or None): the profile's checkpoint, then the kit's reference model
     if not info.exists:
         irn.label = f"IRN (this kit, {short_path(checkpoint)})"
         irn.missing = checkpoint_help(profile.name, scale, short_path(checkpoint))
-        irn_rows.append((irn, None))
+        models.append((irn, None))
     else:
-        irn_rows.append((irn, _load_for_table(checkpoint, scale, device, irn)))
+        models.append((irn, _load_for_table(checkpoint, scale, device, irn)))
     reference = reference_checkpoint(scale)
     if reference.is_file() and reference.resolve() != checkpoint.resolve():
         # The kit's own trained model, beside whatever the profile measures (see models/).
         ref_info = describe_checkpoint(reference)
         ref = KitRow(f"IRN (kit reference, {short_path(reference)}, {ref_info.training})", "irn", "IRN (ours)",
                      checkpoint=short_path(reference))  # fmt: skip
-        irn_rows.append((ref, _load_for_table(reference, scale, device, ref)))
+        models.append((ref, _load_for_table(reference, scale, device, ref)))
+
+    temperatures = [float(t) for t in dict.fromkeys(temperatures)] or [1.0]
+    irn_rows = []  # (row, network or None), one per model and temperature
+    for base, net in models:
+        for t in temperatures:
+            row = KitRow(base.label, base.method, base.paper_row, base.checkpoint, base.params, base.missing, temperature=t)
+            if t != 1.0:
+                row.label = f"{base.label}, {_temperature_label(t)}"
+            irn_rows.append((row, net))
 
     frames = []
     for name in versions:
@@ -634,7 +661,7 @@ def make_table1(
                 frames.append(
                     ev.evaluate_dataset(
                         name, scale, net=net, draws=draws, seed=seed, root=root, checkpoint=row.checkpoint,
-                        max_images=max_images, progress=progress,
+                        max_images=max_images, progress=progress, temperature=row.temperature,
                     )
                 )
     per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ev.CSV_COLUMNS)
@@ -651,13 +678,14 @@ def make_table1(
         data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values()) or "none",
         checkpoint=f"{short_path(checkpoint)} ({info.training})" if info.exists else f"{short_path(checkpoint)} (missing)",
         reference_model=(f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: "
-                         f"{short_path(reference.parent / 'README.md')})") if len(irn_rows) > 1 else "none",
+                         f"{short_path(reference.parent / 'README.md')})") if len(models) > 1 else "none",
         checkpoint_config=short_path(info.config_path) if info.config_path else "none",
         draws=draws,
+        temperatures=", ".join(f"{t:g}" for t in temperatures),
         seed=seed,
         irn_images_per_dataset=max_images or "all",
         per_image_csv=short_path(per_image_path),
     )
-    markdown = render_markdown(table, scale, record, _conditions(profile, draws, irn, max_images))
+    markdown = render_markdown(table, scale, record, _conditions(profile, draws, irn, max_images, temperatures))
     csv_path, md_path = write_table(table, markdown, out_dir / f"table1_x{scale}")
     return Table1(scale, table, markdown, per_image_path, csv_path, md_path, record)

@@ -30,7 +30,7 @@ folder ``results/runs/<run_name>/``:
     config.json          the resolved configuration (``TrainConfig(**json.load(...))``)
     provenance.json      commit, date, device, data, iterations done, status, last validation
     train_log.csv        iteration, each loss term, grad norm, learning rate, throughput
-    val_log.csv          iteration, Y-PSNR of the reconstruction and of the LR vs bicubic LR
+    val_log.csv          iteration, Y- and RGB-PSNR of the reconstruction and of the LR vs bicubic LR
     training_curves.png  loss and validation PSNR curves
     checkpoints/last.pt  the latest training checkpoint (model, optimizer, scheduler, RNG, ...)
     checkpoints/iter_NNNNNNN.pt   periodic checkpoints kept along the way
@@ -118,7 +118,7 @@ __all__ = [
 
 TERMS = ("l_forw", "l_back", "l_distr")  # the loss terms, in train_log.csv's order
 LOG_COLUMNS = ["iteration", "loss", *TERMS, "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"]
-VAL_COLUMNS = ["iteration", "psnr_y", "lr_psnr_y"]  # the metric names of irnlib.evaluate
+VAL_COLUMNS = ["iteration", "psnr_y", "psnr_rgb", "lr_psnr_y", "lr_psnr_rgb"]  # the metric names of irnlib.evaluate
 
 
 # ----------------------------------------------------------------------------------------
@@ -146,6 +146,14 @@ class TrainConfig:
     patch_size: int = 144  # HR patch side
     batch_size: int = 16  # global batch
     augment: bool = True  # random flips and 90° rotations
+    # How samples are made (irnlib.datasets.TrainingPatches). "epoch": the official sampling,
+    # each epoch a fresh order of the images (a function of (seed, epoch)), last incomplete
+    # batch dropped; "stream": a random image per sample, with replacement.
+    sampling: str = "epoch"
+    # "image": the official LR target, MATLAB bicubic of the whole image cropped scale-aligned
+    # (and the official rule for awkward image sizes); "patch": the kit's earlier target, the
+    # bicubic LR of the patch itself (differs in a 2-pixel LR frame), crops anywhere.
+    lr_target: str = "image"
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
@@ -160,6 +168,9 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000)  # absolute iterations
     lr_gamma: float = 0.5
     warmup_iterations: int = 0  # linear warm-up of the learning rate (the official warmup_iter; off)
+    # "kit": factors 1/W, 2/W, .. 1 over the first W steps; "official": what the official
+    # release's warm-up really does: 1, 1/W, .., (W-1)/W, then (W-1)/W for good (see lr_factor)
+    warmup_rule: str = "kit"
     grad_clip: float = 10.0  # max gradient norm (0: no clipping)
     seed: int = 0
     # bookkeeping
@@ -182,6 +193,12 @@ class TrainConfig:
             raise ValueError(f"scale must be 2, 4 or 8, got {self.scale!r}")
         if self.patch_size % self.scale:
             raise ValueError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        if self.sampling not in ("epoch", "stream"):
+            raise ValueError(f"sampling must be 'epoch' or 'stream', got {self.sampling!r}")
+        if self.lr_target not in ("image", "patch"):
+            raise ValueError(f"lr_target must be 'image' or 'patch', got {self.lr_target!r}")
+        if self.warmup_rule not in ("kit", "official"):
+            raise ValueError(f"warmup_rule must be 'kit' or 'official', got {self.warmup_rule!r}")
         if self.amp not in ("off", "bf16", "fp16"):
             raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
         if self.batch_size < 1 or self.iterations < 0:
@@ -229,6 +246,10 @@ RESUMABLE_CHANGES = {
     "checkpoint_every", "keep_every", "progress", "device", "val_set", "val_images", "val_crop",
     "memory_saving", "channels_last", "tune_allocator",
 }  # fmt: skip
+
+# What a checkpoint saved before a field existed was trained with (resuming such a run with
+# these values continues it exactly).
+LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit"}
 
 
 def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
@@ -378,12 +399,27 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     """Learning rate of optimizer step ``step`` (0-based) as a multiple of ``config.lr``.
 
     ``lr_gamma`` to the power of the milestones passed (the official MultiStepLR: ×0.5 after
-    100k, 200k, 300k and 400k steps), times a linear warm-up ``(step + 1) / warmup_iterations``
-    during the first ``warmup_iterations`` steps if asked.
+    100k, 200k, 300k and 400k steps). With a warm-up of ``W = warmup_iterations`` steps
+    (off in the paper's configs):
+
+    - ``warmup_rule="kit"``: times ``(step + 1) / W`` during the first ``W`` steps, then 1.
+    - ``warmup_rule="official"``: what the official release does (``train.py`` calls
+      ``update_learning_rate(current_step, warmup_iter)`` *after* each step, which sets
+      ``init_lr · current_step / W`` while ``current_step < W`` and then leaves the rate
+      where it is): step 0 uses the full rate, step ``i < W`` uses ``i / W``, and every later
+      step ``(W − 1) / W`` (for ``W = 5``: 1, .2, .4, .6, .8, .8, ...); milestones before
+      ``W`` are overwritten by the warm-up, later ones multiply ``(W − 1) / W``.
     """
+    w = config.warmup_iterations
+    if config.warmup_rule == "official" and w > 1:
+        if step == 0:
+            return 1.0
+        if step < w:
+            return step / w
+        return (w - 1) / w * config.lr_gamma ** sum(w <= m <= step for m in config.lr_milestones)
     factor = config.lr_gamma ** sum(step >= m for m in config.lr_milestones)
-    if step < config.warmup_iterations:
-        factor *= (step + 1) / config.warmup_iterations
+    if config.warmup_rule == "kit" and step < w:
+        factor *= (step + 1) / w
     return factor
 
 
@@ -534,7 +570,10 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
     """Refuse to resume with settings that would change the mathematics of the run."""
     current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as saved
     saved = json.loads(json.dumps(saved))
-    diff = {k: (saved.get(k), v) for k, v in current.items() if k not in RESUMABLE_CHANGES and saved.get(k) != v}
+    diff = {
+        k: (saved.get(k, LEGACY_VALUES.get(k)), v) for k, v in current.items()
+        if k not in RESUMABLE_CHANGES and saved.get(k, LEGACY_VALUES.get(k)) != v
+    }
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise SettingsError(
@@ -553,16 +592,19 @@ def validation_pairs(config: TrainConfig) -> list[TestPair]:
 
 
 def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]:
-    """Y-PSNR (dB) of the reconstruction and of IRN's LR against the bicubic LR, image averages.
+    """PSNR (dB) of the reconstruction and of IRN's LR against the bicubic LR, image averages.
 
     The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole images, with
     ``z ~ N(0, 1)`` drawn from one generator seeded with ``seed`` (the same draws at every
-    validation).
+    validation). The paper reports Y-PSNR; the official training log reports RGB PSNR (its
+    ``psnr`` of the validation images, from an unseeded ``z``): both are here.
 
     Returns
     -------
     dict
-        ``psnr_y`` and ``lr_psnr_y`` (the metric names of :mod:`irnlib.evaluate`).
+        ``psnr_y``, ``psnr_rgb`` (reconstruction vs HR, border ``s``), ``lr_psnr_y`` and
+        ``lr_psnr_rgb`` (IRN's 8-bit LR vs the bicubic LR, no border); the metric names of
+        :mod:`irnlib.evaluate`.
     """
     was_training = net.training
     net.eval()
@@ -571,7 +613,9 @@ def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]
     net.train(was_training)
     return {
         "psnr_y": float(np.mean([t.sr_metrics[0]["psnr_y"] for t in trips])),
+        "psnr_rgb": float(np.mean([t.sr_metrics[0]["psnr_rgb"] for t in trips])),
         "lr_psnr_y": float(np.mean([t.lr_metrics["lr_psnr_y"] for t in trips])),
+        "lr_psnr_rgb": float(np.mean([t.lr_metrics["lr_psnr_rgb"] for t in trips])),
     }
 
 
@@ -597,9 +641,14 @@ def plot_curves(run_dir):
     ax_loss.legend()
     if val_path.is_file() and val_path.stat().st_size:
         val = pd.read_csv(val_path)
-        ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", label="reconstruction vs HR")
-        ax_psnr.plot(val["iteration"], val["lr_psnr_y"], "s-", label="LR vs bicubic LR")
-    ax_psnr.set(xlabel="iteration", ylabel="Y-PSNR (dB)", title="validation")
+        ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", color="C0", label="reconstruction vs HR, Y (paper)")
+        ax_psnr.plot(val["iteration"], val["lr_psnr_y"], "s-", color="C1", label="LR vs bicubic LR, Y")
+        if "psnr_rgb" in val and val["psnr_rgb"].notna().any():
+            ax_psnr.plot(val["iteration"], val["psnr_rgb"], "o--", color="C0", alpha=0.6,
+                         label="reconstruction vs HR, RGB (official log)")
+        if "lr_psnr_rgb" in val and val["lr_psnr_rgb"].notna().any():
+            ax_psnr.plot(val["iteration"], val["lr_psnr_rgb"], "s--", color="C1", alpha=0.6, label="LR vs bicubic LR, RGB")
+    ax_psnr.set(xlabel="iteration", ylabel="PSNR (dB)", title="validation (solid: Y, dashed: RGB)")
     ax_psnr.legend()
     fig.suptitle(run_dir.name)
     fig.tight_layout()
@@ -819,13 +868,17 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
 
 
 def training_loader(config: TrainConfig, start: int, rank: int, world: int, device: torch.device) -> DataLoader:
-    """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``.
+    """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``
+    (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.datasets.TrainingPatches`.
 
     Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
     not once per worker process).
     """
     paths = list_images(config.train_set, config.data_root)
-    patches = TrainingPatches(paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root())
+    patches = TrainingPatches(
+        paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root(),
+        lr_target=config.lr_target, sampling=config.sampling, batch_size=config.batch_size,
+    )  # fmt: skip
     return DataLoader(
         TrainingSamples(patches, config.scale, config.seed),
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
@@ -984,7 +1037,7 @@ class RunRecord:
         _save_curves(self.run_dir)
         self.record.update(status="finished", iterations_done=self.config.iterations)
         if self.val_log.rows:
-            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()}  # noqa: E731
+            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items() if v not in (None, "")}  # noqa: E731
             self.record["validation_first"] = as_numbers(self.val_log.rows[0])
             self.record["validation_last"] = as_numbers(self.val_log.rows[-1])
         self.write()
