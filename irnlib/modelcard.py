@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -29,7 +30,7 @@ from .datasets import available_datasets, dataset_version, sha256_file
 from .paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
 from .provenance import provenance
 
-__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "measure", "card_summary", "publish"]
+__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "recipe_overrides", "measure", "card_summary", "publish"]
 
 CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
 
@@ -52,6 +53,17 @@ def training_deviations(config: dict) -> dict[str, tuple]:
     ignore = RESUMABLE_CHANGES - {"iterations"}  # bookkeeping and speed settings; the length of training counts
     norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has lists)
     return {k: (norm(paper[k]), config[k]) for k in paper if k not in ignore and k in config and norm(paper[k]) != config[k]}
+
+
+def recipe_overrides(config: dict, profile: str = "quick") -> list[str]:
+    """``field=value`` arguments that make ``profile``'s training equal to a run's configuration
+    (its mathematics; bookkeeping and speed settings aside), ``scale`` first."""
+    from .train import RESUMABLE_CHANGES, make_config
+
+    base = json.loads(json.dumps(dataclasses.asdict(make_config(profile, scale=int(config["scale"])))))
+    fields = [k for k in base if k not in RESUMABLE_CHANGES and k in config and base[k] != config[k]]
+    text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
+    return [f"scale={config['scale']}"] + [f"{k}={text(config[k])}" for k in fields if k != "scale"]
 
 
 def measure(checkpoint, datasets=None, draws: int = 5, progress: bool = True) -> pd.DataFrame:
@@ -108,7 +120,7 @@ def _card_markdown(card: dict) -> str:
     from .paper import BICUBIC_ROW, IRN_ROW, paper_value
 
     s, run, cfg = card["scale"], card["training"], card["config"]
-    done, planned = run["iterations_done"], cfg["iterations"]
+    done, planned = run["iterations_done"], card["recipe_iterations"]
     lines = [
         f"# IRN ×{s} — kit reference model",
         "",
@@ -155,8 +167,8 @@ def _card_markdown(card: dict) -> str:
         "## Retrain or continue",
         "",
         "```bash",
-        f"python -m irnlib.train --profile {cfg['profile']} scale={s}     # resumes results/runs/{cfg['profile']}_x{s}",
-        f"python -m irnlib.modelcard results/runs/{cfg['profile']}_x{s}  # measure and publish here",
+        f"python -m irnlib.train --profile quick {' '.join(card['recipe_overrides'])}  # results/runs/quick_x{s}; resumes it if there",
+        f"python -m irnlib.modelcard results/runs/quick_x{s}  # measure and publish here",
         "```",
         "",
     ]
@@ -178,10 +190,10 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
     pathlib.Path
         The model folder.
     """
-    import json
-
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    from .train import LEGACY_VALUES, make_config
+
+    config = {**LEGACY_VALUES, **json.loads((run_dir / "config.json").read_text())}  # older runs lack newer fields
     record = json.loads((run_dir / "provenance.json").read_text())
     s = int(config["scale"])
     model = run_dir / f"IRN_x{s}.pth"
@@ -204,6 +216,8 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         "draws": draws,
         "config": config,
         "deviations": training_deviations(config),
+        "recipe_overrides": recipe_overrides(config),
+        "recipe_iterations": make_config("quick", scale=s).iterations,
         "training": {
             "iterations_done": int(record.get("iterations_done", 0)),
             "status": record.get("status"),
