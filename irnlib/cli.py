@@ -91,16 +91,12 @@ def _fingerprint(path: Path) -> str:
 
 def _device(name: str):
     """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
-    from .inference import device_problem, resolve_device
+    from .inference import usable_device
 
     try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise CommandError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
-    problem = device_problem(device)
-    if problem:
-        raise CommandError(f"--device {name}: {problem}; use --device cpu or auto (a GPU needs a CUDA build of torch)")
-    return device
+        return usable_device(name, "--device {}")
+    except ValueError as err:
+        raise CommandError(str(err)) from None
 
 
 def _load_network(checkpoint: Path, scale: int | None, device: str):

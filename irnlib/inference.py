@@ -29,6 +29,7 @@ __all__ = [
     "TILE",
     "resolve_device",
     "device_problem",
+    "usable_device",
     "net_device",
     "forward",
     "inverse",
@@ -68,6 +69,32 @@ def device_problem(device: torch.device) -> str | None:
     if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
         return f"no such GPU ({torch.cuda.device_count()} visible)"
     return None
+
+
+def usable_device(name: str, spelled: str = "device={}") -> torch.device:
+    """:func:`resolve_device` of ``name``, refused when it is not a device or not usable here.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    spelled : str
+        How the user writes the choice, for the message: ``"--device {}"`` or ``"device={}"``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the choice, the problem and what to use instead.
+    """
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise ValueError(f"{spelled.format(name)}: not a device; use auto, cpu, cuda or cuda:N") from None
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"{spelled.format(name)}: {problem}; use {spelled.format('cpu')} or {spelled.format('auto')} "
+                         "(a GPU needs a CUDA build of torch)")  # fmt: skip
+    return device
 
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:

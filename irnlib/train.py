@@ -69,7 +69,7 @@ from . import profiles
 from .checkpoint import save_model
 from .datasets import TestPair, TrainingPatches, list_images
 from .evaluate import evaluation_pairs, round_trip
-from .inference import device_problem, resolve_device
+from .inference import resolve_device, usable_device
 from .network import IRN, quantize
 from .notebook import save_figure
 from .paths import atomic_write, cache_root, results_root, write_json
@@ -737,13 +737,9 @@ def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:
 def _usable_device(name: str) -> torch.device:
     """The device ``device=name`` asks for; :class:`SettingsError` if it is not one or not there."""
     try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise SettingsError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
-    problem = device_problem(device)
-    if problem:
-        raise SettingsError(f"device={name}: {problem}; use device=cpu or device=auto (a GPU needs a CUDA build of torch)")
-    return device
+        return usable_device(name, "device={}")
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
 
 
 LOCK_NAME = ".train.lock"  # in the run folder; holds the pid of the training that holds it

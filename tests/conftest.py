@@ -1,6 +1,8 @@
 """Shared fixtures. Tests that need the real benchmark images use ``shared_data``."""
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,19 @@ def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             elif name.endswith("bias"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
     return net
+
+
+def kill_at_marker(proc, marker: Path, timeout: float, what: str) -> None:
+    """Wait until subprocess ``proc`` creates ``marker`` (it has reached the moment to test),
+    then ``kill -9`` it there, as a crash or power cut would; ``what`` names it in failures."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert proc.poll() is None, f"the {what} ended early"
+            assert time.monotonic() < deadline, f"the {what} never got there"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import skimage.data
 import torch
-from conftest import randomize
+from conftest import kill_at_marker, randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
@@ -260,17 +260,7 @@ main(["downscale", {str(photo)!r}, {str(out / "lr.png")!r}, "--checkpoint", {str
 """
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, "the writing process ended early"
-            assert time.monotonic() < deadline, "the writing process never got to the write"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_at_marker(proc, marker, 120, "writing process")
     left = [p.name for p in out.iterdir()]
     assert len(left) == 1 and left[0].startswith(f".lr.png.{proc.pid}-") and left[0].endswith(".tmp"), left
     assert not (out / "lr.png").exists()  # the output never appears half-written

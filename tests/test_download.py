@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from conftest import kill_at_marker
 from irnlib import download as dl
 from irnlib.datasets import CHECKSUM_FILE, list_images, verify_dataset
 from irnlib.images import load_image
@@ -419,17 +420,7 @@ info = DatasetInfo(name="Tiny", purpose="test", count=4, description="", min_sid
 dl.extract(info, Path({str(archive)!r}), Path({str(tmp_path / "Tiny")!r}), progress=False)
 """
     proc = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None, "the extraction process ended early"
-            assert time.monotonic() < deadline, "the extraction process never got going"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_at_marker(proc, marker, 60, "extraction process")
     stale = list(tmp_path.glob(".Tiny.partial-*"))
     assert len(stale) == 1 and len(list(stale[0].glob("*.png"))) == 2  # half-extracted, hidden name
     assert not (tmp_path / "Tiny").exists()
