@@ -135,7 +135,8 @@ def _card_markdown(card: dict) -> str:
         f"- training time: {run['train_hours']:.2f} h of training steps on {run['device']}",
         f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
         f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
-        f"- trained at commit {run['commit']}, {run['date']}; card written at commit {card['provenance']['commit']}, "
+        f"- training began at commit {run['started']['commit']}, {run['started']['date']}; last resumed at commit "
+        f"{run['commit']}, {run['date']}; card written at commit {card['provenance']['commit']}, "
         f"{card['provenance']['date']}, measured on {card['provenance']['device']}",
         "",
         "## Deviations from the paper's training",
@@ -225,6 +226,7 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
             "device": record.get("device"),
             "commit": record.get("commit"),
             "date": record.get("date"),
+            "started": record.get("started", {k: record.get(k) for k in ("commit", "date", "device")}),
             "train_data": {k: train_data[k] for k in ("images", "sha256")},
         },
         "measured": card_summary(per_image),

@@ -961,6 +961,15 @@ class RunRecord:
             self.record["threads"] = threads  # the thread policy's decision (irnlib.threads)
         if start:
             self.record["resumed_from"] = start
+            # Where the run began, carried over from the record it resumes (read once, here): a run
+            # continued in another session or on another machine keeps its origin.
+            try:
+                earlier = json.loads((self.run_dir / "provenance.json").read_text())
+            except (OSError, ValueError):
+                earlier = {}
+            started = earlier.get("started") or {k: earlier[k] for k in ("commit", "date", "device") if k in earlier}
+            if started:
+                self.record["started"] = started
         paper_experiment = config.profile in profiles.PROFILES and not profiles.PROFILES[config.profile].indicative
         if paper_experiment and config.iterations < PAPER_ITERATIONS:
             self.record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"

@@ -254,3 +254,16 @@ def test_trains_on_t91_and_validates_on_set5(tmp_path, shared_data):
     assert [r["iteration"] for r in read_csv(run_dir / "val_log.csv")] == ["0", "2"]
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["data"] == "T91" and record["validation"] == "Set5"
+
+
+def test_a_resumed_run_keeps_where_it_started(tmp_path):
+    config = tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="r")
+    run_dir = train(config)
+    first = json.loads((run_dir / "provenance.json").read_text())
+    first["commit"], first["date"] = "0123456789ab", "2026-01-01 00:00 UTC"  # as if begun in an earlier session
+    (run_dir / "provenance.json").write_text(json.dumps(first))
+    train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="r"))
+    record = json.loads((run_dir / "provenance.json").read_text())
+    assert record["resumed_from"] == 2 and record["iterations_done"] == 4
+    assert record["started"] == {"commit": "0123456789ab", "date": "2026-01-01 00:00 UTC", "device": first["device"]}
+    assert record["commit"] != "0123456789ab"
