@@ -132,7 +132,8 @@ def _card_markdown(card: dict) -> str:
         f"- training: {done:,} of the recipe's {planned:,} iterations"
         + (" (**run not finished: a shortened model**)" if done < planned else "")
         + f"; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
-        f"- training time: {run['train_hours']:.2f} h of training steps on {run['device']}",
+        f"- training time: {run['train_hours']:.2f} h of training steps; begun on {run['started'].get('device')}, "
+        f"last resumed on {run['device']}",
         f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
         f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
         f"- training began at commit {run['started']['commit']}, {run['started']['date']}; last resumed at commit "
