@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from irnlib.images import load_image
-from irnlib.paths import REPO_ROOT
+from irnlib.paths import REPO_ROOT, reference_checkpoint
 from irnlib.pipeline import notebooks
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,12 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     assert irn["psnr"].between(20, 40).all() and irn["ssim"].between(0.5, 1).all()
     assert irn["lr_psnr_y"].between(20, 50).all()  # IRN's LR resembles the bicubic LR
     x2 = pd.read_csv(tables / "table1_x2.csv")  # the smoke profile trains x4 only
-    assert x2[(x2["source"] == "this kit") & (x2["paper_row"] == "IRN (ours)")]["status"].eq("not available").all()
+    x2_irn = x2[(x2["source"] == "this kit") & (x2["paper_row"] == "IRN (ours)")]
+    reference = x2_irn["row"].str.startswith("IRN (kit reference")
+    assert x2_irn[~reference]["status"].eq("not available").all()
+    # The committed kit reference model (models/kit_reference_x2) has its own, measured row.
+    assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(reference_checkpoint(2).is_file())
+    assert x2_irn[reference]["psnr"].between(20, 45).all()
 
     ablations = pd.read_csv(tables / "ablations.csv")
     assert (ablations["run_id"] == run_id).all()
