@@ -44,6 +44,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from irnlib.modelcard import training_seconds  # noqa: E402
 from irnlib.paths import results_root, write_json  # noqa: E402
 from irnlib.provenance import provenance  # noqa: E402
 
@@ -67,13 +68,6 @@ def recipe_config(recipe: str, scale: int, runs_dir: Path, val_set: str, train_s
     optimiser = {k: getattr(paper, k) for k in ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip")}
     quick = {k: v for k, v in QUICK.train.items() if k not in optimiser}
     return make_config("paper", **{**quick, **optimiser, **common})
-
-
-def training_seconds(run_dir: Path) -> pd.DataFrame:
-    """Cumulative seconds spent in training steps at each logged iteration of a run."""
-    log = pd.read_csv(run_dir / "train_log.csv")
-    steps = log["iteration"].diff().fillna(log["iteration"])
-    return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
 
 
 def run_recipe(recipe: str, scale: int, minutes: float, runs_dir: Path, val_set: str, train_set: str, val_every: int):

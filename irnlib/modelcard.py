@@ -30,7 +30,7 @@ from .datasets import available_datasets, dataset_version, sha256_file
 from .paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
 from .provenance import provenance
 
-__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "recipe_overrides", "measure", "card_summary", "publish"]
+__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "recipe_overrides", "training_seconds", "measure", "card_summary", "publish"]
 
 CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
 
@@ -107,13 +107,12 @@ def card_summary(per_image: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _training_seconds(run_dir: Path) -> float:
-    log = run_dir / "train_log.csv"
-    if not log.is_file():
-        return math.nan
-    frame = pd.read_csv(log)
-    steps = frame["iteration"].diff().fillna(frame["iteration"])
-    return float((steps * frame["s_per_it"]).sum())
+def training_seconds(run_dir) -> pd.DataFrame:
+    """Cumulative seconds spent in training steps (validation and saving excluded) at each
+    logged iteration of a run, from its ``train_log.csv``: columns ``iteration, train_s``."""
+    log = pd.read_csv(Path(run_dir) / "train_log.csv")
+    steps = log["iteration"].diff().fillna(log["iteration"])
+    return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
 
 
 def _card_markdown(card: dict) -> str:
@@ -223,7 +222,7 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         "training": {
             "iterations_done": int(record.get("iterations_done", 0)),
             "status": record.get("status"),
-            "train_hours": _training_seconds(run_dir) / 3600,
+            "train_hours": float(training_seconds(run_dir)["train_s"].iloc[-1]) / 3600 if (run_dir / "train_log.csv").is_file() else math.nan,
             "device": record.get("device"),
             "commit": record.get("commit"),
             "date": record.get("date"),
