@@ -45,7 +45,7 @@ __all__ = [
     "train_variants",
     "evaluate_ablations",
     "ablation_table",
-    "render_markdown",
+    "render_ablation_markdown",
     "plot_ablations",
     "write_tables",
 ]
@@ -222,7 +222,7 @@ def _fmt(value, digits):
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
-def render_markdown(table: pd.DataFrame, setup: AblationSetup, record: dict) -> str:
+def render_ablation_markdown(table: pd.DataFrame, setup: AblationSetup, record: dict) -> str:
     """The ablation table as a Markdown page: conditions on top, the numbers, provenance."""
     label = profiles.get(setup.profile).ablation.label
     lines = [
@@ -284,6 +284,6 @@ def write_tables(per_image: pd.DataFrame, setup: AblationSetup, out_dir, record:
     table = ablation_table(pd.read_csv(paths["per_image"]), setup)
     table.insert(0, "run_id", record.get("run_id", ""))
     paths["csv"] = ev.write_csv(table, out_dir / "ablations.csv")
-    markdown = render_markdown(table, setup, record)
+    markdown = render_ablation_markdown(table, setup, record)
     paths["md"] = atomic_write(out_dir / "ablations.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
     return table, markdown, paths

@@ -1,6 +1,6 @@
 """The interactive explorer of notebook 04: look at IRN's LR and reconstructions, live.
 
-The computations are plain functions (:func:`round_trip`, :func:`sample_spread`,
+The computations are plain functions (:func:`view_round_trip`, :func:`sample_spread`,
 :func:`error_map`) so they are tested without a browser; :class:`Explorer` wires them to
 ipywidgets, and :func:`view_figure` draws the same view as a static matplotlib figure (what a
 papermill run shows).
@@ -27,7 +27,7 @@ from .paths import pretrained_checkpoint, reference_checkpoint, rescaling_checkp
 
 __all__ = [
     "View",
-    "round_trip",
+    "view_round_trip",
     "sample_spread",
     "error_map",
     "find_checkpoints",
@@ -53,7 +53,7 @@ class View:
     metrics: dict  # Y-PSNR/SSIM of both reconstructions and of IRN's LR vs bicubic LR
 
 
-def round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0, lr: np.ndarray | None = None) -> View:
+def view_round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0, lr: np.ndarray | None = None) -> View:
     """Downscale ``hr`` with IRN, upscale with ``z ~ N(0, temperature²)`` (draw ``seed``), and compare.
 
     The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole image, next to
@@ -290,7 +290,7 @@ class Explorer:
         hr = center_crop(self.images[self.image.value], self.max_side, self.scale.value)
         key = (self.image.value, self.scale.value, self.checkpoint.value)
         net = self.network()
-        self.view = round_trip(net, hr, self.temperature.value, self.seed.value, lr=self._lr_cache.get(key))
+        self.view = view_round_trip(net, hr, self.temperature.value, self.seed.value, lr=self._lr_cache.get(key))
         self._lr_cache[key] = self.view.irn_lr
         self.spread = None
         self._show()

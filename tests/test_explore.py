@@ -9,7 +9,7 @@ from conftest import randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.explore import Explorer, UNTRAINED, error_map, round_trip, sample_spread, view_figure
+from irnlib.explore import Explorer, UNTRAINED, error_map, sample_spread, view_round_trip, view_figure
 from irnlib.metrics import psnr
 from irnlib.paths import pretrained_checkpoint, reference_checkpoint
 
@@ -33,17 +33,17 @@ def explorer(photo, tmp_path):
 
 def test_round_trip_measures_what_it_shows(photo):
     net = randomize(IRN(2, block_num=[2]), seed=1)
-    view = round_trip(net, photo, temperature=0.7, seed=5)
+    view = view_round_trip(net, photo, temperature=0.7, seed=5)
     assert view.irn_lr.shape == view.bicubic_lr.shape == (32, 40, 3)
     assert view.metrics["IRN PSNR"] == pytest.approx(psnr(view.irn_sr, view.hr, border=2))
-    again = round_trip(net, photo, temperature=0.7, seed=5, lr=view.irn_lr)
+    again = view_round_trip(net, photo, temperature=0.7, seed=5, lr=view.irn_lr)
     np.testing.assert_array_equal(again.irn_sr, view.irn_sr)  # same draw, same picture
     assert error_map(view.hr, view.hr).max() == 0
 
 
 def test_spread_is_zero_without_temperature_and_positive_with_it(photo):
     net = randomize(IRN(2, block_num=[1]), seed=2)
-    lr = round_trip(net, photo).irn_lr
+    lr = view_round_trip(net, photo).irn_lr
     assert sample_spread(net, lr, temperature=0.0, draws=3).max() < 1e-9
     assert sample_spread(net, lr, temperature=1.0, draws=3).mean() > 0.5
 
