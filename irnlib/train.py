@@ -566,13 +566,27 @@ def _unreadable(path: Path, err: Exception) -> CheckpointUnreadable:
     )
 
 
-def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
-    """Refuse to resume with settings that would change the mathematics of the run."""
+def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) -> None:
+    """Refuse to resume with settings that would change the mathematics of the run.
+
+    The learning-rate schedule (``lr_milestones``, ``lr_gamma``) may change where it has not
+    been used yet: if the new schedule gives the same rate for the ``done`` steps already
+    taken, the resumed run equals a fresh run with the new schedule (so a running training
+    can be given its decay once one knows how long it can run).
+    """
     current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as saved
     saved = json.loads(json.dumps(saved))
+    free = set(RESUMABLE_CHANGES)
+    schedule = ("lr_milestones", "lr_gamma")
+    if all(k in saved for k in schedule):
+        before = dataclasses.replace(config, lr_milestones=tuple(saved["lr_milestones"]), lr_gamma=saved["lr_gamma"])
+        # both factors are constant after the last milestone and the warm-up
+        last_change = max([*before.lr_milestones, *config.lr_milestones, config.warmup_iterations]) + 1
+        if all(lr_factor(step, before) == lr_factor(step, config) for step in range(min(done, last_change))):
+            free.update(schedule)
     diff = {
         k: (saved.get(k, LEGACY_VALUES.get(k)), v) for k, v in current.items()
-        if k not in RESUMABLE_CHANGES and saved.get(k, LEGACY_VALUES.get(k)) != v
+        if k not in free and saved.get(k, LEGACY_VALUES.get(k)) != v
     }
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -845,7 +859,7 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
         )
     if resume and last_path.is_file():
         saved = _load_checkpoint(last_path, device)
-        _check_resumable(saved["config"], config, last_path)
+        _check_resumable(saved["config"], config, last_path, saved["iteration"])
         state.net.load_state_dict(saved["model"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])

@@ -267,3 +267,16 @@ def test_a_resumed_run_keeps_where_it_started(tmp_path):
     assert record["resumed_from"] == 2 and record["iterations_done"] == 4
     assert record["started"] == {"commit": "0123456789ab", "date": "2026-01-01 00:00 UTC", "device": first["device"]}
     assert record["commit"] != "0123456789ab"
+
+
+def test_a_schedule_not_yet_used_may_change_on_resume(tmp_path):
+    # Decided after 2 steps: decay at step 3. The resumed run equals a fresh run with that schedule.
+    train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="later", lr_milestones=(100,)))
+    resumed = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="later", lr_milestones=(3,)))
+    fresh = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="fresh", lr_milestones=(3,)))
+    a, b = load_checkpoint(resumed / "IRN_x2.pth").state_dict(), load_checkpoint(fresh / "IRN_x2.pth").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [float(r["lr"]) for r in read_csv(resumed / "train_log.csv")][-1] == 2.5e-4
+    # A milestone that has already been passed (or a new one in the past) is a different run.
+    with pytest.raises(ValueError, match=r"different settings \(lr_milestones: \[3\] -> \[1\]\)"):
+        train(tiny_config(tmp_path, iterations=6, run_name="later", lr_milestones=(1,)))
