@@ -58,6 +58,7 @@ class AblationPlan:
     eval_images: int | None  # the first N test images (None: all)
     draws: int  # draws of z per test image
     label: str  # how the page's title describes the study
+    seeds: tuple[int, ...] = (0, 1)  # each variant is trained once per seed (the ordering is checked per seed)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ SMOKE = Profile(
                 "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk"),
     ablation=AblationPlan(
         scale=2,
-        train=dict(patch_size=32, iterations=100, lr_milestones=(75, 90), val_every=50, checkpoint_every=100,
+        train=dict(patch_size=32, iterations=60, lr_milestones=(45, 54), val_every=60, checkpoint_every=60,
                    log_every=10, progress=False),
         eval_set="embedded-test",
         eval_crop=160,

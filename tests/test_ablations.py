@@ -9,6 +9,7 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN
+from irnlib.checkpoint import load_checkpoint, save_model
 from irnlib import ablations as ab
 from irnlib import evaluate as ev
 from irnlib.datasets import TestPair
@@ -62,11 +63,14 @@ def test_downsampling_and_capacity_variants_change_the_network(setup):
     assert paper.train.batch_size == 16 and paper.train.patch_size == 144
 
 
-def test_every_variant_trains_with_the_same_budget_in_its_own_run(setup):
-    configs = [ab.variant_config(setup, v) for v in ab.variants(setup.scale)]
+def test_every_variant_and_seed_trains_with_the_same_budget_in_its_own_run(setup):
+    assert len(setup.seeds) == 2
+    configs = [ab.variant_config(setup, v, seed) for v in ab.variants(setup.scale) for seed in setup.seeds]
     assert len({c.run_name for c in configs}) == len(configs)
-    budget = {(c.iterations, c.batch_size, c.patch_size, c.lr, c.train_set, c.seed) for c in configs}
+    budget = {(c.iterations, c.batch_size, c.patch_size, c.lr, c.train_set) for c in configs}
     assert len(budget) == 1
+    assert {c.seed for c in configs} == set(setup.seeds)
+    assert ab.variant_config(setup, ab.variants(2)[0]).seed == setup.seeds[0]
 
 
 def _pair(size=32, scale=2):
@@ -94,22 +98,36 @@ def test_conditions_change_what_is_sampled_and_what_is_upscaled():
     assert bicubic["psnr_y"] < ev.evaluate_pair(pair, 2, "toy")[0]["psnr_y"]
 
 
+def _row(variant, group, train_seed, draw, value, condition="z ~ N(0, 1)"):
+    return {"variant": variant, "group": group, "train_seed": train_seed, "condition": condition, "temperature": 1.0,
+            "jpeg_quality": np.nan, "dataset": "toy", "image": "a", "method": "irn", "scale": 2, "draw": draw,
+            "seed": draw, "height": 8, "width": 8, "psnr_y": value, "ssim_y": 0.5, "psnr_rgb": value,
+            "lr_psnr_y": 40.0, "lr_ssim_y": 0.9, "lr_psnr_rgb": 40.0, "checkpoint": variant}  # fmt: skip
+
+
 def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
     rows = []
-    for variant, group, values in (("IRN (full)", "reference", [30.0, 32.0]), ("without L_back", "objective", [10.0, 12.0])):
-        for draw, value in enumerate(values):
-            rows.append({"variant": variant, "group": group, "condition": "z ~ N(0, 1)", "temperature": 1.0,
-                         "jpeg_quality": np.nan, "dataset": "toy", "image": "a", "method": "irn", "scale": 2,
-                         "draw": draw, "seed": draw, "height": 8, "width": 8, "psnr_y": value, "ssim_y": 0.5,
-                         "psnr_rgb": value, "lr_psnr_y": 40.0, "lr_ssim_y": 0.9, "lr_psnr_rgb": 40.0, "checkpoint": variant})
+    for variant, group, seeds in (("IRN (full)", "reference", {0: [30.0, 32.0], 1: [34.0, 34.0]}),
+                                  ("without L_back", "objective", {0: [10.0, 12.0], 1: [40.0, 40.0]})):  # fmt: skip
+        rows += [_row(variant, group, seed, draw, v) for seed, values in seeds.items() for draw, v in enumerate(values)]
+    rows.append(_row("Bicubic & Bicubic", "baseline", None, 0, 33.0))
     table, markdown, paths = ab.write_tables(pd.DataFrame(rows), setup, tmp_path, {"run_id": "r1"})
-    assert table.loc[table["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(31.0)
-    assert table.loc[table["variant"] == "IRN (full)", "draw_spread_db"].item() == pytest.approx(1.0)
-    assert "SMOKE RUN" in markdown and "| reference | IRN (full) | z ~ N(0, 1) | 31.00 |" in markdown
+    full = table.set_index("variant").loc["IRN (full)"]
+    assert full["psnr_y"] == pytest.approx(32.5)  # the mean of seed 0's 31 and seed 1's 34
+    assert full["psnr_y_by_seed"] == "31.00 / 34.00" and full["seed_range_db"] == pytest.approx(3.0)
+    assert full["draw_spread_db"] == pytest.approx(0.5)  # seed 0: 1.0, seed 1: 0.0
+    assert table.set_index("variant").loc["Bicubic & Bicubic", "seeds"] == 0
+    assert "SMOKE RUN" in markdown and "| reference | IRN (full) | z ~ N(0, 1) | 32.50 | 31.00 / 34.00 |" in markdown
+    # The paper's ordering, seed by seed: full beats "without L_back" with seed 0, not with seed 1.
+    ordering = pd.read_csv(paths["ordering"])
+    claim = ordering.set_index("claim").loc["IRN (full) > without L_back"]
+    assert claim["holds"] == "1 of 2" and claim["verdict"].startswith("mixed")
+    assert claim["margin_db"] == pytest.approx(((31 - 11) + (34 - 40)) / 2)
+    assert "| IRN (full) > without L_back | +7.00 | 1 of 2 seeds | mixed" in markdown
     edited = pd.read_csv(paths["per_image"])
     edited.loc[0, "psnr_y"] = 34.0  # the CSV is the source of truth
     again = ab.ablation_table(edited, setup)
-    assert again.loc[again["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(33.0)
+    assert again.loc[again["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(33.5)
     assert pd.read_csv(paths["csv"])["run_id"].eq("r1").all()
 
 
@@ -119,11 +137,32 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
     setup = dataclasses.replace(setup, eval_crop=32, eval_images=1, draws=2)
     chosen = [v for v in ab.variants(2) if v.name in (ab.FULL, "without L_distr")]
     runs = ab.train_variants(setup, chosen)
+    assert set(runs) == {(v.name, s) for v in chosen for s in (0, 1)}
     assert all((run / "IRN_x2.pth").is_file() and run.parent == tmp_path / "runs" for run in runs.values())
+    first, second = (load_checkpoint(runs[ab.FULL, s] / "IRN_x2.pth").state_dict() for s in (0, 1))
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # the seeds are different runs
     tests = ab.conditions(temperatures=[0.0], jpeg_qualities=[90])
+    model = ab.condition_model(2)
+    if model is not None:  # the latent and JPEG conditions go to the kit's best model
+        monkeypatch.setattr(ab, "condition_model", lambda scale: None)
     per_image = ab.evaluate_ablations(setup, runs, chosen, tests)
     table = ab.ablation_table(per_image, setup)
     assert set(table["variant"]) == {ab.FULL, "without L_distr", "Bicubic & Bicubic"}
     assert len(table) == 3 + 1 + 2  # full x 3 conditions, the other variant x 1, bicubic x 2
-    assert table["psnr_y"].notna().all()
+    assert table["psnr_y"].notna().all() and (table.loc[table["group"] != "baseline", "seeds"] >= 1).all()
     ab.plot_ablations(table, setup)
+
+
+def test_conditions_use_the_kits_best_model(tmp_path, monkeypatch):
+    net = randomize(IRN(2, block_num=[1]), seed=3)
+    path = save_model(net, tmp_path / "IRN_x2.pth")
+    monkeypatch.setattr(ab, "condition_model", lambda scale: ("IRN (some model)", path))
+    setup = ab.ablation_setup("smoke")
+    setup = dataclasses.replace(setup, eval_crop=32, eval_images=1, draws=1, seeds=(0,))
+    runs = {(ab.FULL, 0): tmp_path}
+    tests = ab.conditions(temperatures=[0.0], jpeg_qualities=[90])
+    per_image = ab.evaluate_ablations(setup, runs, [ab.variants(2)[0]], tests)
+    by_variant = per_image.groupby("variant")["condition"].apply(set)
+    assert by_variant[ab.FULL] == {ab.PAPER_CONDITION}  # trained variants: the paper's condition only
+    assert by_variant["IRN (some model)"] == {c.name for c in tests}
+    assert per_image.loc[per_image["variant"] == "IRN (some model)", "group"].eq("model").all()
