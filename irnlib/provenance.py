@@ -43,15 +43,30 @@ def git_commit(repo=REPO_ROOT) -> str:
         return "unknown"
 
 
-def cpu_model() -> str:
-    """The CPU's model name and the capabilities that change the kit's speed, e.g.
-    ``AMD EPYC; family 25 model 1; avx2`` or ``Intel Xeon ...; family 6 model 143; avx2, avx512, amx``."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
     fields = {}
     try:
         for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
             key, _, value = line.partition(":")
             fields.setdefault(key.strip(), value.strip())
     except OSError:
+        pass
+    return fields
+
+
+def native_bf16() -> str | None:
+    """The instruction set that runs bfloat16 matrix arithmetic natively on this CPU:
+    ``"amx"`` (AMX-BF16), ``"avx512_bf16"``, or None (bf16 would be emulated, slower than fp32)."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the capabilities that change the kit's speed, e.g.
+    ``AMD EPYC; family 25 model 1; avx2`` or ``Intel Xeon ...; family 6 model 143; avx2, avx512, amx``."""
+    fields = _cpuinfo()
+    if not fields:
         return platform.processor() or platform.machine()
     flags = set(fields.get("flags", "").split())
     caps = [name for name, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("avx512_bf16", "avx512_bf16"), ("amx", "amx_bf16")) if flag in flags]

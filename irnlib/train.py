@@ -74,7 +74,7 @@ from .network import IRN, quantize
 from .notebook import save_figure
 from .paths import atomic_write, cache_root, results_root, write_json
 from .profiles import PAPER_ITERATIONS
-from .provenance import provenance
+from .provenance import native_bf16, provenance
 from .threads import adjust_threads, apply_thread_policy
 
 try:
@@ -91,6 +91,7 @@ __all__ = [
     "backward_loss",
     "IRNObjective",
     "lr_factor",
+    "resolve_amp",
     "TrainingSamples",
     "IterationBatches",
     "TrainingError",
@@ -183,7 +184,10 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar
     # device and speed (none of these changes the mathematics)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
-    amp: str = "off"  # "off", "bf16" or "fp16" autocast (off until verified on your GPU)
+    # "off", "bf16" or "fp16" autocast (off until verified on your GPU); "auto": bf16 on a CPU
+    # that does it natively (AMX, AVX-512-BF16), else off; resolved when training starts
+    # (the run records the choice, so resuming on another kind of CPU is refused, not silent)
+    amp: str = "off"
     channels_last: bool = False
     memory_saving: bool = False  # recompute each InvBlock's activations during backward
     tune_allocator: bool = True  # CPU: keep freed memory for reuse (see tune_cpu_allocator)
@@ -199,8 +203,8 @@ class TrainConfig:
             raise ValueError(f"lr_target must be 'image' or 'patch', got {self.lr_target!r}")
         if self.warmup_rule not in ("kit", "official"):
             raise ValueError(f"warmup_rule must be 'kit' or 'official', got {self.warmup_rule!r}")
-        if self.amp not in ("off", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {self.amp!r}")
+        if self.amp not in ("off", "bf16", "fp16", "auto"):
+            raise ValueError(f"amp must be 'off', 'bf16', 'fp16' or 'auto', got {self.amp!r}")
         if self.batch_size < 1 or self.iterations < 0:
             raise ValueError(f"need batch_size >= 1 and iterations >= 0, got {self.batch_size}, {self.iterations}")
         for name in ("log_every", "val_every", "checkpoint_every"):
@@ -250,6 +254,15 @@ RESUMABLE_CHANGES = {
 # What a checkpoint saved before a field existed was trained with (resuming such a run with
 # these values continues it exactly).
 LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit"}
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``amp`` with ``"auto"`` decided for ``device``: ``"bf16"`` on a CPU with native bf16
+    arithmetic (:func:`irnlib.provenance.native_bf16`), else ``"off"`` (also on CUDA, where
+    autocast stays off until verified on your GPU). Other values pass through."""
+    if amp != "auto":
+        return amp
+    return "bf16" if device.type == "cpu" and native_bf16() else "off"
 
 
 def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
@@ -1125,6 +1138,7 @@ def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, devi
     from tqdm.auto import tqdm
 
     is_main = rank == 0
+    config = dataclasses.replace(config, amp=resolve_amp(config.amp, device))
     if device.type == "cpu" and config.tune_allocator:
         tune_cpu_allocator()
     state = build(config, device, world)
