@@ -3,8 +3,14 @@
 Each (configuration, mode) runs in a fresh subprocess, so that its peak resident memory
 (``ru_maxrss``) is its own. A step is ``irnlib.train.train_step``, the one of
 ``irnlib.train.train``'s loop: the objective (forward, 8-bit LR, inverse with a fresh z'),
-backward, gradient clipping at 10, an Adam step and the learning-rate schedule, on random inputs (as the reference measurements were). The network
-gets random ``conv5`` weights, so that every gradient is non-zero, as in a trained network.
+backward, gradient clipping at 10, an Adam step and the learning-rate schedule, on random
+inputs. The network gets random ``conv5`` weights, so that every gradient is non-zero, as in a
+trained network.
+
+Every ratio is measured side by side: the speed-up and the memory of each mode are against
+``plain`` (the official arithmetic) of the same row in the same run, with the rounds of the
+modes interleaved so that a busy spell hits them alike. The header names the CPU (model,
+family, AVX2/AVX-512/AMX) and the threads.
 
 Modes:
 
@@ -13,6 +19,9 @@ Modes:
 - ``fast``: ``alloc`` plus channels_last tensors (same mathematics, other kernels).
 - ``fast+recompute``: ``fast`` plus ``memory_saving`` (each InvBlock's activations are
   recomputed during the backward pass instead of being kept).
+- ``fast+bf16``: ``fast`` under bf16 autocast (``amp="bf16"``); only worth it where the CPU
+  does bf16 natively (``irnlib.provenance.native_bf16``: AMX or AVX-512-BF16), which the
+  header says; elsewhere it is emulated and slow. Not run by default.
 
 Data time: producing one batch of real training samples (crop, flips, MATLAB bicubic LR and
 z') in the training process, from images already decoded, as a share of a step.
@@ -29,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -45,9 +53,8 @@ ROWS = {  # name: (scale, batch, patch)
     "x4-b4-p64": (4, 4, 64),
     "smoke-x4-b4-p48": (4, 4, 48),  # the smoke profile
 }
-MODES = ("plain", "alloc", "fast", "fast+recompute")
-# The original implementation on this kind of machine (issue 4): seconds per step, peak GB.
-REFERENCE = {"x2-b16-p144": (20.2, 8.3), "x4-b16-p144": (24.5, 10.4), "x2-b4-p64": (0.83, None), "x4-b4-p64": (1.20, None)}
+MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16")
+DEFAULT_MODES = MODES[:4]
 
 
 def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
@@ -58,8 +65,8 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
 
     if mode != "plain":
         tune_cpu_allocator()
-    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch,
-                         channels_last=mode.startswith("fast"), memory_saving=mode.endswith("recompute"))  # fmt: skip
+    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
+                         memory_saving=mode.endswith("recompute"), amp="bf16" if mode.endswith("bf16") else "off")  # fmt: skip
     state = build(config, torch.device("cpu"))  # seeds with config.seed (0), as train() does
     with torch.no_grad():
         for name, p in state.net.named_parameters():
@@ -126,7 +133,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per subprocess (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="subprocesses per row and mode, interleaved")
     parser.add_argument("--rows", nargs="*", default=None, choices=list(ROWS), help="rows to run (default: all)")
-    parser.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="*", default=list(DEFAULT_MODES), choices=MODES,
+                        help="plain is always run too: every ratio is against it")
     parser.add_argument("--quick", action="store_true", help="skip the b16 p144 rows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -135,32 +143,33 @@ def main(argv=None):
         print(json.dumps(worker(*ROWS[row], mode, args.repeats)))
         return
     rows = args.rows or [r for r in ROWS if not (args.quick and "b16" in r)]
+    modes = ["plain"] + [m for m in args.modes if m != "plain"]
     import torch
 
+    from irnlib.provenance import cpu_model, native_bf16
+
     print(
-        f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f} at start; "
+        f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"CPU: {cpu_model()} (native bf16: {native_bf16() or 'none'}); load average {os.getloadavg()[0]:.1f} at start; "
         f"median (min) of {args.rounds}×{args.repeats} steps, each subprocess after a warm-up step"
     )  # fmt: skip
-    print("| config | mode | s/step | HR Mpx/s | peak GB | reference s/step (peak GB) | speed-up vs reference | data share |")
+    print("| config | mode | s/step | HR Mpx/s | peak GB | speed-up vs plain | peak memory vs plain | data share |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         scale, batch, patch = ROWS[row]
         data_s = data_seconds_per_batch(scale, batch, patch)
-        results = {mode: [] for mode in args.modes}
+        results = {mode: [] for mode in modes}
         for _ in range(args.rounds):  # interleaved, so that a busy spell hits every mode alike
-            for mode in args.modes:
+            for mode in modes:
                 results[mode].append(run_worker(row, mode, args.repeats))
-        for mode in args.modes:
-            times = [t for r in results[mode] for t in r["times"]]
-            step, fastest = statistics.median(times), min(times)
-            peak = max(r["peak_gb"] for r in results[mode])
-            ref_s, ref_gb = REFERENCE.get(row, (None, None))
-            ref = "–" if ref_s is None else f"{ref_s}" + (f" ({ref_gb})" if ref_gb else "")
-            speedup = "–" if ref_s is None else f"{ref_s / step:.2f}×"
+        step = {m: statistics.median([t for r in results[m] for t in r["times"]]) for m in modes}
+        peak = {m: max(r["peak_gb"] for r in results[m]) for m in modes}
+        for mode in modes:
+            fastest = min(t for r in results[mode] for t in r["times"])
             print(
-                f"| {row} | {mode} | {step:.2f} ({fastest:.2f}) | {batch * patch * patch / step / 1e6:.3f} | {peak:.2f} | "
-                f"{ref} | {speedup} | {data_s / (step + data_s):.1%} |",
+                f"| {row} | {mode} | {step[mode]:.2f} ({fastest:.2f}) | {batch * patch * patch / step[mode] / 1e6:.3f} | "
+                f"{peak[mode]:.2f} | {step['plain'] / step[mode]:.2f}× | {peak[mode] / peak['plain']:.2f}× | "
+                f"{data_s / (step[mode] + data_s):.1%} |",
                 flush=True,
             )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
