@@ -149,7 +149,7 @@ class AblationSetup:
 def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_overrides) -> AblationSetup:
     """Settings of the study: the profile's :class:`irnlib.profiles.AblationPlan`.
 
-    ``smoke`` trains tiny versions on the CPU in about 15 s each at ×2 (60 iterations of
+    ``smoke`` trains tiny versions on the CPU in about 15 s each at ×2 (40 iterations of
     4 patches of 32² from the embedded photographs, two seeds) and tests on 160² centre crops
     of the embedded test photographs: the numbers are indicative only (so short a training
     does not reproduce the paper's ordering of the variants, and the page says so).
