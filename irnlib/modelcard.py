@@ -119,7 +119,7 @@ def _card_markdown(card: dict) -> str:
     from .paper import BICUBIC_ROW, IRN_ROW, paper_value
 
     s, run, cfg = card["scale"], card["training"], card["config"]
-    done, planned = run["iterations_done"], card["recipe_iterations"]
+    done, planned, recipe = run["iterations_done"], int(cfg["iterations"]), card["recipe_iterations"]
     lines = [
         f"# IRN ×{s} — kit reference model",
         "",
@@ -128,8 +128,9 @@ def _card_markdown(card: dict) -> str:
         f"official `data/pretrained/IRN_x{s}.pth` is present.",
         "",
         f"- file: `{card['file']}`, SHA-256 `{card['sha256']}`",
-        f"- training: {done:,} of the recipe's {planned:,} iterations"
+        f"- training: {done:,} of the run's {planned:,} planned iterations"
         + (" (**run not finished: a shortened model**)" if done < planned else "")
+        + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
         + f"; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
         f"- training time: {run['train_hours']:.2f} h of training steps; begun on {run['started'].get('device')}, "
         f"last resumed on {run['device']}",

@@ -76,5 +76,5 @@ def test_publishing_a_run_copies_the_model_and_writes_its_card(tmp_path, one_thr
     assert measured["margin_psnr_y"] == pytest.approx(measured["irn_psnr_y"] - bicubic)
     assert np.isfinite(measured["lr_psnr_y"])
     readme = (dest / "README.md").read_text()
-    assert "2 of the recipe's 12,000 iterations (**run not finished: a shortened model**)" in readme
+    assert "2 of the run's 2 planned iterations (the quick recipe plans 4,400)" in readme
     assert "| `iterations` | 500000 | 2 |" in readme and card["recipe_overrides"][0] == "scale=2"
