@@ -17,8 +17,7 @@ REFERENCE_FOLDERS = sorted(MODELS_DIR.glob("kit_reference_x*"))
 
 
 def test_the_kit_ships_its_reference_models():
-    # x2 so far; x4 joins when its training has got somewhere (see the closing notes of issue 13).
-    assert "kit_reference_x2" in [p.name for p in REFERENCE_FOLDERS]
+    assert [p.name for p in REFERENCE_FOLDERS] == ["kit_reference_x2", "kit_reference_x4"]
 
 
 @pytest.mark.parametrize("folder", REFERENCE_FOLDERS, ids=lambda p: p.name)
@@ -78,3 +77,4 @@ def test_publishing_a_run_copies_the_model_and_writes_its_card(tmp_path, one_thr
     readme = (dest / "README.md").read_text()
     assert "2 of the run's 2 planned iterations (the quick recipe plans 4,400)" in readme
     assert "| `iterations` | 500000 | 2 |" in readme and card["recipe_overrides"][0] == "scale=2"
+    assert "iterations=2" in card["recipe_overrides"]  # the retrain command trains as long as this run did
