@@ -71,8 +71,13 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
         paper = table[table["source"] == "paper"]
         assert (paper["status"] == "printed").any() and paper["psnr"].notna().any()  # the paper's, as printed
     x4 = pd.read_csv(tables / "table1_x4.csv")
-    irn = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "IRN (ours)") & (x4["status"] == "measured")]
+    measured = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "IRN (ours)") & (x4["status"] == "measured")]
+    reference4 = measured["row"].str.startswith("IRN (kit reference")
+    assert reference4.sum() == int(reference_checkpoint(4).is_file())
+    irn = measured[~reference4]
     assert len(irn) == 1 and "100 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
+    bicubic4 = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "Bicubic & Bicubic")]["psnr"].item()
+    assert (measured[reference4]["psnr"] > bicubic4).all()  # the kit's trained x4 beats bicubic
     assert irn["psnr"].between(20, 40).all() and irn["ssim"].between(0.5, 1).all()
     assert irn["lr_psnr_y"].between(20, 50).all()  # IRN's LR resembles the bicubic LR
     x2 = pd.read_csv(tables / "table1_x2.csv")  # the smoke profile trains x4 only
