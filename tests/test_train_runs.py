@@ -269,8 +269,12 @@ def test_a_resumed_run_keeps_where_it_started(tmp_path):
     assert record["commit"] != "0123456789ab"
 
 
-def test_a_schedule_not_yet_used_may_change_on_resume(tmp_path):
-    # Decided after 2 steps: decay at step 3. The resumed run equals a fresh run with that schedule.
+def test_a_schedule_not_yet_used_may_change_on_resume(tmp_path, monkeypatch, one_thread):
+    # Decided after 2 steps: decay at step 3. The resumed run equals a fresh run with that schedule
+    # (bit for bit at a fixed thread count: the thread policy must not follow the load meanwhile).
+    import irnlib.train as tr
+
+    monkeypatch.setattr(tr, "adjust_threads", lambda *args, **kwargs: None)
     train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="later", lr_milestones=(100,)))
     resumed = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="later", lr_milestones=(3,)))
     fresh = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="fresh", lr_milestones=(3,)))
