@@ -146,11 +146,11 @@ def main(argv=None):
     modes = ["plain"] + [m for m in args.modes if m != "plain"]
     import torch
 
-    from irnlib.provenance import cpu_model, native_bf16
+    from irnlib.provenance import device_name, native_bf16
 
     print(
-        f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"CPU: {cpu_model()} (native bf16: {native_bf16() or 'none'}); load average {os.getloadavg()[0]:.1f} at start; "
+        f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; "
+        f"{device_name('cpu')} (native bf16: {native_bf16() or 'none'}); load average {os.getloadavg()[0]:.1f} at start; "
         f"median (min) of {args.rounds}×{args.repeats} steps, each subprocess after a warm-up step"
     )  # fmt: skip
     print("| config | mode | s/step | HR Mpx/s | peak GB | speed-up vs plain | peak memory vs plain | data share |")

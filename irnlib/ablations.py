@@ -32,12 +32,11 @@ import pandas as pd
 
 from . import evaluate as ev
 from . import profiles
-from .checkpoint import load_checkpoint
+from .checkpoint import describe_checkpoint, load_checkpoint
 from .images import jpeg_round_trip
 from .inference import resolve_device
 from .network import SCALES
-from .checkpoint import describe_checkpoint
-from .paths import atomic_write, pretrained_checkpoint, reference_checkpoint, short_path
+from .paths import atomic_write, pretrained_checkpoint, rescaling_checkpoint, short_path
 from .train import TrainConfig, make_config, train
 
 __all__ = [
@@ -116,13 +115,12 @@ def condition_model(scale: int) -> tuple[str, Path] | None:
     ``(label, checkpoint)`` of the official ``data/pretrained/IRN_x{s}.pth``, else of the
     kit's reference model (``models/kit_reference_x{s}``); None if neither is there (the
     study then uses its own full model, seed of the first run)."""
-    official = pretrained_checkpoint(scale)
-    if official.is_file():
-        return f"IRN (official checkpoint, {short_path(official)})", official
-    reference = reference_checkpoint(scale)
-    if reference.is_file():
-        return f"IRN (kit reference, {describe_checkpoint(reference).training})", reference
-    return None
+    path = rescaling_checkpoint(scale)  # the same choice as the command line and the explorer
+    if not path.is_file():
+        return None
+    if path == pretrained_checkpoint(scale):
+        return f"IRN (official checkpoint, {short_path(path)})", path
+    return f"IRN (kit reference, {describe_checkpoint(path).training})", path
 
 
 @dataclass
