@@ -23,6 +23,13 @@ Modes:
   does bf16 natively (``irnlib.provenance.native_bf16``: AMX or AVX-512-BF16), which the
   header says; elsewhere it is emulated and slow. Not run by default.
 
+On a GPU (``--device cuda``) every mode runs in one process, one after the other, and the
+peak is the GPU memory torch allocated (``torch.cuda.max_memory_allocated``); the modes there
+are ``plain`` (fp32 NCHW, cuDNN's default kernel choice), ``tuned`` (``cudnn.benchmark``, which
+training turns on), ``fast`` (``tuned`` plus channels_last), ``fast+recompute``, and
+``fast+bf16`` / ``fast+fp16`` (autocast). The table adds the hours 500k steps would take, and
+``--precision`` prints the loss terms and gradient of bf16 and fp16 against fp32 on photographs.
+
 Data time: producing one batch of real training samples (crop, flips, MATLAB bicubic LR and
 z') in the training process, from images already decoded, as a share of a step.
 
@@ -31,6 +38,7 @@ Usage::
     python benchmarks/train_step.py                      # all rows (paper rows take minutes)
     python benchmarks/train_step.py --quick              # without the b16 p144 rows
     python benchmarks/train_step.py --repeats 3 --rows x2-b16-p144
+    python benchmarks/train_step.py --device cuda --rows x2-b16-p144 x4-b16-p144 --precision
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ ROWS = {  # name: (scale, batch, patch)
 }
 MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16")
 DEFAULT_MODES = MODES[:4]
+GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16")
 
 
 def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
@@ -96,6 +105,136 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
     }
 
 
+def gpu_mode(scale: int, batch: int, patch: int, mode: str, repeats: int, device) -> dict:
+    """Time ``repeats`` training steps on a GPU after three warm-up steps (cuDNN's kernel search
+    with ``tuned``); the peak is the GPU memory torch allocated during the mode's steps."""
+    import torch
+
+    from irnlib.train import build, make_config, train_step
+
+    torch.backends.cudnn.benchmark = mode != "plain"
+    amp = {"fast+bf16": "bf16", "fast+fp16": "fp16"}.get(mode, "off")
+    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
+                         memory_saving=mode.endswith("recompute"), amp=amp, device=str(device))  # fmt: skip
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    state = build(config, device)
+    with torch.no_grad():
+        for name, p in state.net.named_parameters():
+            if name.endswith("conv5.weight"):
+                p.normal_(0, 0.01)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    lr_size = patch // scale
+    hr = torch.rand(batch, 3, patch, patch, device=device).contiguous(memory_format=memory_format)
+    lr_ref = torch.rand(batch, 3, lr_size, lr_size, device=device)
+    z_prime = torch.randn(batch, 3 * scale * scale - 3, lr_size, lr_size, device=device)
+    for _ in range(3):
+        train_step(state, hr, lr_ref, z_prime, config)
+    torch.cuda.synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        train_step(state, hr, lr_ref, z_prime, config)
+        torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    result = {"times": times, "peak_gb": torch.cuda.max_memory_allocated(device) / 1e9}
+    del state
+    return result
+
+
+def photo_batch(batch: int, patch: int):
+    """``batch`` crops of ``patch``² from scikit-image's photographs, floats in [0, 1], (b, 3, P, P)."""
+    import numpy as np
+    import skimage.data
+    import torch
+
+    photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    rng = np.random.default_rng(0)
+    crops = []
+    for k in range(batch):
+        img = photos[k % len(photos)]
+        y, x = rng.integers(0, img.shape[0] - patch + 1), rng.integers(0, img.shape[1] - patch + 1)
+        crops.append(torch.from_numpy(img[y : y + patch, x : x + patch].copy()).permute(2, 0, 1))
+    return torch.stack(crops).float() / 255
+
+
+def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
+    """Markdown rows: each loss term and the gradient under bf16 and fp16 autocast against fp32
+    (the same network, photographs and z'), relative errors and the gradients' cosine."""
+    import torch
+
+    from irnlib.imresize import imresize
+    from irnlib.train import IRNObjective, build, make_config
+
+    hr = photo_batch(batch, patch)
+    lr_ref = imresize(hr, 1 / scale).clamp(0, 1)
+    hr, lr_ref = hr.to(device), lr_ref.to(device)
+    z_prime = torch.randn(batch, 3 * scale * scale - 3, patch // scale, patch // scale,
+                          generator=torch.Generator().manual_seed(1)).to(device)  # fmt: skip
+    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, device=str(device))
+    net = build(config, device).net
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("conv5.weight"):
+                p.normal_(0, 0.01)
+    objective = IRNObjective(net, config)
+    results = {}
+    for label, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        net.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            terms = objective(hr, lr_ref, z_prime)
+        sum(terms.values()).backward()
+        grads = torch.cat([p.grad.flatten().double() for p in net.parameters() if p.grad is not None])
+        results[label] = ({k: float(v.detach()) for k, v in terms.items()}, grads)
+    terms32, g32 = results["fp32"]
+    rows = []
+    for label in ("bf16", "fp16"):
+        terms, g = results[label]
+        rel = {k: abs(terms[k] - terms32[k]) / abs(terms32[k]) for k in terms32}
+        cosine = float(torch.nn.functional.cosine_similarity(g32, g, dim=0))
+        rows.append(
+            f"| x{scale}-b{batch}-p{patch} | {label} | {rel['l_forw']:.2%} | {rel['l_back']:.2%} | {rel['l_distr']:.2%} | "
+            f"{float((g - g32).norm() / g32.norm()):.2%} | {cosine:.4f} |"
+        )
+    return rows
+
+
+def main_gpu(args, rows: list[str]) -> None:
+    import torch
+
+    from irnlib.provenance import device_name
+
+    device = torch.device(args.device)
+    modes = ["plain"] + [m for m in (args.modes or GPU_MODES) if m != "plain" and m in GPU_MODES]
+    print(
+        f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; {device_name(device)}; "
+        f"cuDNN {torch.backends.cudnn.version()}; TF32 for convolutions: {torch.backends.cudnn.allow_tf32}; "
+        f"median (min) of {args.repeats} steps per mode after 3 warm-up steps, modes one after the other in one process"
+    )  # fmt: skip
+    print("| config | mode | s/step | HR Mpx/s | peak GB (GPU) | speed-up vs plain | peak memory vs plain | 500k steps (h) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        scale, batch, patch = ROWS[row]
+        results = {mode: gpu_mode(scale, batch, patch, mode, args.repeats, device) for mode in modes}
+        step = {m: statistics.median(r["times"]) for m, r in results.items()}
+        for mode in modes:
+            print(
+                f"| {row} | {mode} | {step[mode]:.4f} ({min(results[mode]['times']):.4f}) | "
+                f"{batch * patch * patch / step[mode] / 1e6:.2f} | {results[mode]['peak_gb']:.2f} | "
+                f"{step['plain'] / step[mode]:.2f}× | {results[mode]['peak_gb'] / results['plain']['peak_gb']:.2f}× | "
+                f"{500_000 * step[mode] / 3600:.1f} |",
+                flush=True,
+            )
+    if args.precision:
+        print()
+        print("Autocast against fp32, one step on photographs (random conv5 weights), relative error:")
+        print("| config | autocast | L_forw | L_back | L_distr | gradient (L2) | gradient cosine |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for row in rows:
+            for line in precision_table(*ROWS[row], device):
+                print(line, flush=True)
+
+
 def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20) -> float:
     """Seconds to produce one batch of training samples from decoded images (main process)."""
     import numpy as np
@@ -133,8 +272,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per subprocess (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="subprocesses per row and mode, interleaved")
     parser.add_argument("--rows", nargs="*", default=None, choices=list(ROWS), help="rows to run (default: all)")
-    parser.add_argument("--modes", nargs="*", default=list(DEFAULT_MODES), choices=MODES,
+    parser.add_argument("--modes", nargs="*", default=None, choices=sorted(set(MODES + GPU_MODES)),
                         help="plain is always run too: every ratio is against it")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device such as cuda")
+    parser.add_argument("--precision", action="store_true", help="GPU: also bf16 and fp16 against fp32")
     parser.add_argument("--quick", action="store_true", help="skip the b16 p144 rows")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -143,7 +284,10 @@ def main(argv=None):
         print(json.dumps(worker(*ROWS[row], mode, args.repeats)))
         return
     rows = args.rows or [r for r in ROWS if not (args.quick and "b16" in r)]
-    modes = ["plain"] + [m for m in args.modes if m != "plain"]
+    if args.device != "cpu":
+        main_gpu(args, rows)
+        return
+    modes = ["plain"] + [m for m in (args.modes or DEFAULT_MODES) if m != "plain" and m in MODES]
     import torch
 
     from irnlib.provenance import device_name, native_bf16

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The kit's GPU session in one command, for a lent GPU with a time limit:
+#   1. the machine (nvidia-smi, torch) and the training-step benchmark on the GPU, with the
+#      autocast check (benchmarks/train_step.py --device cuda --precision);
+#   2. the kit reference trainings, x2 and x4 side by side on the one GPU: the quick recipe at
+#      the paper's batch (16 × 144²), as many steps as the measured step time fits in the budget
+#      (lr halved at 68 %, 86 % and 95 % of them, as the quick recipe does).
+# Every run folder is packed into OUT (without its checkpoints) for python -m irnlib.modelcard.
+#
+#   bash benchmarks/gpu_session.sh OUT DATA_ROOT TRAIN_SET [TRAIN_SECONDS]
+#   e.g. bash benchmarks/gpu_session.sh /tmp/out ../shared/datasets T91+BSD200 300
+set -u
+out=${1:?OUT folder}; data=${2:?data root}; train_set=${3:?training set}; budget=${4:-300}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 IRN_CACHE=${IRN_CACHE:-/tmp/irn-cache}
+python=${PYTHON:-python3}
+device=${DEVICE:-cuda} batch=${BATCH:-16} patch=${PATCH:-144}  # DEVICE=cpu BATCH=2 PATCH=32: a dry run
+mkdir -p "$out"
+log=$out/session.log
+{ date -u; nvidia-smi; "$python" -c "import torch, irnlib.train; from irnlib.provenance import device_name; print('torch', torch.__version__, device_name('$device'))"; } >"$log" 2>&1 \
+  || { cat "$log"; echo "the device or irnlib is not usable here"; exit 1; }
+
+touch "$out/bench.md"
+[ "$device" = cpu ] || "$python" benchmarks/train_step.py --device "$device" --rows x2-b16-p144 x4-b16-p144 --repeats 10 --precision 2>>"$log" | tee "$out/bench.md"
+
+# seconds per step of the fast mode (fp32, channels_last, cuDNN tuned); 0.1 s if the benchmark failed
+step_s() { awk -F'|' -v row="$1" '$2 ~ row && $3 ~ /^ fast $/ {split($4, a, " "); print a[1]}' "$out/bench.md" | head -1; }
+runs=()
+for scale in 2 4; do
+  s=$(step_s "x$scale-b16-p144"); s=${s:-0.1}
+  # two trainings share the GPU: assume each runs at 1/1.6 of its speed alone
+  its=$("$python" -c "print(max(200, int($budget / ($s * 1.6)) // 50 * 50))")
+  val_every=$("$python" -c "print(max(50, $its // 4 // 50 * 50))")
+  milestones=$("$python" -c "n=$its; print(','.join(str(int(n * f)) for f in (0.68, 0.86, 0.95)))")
+  echo "x$scale: $s s/step alone -> $its iterations, lr halved at $milestones" | tee -a "$log"
+  timeout $((budget + 120)) "$python" -m irnlib.train --profile quick scale=$scale device=$device batch_size=$batch patch_size=$patch \
+    iterations=$its lr_milestones=$milestones train_set=$train_set data_root="$data" num_workers=6 \
+    val_every=$val_every checkpoint_every=250 keep_every=0 log_every=50 progress=False \
+    runs_dir=/tmp/irn-runs run_name=gpu_x$scale >"$out/train_x$scale.log" 2>&1 &
+  runs+=($!)
+done
+for pid in "${runs[@]}"; do wait "$pid" || echo "a training exited with status $?" | tee -a "$log"; done
+for scale in 2 4; do
+  tar -C /tmp/irn-runs -cf "/tmp/gpu_x$scale.tar" --exclude checkpoints --exclude .train.lock "gpu_x$scale" \
+    && split -b 15M -d "/tmp/gpu_x$scale.tar" "$out/gpu_x$scale.tar.part"
+  tail -n 3 "/tmp/irn-runs/gpu_x$scale/val_log.csv" >>"$log" 2>/dev/null
+done
+date -u >>"$log"
