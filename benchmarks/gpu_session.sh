@@ -7,10 +7,15 @@
 #      (lr halved at 68 %, 86 % and 95 % of them, as the quick recipe does).
 # Every run folder is packed into OUT (without its checkpoints) for python -m irnlib.modelcard.
 #
-#   bash benchmarks/gpu_session.sh OUT DATA_ROOT TRAIN_SET [TRAIN_SECONDS]
+#   bash benchmarks/gpu_session.sh OUT DATA_ROOT TRAIN_SET [TRAIN_SECONDS [field=value ...]]
 #   e.g. bash benchmarks/gpu_session.sh /tmp/out ../shared/datasets T91+BSD200 300
+# Further field=value arguments go to both trainings ({s} stands for the scale), e.g. a second
+# stage from the reference models: init_from=models/kit_reference_x{s}/IRN_x{s}.pth lr=1e-4.
+# BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
+# and SHARE is how much slower each training runs beside the other (1.0 measured on an H200).
 set -u
-out=${1:?OUT folder}; data=${2:?data root}; train_set=${3:?training set}; budget=${4:-300}
+out=${1:?OUT folder}; data=${2:?data root}; train_set=${3:?training set}; budget=${4:-300}; shift $(( $# < 4 ? $# : 4 ))
+share=${SHARE:-1.6}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 IRN_CACHE=${IRN_CACHE:-/tmp/irn-cache}
 python=${PYTHON:-python3}
 device=${DEVICE:-cuda} batch=${BATCH:-16} patch=${PATCH:-144}  # DEVICE=cpu BATCH=2 PATCH=32: a dry run
@@ -20,22 +25,22 @@ log=$out/session.log
   || { cat "$log"; echo "the device or irnlib is not usable here"; exit 1; }
 
 touch "$out/bench.md"
-[ "$device" = cpu ] || "$python" benchmarks/train_step.py --device "$device" --rows x2-b16-p144 x4-b16-p144 --repeats 10 --precision 2>>"$log" | tee "$out/bench.md"
+[ "$device" = cpu ] || [ "${BENCH:-1}" = 0 ] || "$python" benchmarks/train_step.py --device "$device" --rows x2-b16-p144 x4-b16-p144 --repeats 10 --precision 2>>"$log" | tee "$out/bench.md"
 
-# seconds per step of the fast mode (fp32, channels_last, cuDNN tuned); 0.1 s if the benchmark failed
+# seconds per step of the fast mode (fp32, channels_last, cuDNN tuned); else STEP_X2/STEP_X4, else 0.1 s
 step_s() { awk -F'|' -v row="$1" '$2 ~ row && $3 ~ /^ fast $/ {split($4, a, " "); print a[1]}' "$out/bench.md" | head -1; }
 runs=()
 for scale in 2 4; do
-  s=$(step_s "x$scale-b16-p144"); s=${s:-0.1}
-  # two trainings share the GPU: assume each runs at 1/1.6 of its speed alone
-  its=$("$python" -c "print(max(200, int($budget / ($s * 1.6)) // 50 * 50))")
+  fallback=STEP_X$scale; s=$(step_s "x$scale-b16-p144"); s=${s:-${!fallback:-0.1}}
+  its=$("$python" -c "print(max(200, int($budget / ($s * $share)) // 50 * 50))")
   val_every=$("$python" -c "print(max(50, $its // 4 // 50 * 50))")
   milestones=$("$python" -c "n=$its; print(','.join(str(int(n * f)) for f in (0.68, 0.86, 0.95)))")
-  echo "x$scale: $s s/step alone -> $its iterations, lr halved at $milestones" | tee -a "$log"
-  timeout $((budget + 120)) "$python" -m irnlib.train --profile quick scale=$scale device=$device batch_size=$batch patch_size=$patch \
+  extra=("${@//\{s\}/$scale}")
+  echo "x$scale: $s s/step alone -> $its iterations, lr halved at $milestones; ${extra[*]}" | tee -a "$log"
+  timeout $((budget + ${GRACE:-120})) "$python" -m irnlib.train --profile quick scale=$scale device=$device batch_size=$batch patch_size=$patch \
     iterations=$its lr_milestones=$milestones train_set=$train_set data_root="$data" num_workers=6 \
     val_every=$val_every checkpoint_every=250 keep_every=0 log_every=50 progress=False \
-    runs_dir=/tmp/irn-runs run_name=gpu_x$scale >"$out/train_x$scale.log" 2>&1 &
+    runs_dir=/tmp/irn-runs run_name=gpu_x$scale "${extra[@]}" >"$out/train_x$scale.log" 2>&1 &
   runs+=($!)
 done
 for pid in "${runs[@]}"; do wait "$pid" || echo "a training exited with status $?" | tee -a "$log"; done

@@ -66,8 +66,8 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import profiles
-from .checkpoint import save_model
-from .datasets import TestPair, TrainingPatches, list_images
+from .checkpoint import load_checkpoint, save_model
+from .datasets import TestPair, TrainingPatches, list_images, sha256_file
 from .evaluate import evaluation_pairs, round_trip
 from .inference import resolve_device, usable_device
 from .network import IRN, quantize
@@ -174,6 +174,10 @@ class TrainConfig:
     warmup_rule: str = "kit"
     grad_clip: float = 10.0  # max gradient norm (0: no clipping)
     seed: int = 0
+    # Start from these weights (an IRN_x{s}.pth of the same architecture, e.g. a kit reference
+    # model) instead of random ones: a second stage of training, with a fresh optimiser and
+    # schedule. The run records the file's SHA-256.
+    init_from: str | None = None
     # bookkeeping
     run_name: str | None = None  # None -> "<profile>_x<scale>"
     runs_dir: str | None = None  # None -> <results>/runs (results/ or $IRN_RESULTS)
@@ -833,7 +837,16 @@ def build(config: TrainConfig, device: torch.device, world: int = 1) -> Training
     Seeding first makes the initial weights the same in every process and every run.
     """
     torch.manual_seed(config.seed)
-    net = IRN(config.scale, config.block_num, downsampling=config.downsampling).to(device)
+    net = IRN(config.scale, config.block_num, downsampling=config.downsampling)
+    if config.init_from:
+        initial = load_checkpoint(config.init_from)
+        if initial.state_dict().keys() != net.state_dict().keys():
+            raise SettingsError(
+                f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "
+                f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
+            )
+        net.load_state_dict(initial.state_dict())
+    net = net.to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
@@ -986,6 +999,8 @@ class RunRecord:
         )  # fmt: skip
         if threads:
             self.record["threads"] = threads  # the thread policy's decision (irnlib.threads)
+        if config.init_from:
+            self.record["init_from"] = {"file": config.init_from, "sha256": sha256_file(config.init_from)}
         if start:
             self.record["resumed_from"] = start
             # Where the run began, carried over from the record it resumes (read once, here): a run
