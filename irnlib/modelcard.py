@@ -30,7 +30,7 @@ from .datasets import available_datasets, dataset_version, sha256_file
 from .paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
 from .provenance import provenance
 
-__all__ = ["MODELS_DIR", "CARD_DATASETS", "reference_dir", "training_deviations", "recipe_overrides", "training_seconds", "measure", "card_summary", "publish"]
+__all__ = ["MODELS_DIR", "CARD_DATASETS", "STARTED_FROM", "reference_dir", "training_deviations", "recipe_overrides", "training_seconds", "measure", "card_summary", "publish"]
 
 CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
 
@@ -120,12 +120,15 @@ def _card_markdown(card: dict) -> str:
     from .paper import BICUBIC_ROW, IRN_ROW, paper_value
 
     s, run, cfg = card["scale"], card["training"], card["config"]
+    start = run.get("init_from")  # a second stage: started from another model's weights
     done, planned, recipe = run["iterations_done"], int(cfg["iterations"]), card["recipe_iterations"]
     lines = [
         f"# IRN ×{s} — kit reference model",
         "",
         f"IRN ×{s} trained **by this kit** (not the authors' released checkpoint), with the paper's",
-        "network and objective and the kit's CPU recipe. Tests and the main job use it when no",
+        "network and objective and the kit's quick recipe"
+        + (" in two stages (the first stage's card: `started_from/README.md`)" if start else "")
+        + ". Tests and the main job use it when no",
         f"official `data/pretrained/IRN_x{s}.pth` is present.",
         "",
         f"- file: `{card['file']}`, SHA-256 `{card['sha256']}`",
@@ -133,10 +136,14 @@ def _card_markdown(card: dict) -> str:
         + (" (**run not finished: a shortened model**)" if done < planned else "")
         + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
         + f"; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
-        f"- training time: {run['train_hours']:.2f} h of training steps; begun on {run['started'].get('device')}, "
-        f"last resumed on {run['device']}",
+        *([f"- second stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), the model "
+           "described in `started_from/`, with a fresh optimiser and learning-rate schedule"] if start else []),
+        f"- training time: {run['train_hours']:.2f} h of training steps"
+        + (" (this stage)" if start else "")
+        + f"; begun on {run['started'].get('device')}, last resumed on {run['device']}",
         f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
         f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
+        *([f"- note: {card['note']}"] if card.get("note") else []),
         f"- training began at commit {run['started']['commit']}, {run['started']['date']}; last resumed at commit "
         f"{run['commit']}, {run['date']}; card written at commit {card['provenance']['commit']}, "
         f"{card['provenance']['date']}, measured on {card['provenance']['device']}",
@@ -170,16 +177,35 @@ def _card_markdown(card: dict) -> str:
         "## Retrain or continue",
         "",
         "```bash",
-        f"python -m irnlib.train --profile quick {' '.join(card['recipe_overrides'])}  # results/runs/quick_x{s}; resumes it if there",
-        f"python -m irnlib.modelcard results/runs/quick_x{s}  # measure and publish here",
-        "```",
-        "",
     ]
+    if start:
+        # the first stage's own command, then this stage from the first stage's export
+        first = f"results/runs/quick_x{s}/IRN_x{s}.pth"
+        overrides = [o if not o.startswith("init_from=") else f"init_from={first}" for o in card["recipe_overrides"]]
+        lines += [
+            "# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then".format(s=s),
+            f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage2",
+            f"python -m irnlib.modelcard results/runs/quick_x{s}_stage2  # measure and publish here",
+        ]
+    else:
+        lines += [
+            f"python -m irnlib.train --profile quick {' '.join(card['recipe_overrides'])}  # results/runs/quick_x{s}; resumes it if there",
+            f"python -m irnlib.modelcard results/runs/quick_x{s}  # measure and publish here",
+        ]
+    lines += ["```", ""]
     return "\n".join(lines)
 
 
-def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progress: bool = True) -> Path:
+STARTED_FROM = "started_from"  # a second stage's folder keeps the card of the model it started from
+
+
+def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progress: bool = True,
+            data_root=None, note: str | None = None) -> Path:
     """Copy a run's exported model into ``models/kit_reference_x{s}/``, measure it, write its card.
+
+    A run that started from the model published there (``init_from``, same SHA-256) is its
+    second stage: that model's card (its text files, not its weights) moves to
+    ``started_from/`` first, so the new card's lineage stays readable.
 
     Parameters
     ----------
@@ -187,6 +213,11 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         A training run folder (``config.json``, ``provenance.json``, ``IRN_x{s}.pth``, logs).
     draws : int
         Draws of ``z`` per image (the paper: 5).
+    data_root : path, optional
+        Where the run's training data is on this machine, for its fingerprint (default: the
+        run's own ``data_root``, which names the machine it trained on).
+    note : str, optional
+        A sentence the card prints with the training facts (how its data was made, say).
 
     Returns
     -------
@@ -204,6 +235,13 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         raise FileNotFoundError(f"{run_dir}: no exported model IRN_x{s}.pth; train (or resume) the run first")
     dest = reference_dir(s, models_dir)
     dest.mkdir(parents=True, exist_ok=True)
+    init = record.get("init_from")
+    if init and (dest / "card.json").is_file() and json.loads((dest / "card.json").read_text())["sha256"] == init["sha256"]:
+        earlier = dest / STARTED_FROM
+        earlier.mkdir(exist_ok=True)
+        for name in ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv"):
+            if (dest / name).is_file():
+                atomic_write(earlier / name, lambda tmp, src=dest / name: shutil.copyfile(src, tmp))
     for name in (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"):
         if (run_dir / name).is_file():
             atomic_write(dest / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
@@ -211,7 +249,7 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
 
     per_image = measure(dest / f"IRN_x{s}.pth", datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
-    train_data = dataset_version(config["train_set"], config.get("data_root"))
+    train_data = dataset_version(config["train_set"], data_root or config.get("data_root"))
     card = {
         "scale": s,
         "file": f"IRN_x{s}.pth",
@@ -230,7 +268,9 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
             "date": record.get("date"),
             "started": record.get("started", {k: record.get(k) for k in ("commit", "date", "device")}),
             "train_data": {k: train_data[k] for k in ("images", "sha256")},
+            **({"init_from": init} if init else {}),
         },
+        **({"note": note} if note else {}),
         "measured": card_summary(per_image),
         "provenance": provenance("cpu", purpose="kit reference model card"),
     }
@@ -245,8 +285,11 @@ def main(argv=None) -> Path:
     parser.add_argument("--draws", type=int, default=5, help="draws of z per image (the paper: 5)")
     parser.add_argument("--datasets", nargs="+", default=None, help=f"test sets (default: those of {CARD_DATASETS} present)")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="where the run's training data is on this machine (for its fingerprint; default: the run's data_root)")
+    parser.add_argument("--note", default=None, help="a sentence for the card (how its training data was made, say)")
     args = parser.parse_args(argv)
-    dest = publish(args.run_dir, args.models_dir, args.datasets, args.draws)
+    dest = publish(args.run_dir, args.models_dir, args.datasets, args.draws, data_root=args.data_root, note=args.note)
     print((dest / "README.md").read_text())
     return dest
 

@@ -284,3 +284,21 @@ def test_a_schedule_not_yet_used_may_change_on_resume(tmp_path, monkeypatch, one
     # A milestone that has already been passed (or a new one in the past) is a different run.
     with pytest.raises(ValueError, match=r"different settings \(lr_milestones: \[3\] -> \[1\]\)"):
         train(tiny_config(tmp_path, iterations=6, run_name="later", lr_milestones=(1,)))
+
+
+def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
+    first = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="first"))
+    source = first / "IRN_x2.pth"
+    second = train(tiny_config(tmp_path, iterations=0, run_name="second", init_from=str(source)))
+    a, b = load_checkpoint(source).state_dict(), load_checkpoint(second / "IRN_x2.pth").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # no step taken: the weights it started from
+    assert read_csv(second / "val_log.csv")[0]["psnr_y"] == read_csv(first / "val_log.csv")[-1]["psnr_y"]
+    record = json.loads((second / "provenance.json").read_text())
+    from irnlib.datasets import sha256_file
+
+    assert record["init_from"] == {"file": str(source), "sha256": sha256_file(source)}
+    # The weights are part of the run's mathematics: another start is another run.
+    with pytest.raises(ValueError, match="init_from"):
+        train(tiny_config(tmp_path, iterations=2, run_name="second", init_from=None))
+    with pytest.raises(ValueError, match=r"init_from=.*an IRN x2 whose blocks differ"):
+        train(tiny_config(tmp_path, iterations=1, run_name="third", init_from=str(source), block_num=[2]))
