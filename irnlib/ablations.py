@@ -147,8 +147,8 @@ class AblationSetup:
 def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_overrides) -> AblationSetup:
     """Settings of the study: the profile's :class:`irnlib.profiles.AblationPlan`.
 
-    ``smoke`` trains tiny versions on the CPU in about 15 s each at ×2 (40 iterations of
-    4 patches of 32² from the embedded photographs, two seeds) and tests on 160² centre crops
+    ``smoke`` trains tiny versions on the CPU in about 12 s each at ×2 (30 iterations of
+    4 patches of 24² from the embedded photographs, two seeds) and tests on 160² centre crops
     of the embedded test photographs: the numbers are indicative only (so short a training
     does not reproduce the paper's ordering of the variants, and the page says so).
     ``paper`` is the real study on a GPU with the paper's data and settings: ×4 (default),

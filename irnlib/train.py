@@ -277,7 +277,7 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
     profile : str
         A profile of :mod:`irnlib.profiles` (its ``train`` fields): ``paper`` is the paper's
         training (DIV2K, 500k iterations of 16 × 144² patches); ``smoke`` takes a few minutes
-        on 2 CPU cores (×4, the embedded photographs, 100 iterations of 4 × 48² patches): it
+        on 2 CPU cores (×4, the embedded photographs, 60 iterations of 4 × 48² patches): it
         shows the training path, not a useful model (``quick`` trains those, see ``models/``).
     **overrides
         Any :class:`TrainConfig` field. ``lambda_forw`` and ``run_name`` follow ``scale``

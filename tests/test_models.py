@@ -48,7 +48,7 @@ def test_a_cards_numbers_are_what_the_model_gives(folder, one_thread):
     assert row["lr_psnr_y"] == pytest.approx(printed["lr_psnr_y"], abs=0.01)
     summary = {m["dataset"]: m for m in card["measured"]}["embedded-test"]
     irn = per_image[(per_image["dataset"] == "embedded-test") & (per_image["method"] == "irn")]
-    # the CSV holds 8 decimals (write_csv), the card the unrounded mean
+    # the CSV holds 10 significant digits (write_csv), the card the unrounded mean
     assert summary["irn_psnr_y"] == pytest.approx(irn.groupby("draw")["psnr_y"].mean().mean(), abs=1e-7)
 
 
