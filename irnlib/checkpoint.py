@@ -245,7 +245,9 @@ def describe_checkpoint(path) -> CheckpointInfo:
         iterations = int(record.get("iterations_done", config["iterations"]))
         status = record.get("status", "finished")
         text = f"{iterations:,} iterations, profile {config.get('profile', '?')}, trained on {config.get('train_set', '?')}"
-        if status != "finished":
+        if status == "running":  # still training, or stopped before its end (killed, out of time)
+            text += f", run not finished ({iterations:,} of {int(config['iterations']):,} planned iterations)"
+        elif status != "finished":
             text += f", run {status}"
         shortened = iterations < PAPER_ITERATIONS or status != "finished"
         text += f" (shortened run; the paper trains {PAPER_ITERATIONS:,})" if shortened else ""

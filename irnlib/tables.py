@@ -105,6 +105,9 @@ class KitRow:
     params: str = ""
     missing: str = ""
     temperature: float = 1.0  # IRN: standard deviation of z at upscaling (0: z = 0)
+    # Average only over the images that the IRN row of this checkpoint measured (IRN may be
+    # measured on the first N images of a set; bicubic then needs the same images to compare)
+    images_of: str = ""
 
 
 def load_per_image(paths) -> pd.DataFrame:
@@ -224,8 +227,14 @@ def build_table(
     lines = _paper_lines(scale, run_id, generated)
     paper = paper_table(scale)
     for kit in kit_rows:
+        rows = summary
+        if kit.images_of and len(per_image):
+            irn = per_image[(per_image["method"] == "irn") & (per_image["checkpoint"].fillna("") == kit.images_of)]
+            measured = set(zip(irn["dataset"], irn["image"]))
+            same = per_image[[(d, i) in measured for d, i in zip(per_image["dataset"], per_image["image"])]]
+            rows = summarize(same[same["scale"] == scale]) if len(same) else summary.iloc[0:0]
         for dataset in datasets:
-            line = _kit_line(kit, scale, dataset, summary, missing_data, paper)
+            line = _kit_line(kit, scale, dataset, rows, missing_data, paper)
             line.update(run_id=run_id, generated=generated)
             lines.append(line)
     return pd.DataFrame(lines, columns=TABLE_COLUMNS)
@@ -668,6 +677,12 @@ def make_table1(
     per_image_path = ev.write_csv(per_image, out_dir / f"table1_x{scale}_per_image.csv")
 
     kit_rows = [bicubic, *(row for row, _ in irn_rows)]
+    measured = [row for row, net in irn_rows if net is not None]
+    if max_images and measured and any(v["images"] > max_images for v in versions.values()):
+        # IRN saw the first max_images images of a set: bicubic on those same images, to compare
+        same = KitRow(f"Bicubic & Bicubic (this kit, on the IRN rows' first {max_images} images)", "bicubic", "",
+                      params="/", images_of=measured[0].checkpoint)  # fmt: skip
+        kit_rows.insert(1, same)
     table = build_table(load_per_image(per_image_path), scale, kit_rows, datasets, missing_data, run_id, generated)
     record = provenance(
         device,

@@ -189,7 +189,7 @@ def test_describe_checkpoint(tmp_path):
     assert "embedded-train" in info.training and "shortened" in info.label()
     (run / "provenance.json").write_text(json.dumps({"status": "running", "iterations_done": 150}))
     assert "150 iterations" in describe_checkpoint(run / "IRN_x4.pth").training
-    assert "run running" in describe_checkpoint(run / "IRN_x4.pth").training
+    assert "run not finished (150 of 300 planned iterations)" in describe_checkpoint(run / "IRN_x4.pth").training
     official = tmp_path / "pretrained"
     official.mkdir()
     save_model(small_net(2), official / "IRN_x2.pth")

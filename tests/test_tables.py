@@ -111,6 +111,19 @@ def test_table_is_computed_from_the_per_image_csv(tmp_path):
     assert "28.50 / 0.8000" not in tb.render_markdown(changed, 4)
 
 
+def test_bicubic_on_the_irn_rows_images_compares_like_with_like():
+    # IRN measured on image "b" only (the first N of a set): a bicubic row over "b" alone
+    frame = fake_per_image()
+    frame = frame[(frame["method"] == "bicubic") | (frame["image"] == "b")]
+    same = tb.KitRow("Bicubic & Bicubic (this kit, on the IRN rows' images)", "bicubic", "", params="/", images_of="ck.pth")
+    table = tb.build_table(frame, 4, [KIT_ROWS[0], same, KIT_ROWS[1]], ["Set5"])
+    kit = table[table["source"] == "this kit"].set_index("row")
+    assert kit.loc["Bicubic & Bicubic (this kit)", "psnr"] == pytest.approx(28.5)  # every image
+    assert kit.loc[same.label, "psnr"] == pytest.approx(29.0) and kit.loc[same.label, "images"] == 1
+    assert math.isnan(kit.loc[same.label, "paper_psnr"])  # not the paper's set: no comparison with it
+    assert same.label in tb.render_markdown(table, 4)
+
+
 def test_not_available_rows_say_how_to_get_them():
     missing_ckpt = tb.KitRow("IRN (this kit, x.pth)", "irn", "IRN (ours)", missing="checkpoint x.pth not found: train it")
     rows = [KIT_ROWS[0], missing_ckpt]
