@@ -66,26 +66,51 @@ DEFAULT_MODES = MODES[:4]
 GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16")
 
 
-def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
-    """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
+def mode_config(scale: int, batch: int, patch: int, mode: str, device: str = "cpu"):
+    """The paper's configuration at this size, with ``mode``'s speed settings."""
+    from irnlib.train import make_config
+
+    amp = {"fast+bf16": "bf16", "fast+fp16": "fp16"}.get(mode, "off")
+    return make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
+                       memory_saving=mode.endswith("recompute"), amp=amp, device=device)  # fmt: skip
+
+
+def trained_like(config, device):
+    """:func:`irnlib.train.build`'s state (seeded as ``train()`` seeds it) with random ``conv5``
+    weights, so that every gradient is non-zero as in a trained network."""
     import torch
 
-    from irnlib.train import build, make_config, train_step, tune_cpu_allocator
+    from irnlib.train import build
 
-    if mode != "plain":
-        tune_cpu_allocator()
-    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
-                         memory_saving=mode.endswith("recompute"), amp="bf16" if mode.endswith("bf16") else "off")  # fmt: skip
-    state = build(config, torch.device("cpu"))  # seeds with config.seed (0), as train() does
+    state = build(config, device)
     with torch.no_grad():
         for name, p in state.net.named_parameters():
             if name.endswith("conv5.weight"):
                 p.normal_(0, 0.01)
+    return state
+
+
+def random_batch(config, device):
+    """Random ``(hr, lr_ref, z_prime)`` of the configuration's batch, in its memory layout."""
+    import torch
+
+    s, b, p = config.scale, config.batch_size, config.patch_size
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    lr_size = patch // scale
-    hr = torch.rand(batch, 3, patch, patch).contiguous(memory_format=memory_format)
-    lr_ref = torch.rand(batch, 3, lr_size, lr_size)
-    z_prime = torch.randn(batch, 3 * scale * scale - 3, lr_size, lr_size)
+    hr = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=memory_format)
+    return hr, torch.rand(b, 3, p // s, p // s, device=device), torch.randn(b, 3 * s * s - 3, p // s, p // s, device=device)
+
+
+def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
+    """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
+    import torch
+
+    from irnlib.train import train_step, tune_cpu_allocator
+
+    if mode != "plain":
+        tune_cpu_allocator()
+    config = mode_config(scale, batch, patch, mode)
+    state = trained_like(config, torch.device("cpu"))
+    hr, lr_ref, z_prime = random_batch(config, "cpu")
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step():
@@ -110,24 +135,14 @@ def gpu_mode(scale: int, batch: int, patch: int, mode: str, repeats: int, device
     with ``tuned``); the peak is the GPU memory torch allocated during the mode's steps."""
     import torch
 
-    from irnlib.train import build, make_config, train_step
+    from irnlib.train import train_step
 
     torch.backends.cudnn.benchmark = mode != "plain"
-    amp = {"fast+bf16": "bf16", "fast+fp16": "fp16"}.get(mode, "off")
-    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
-                         memory_saving=mode.endswith("recompute"), amp=amp, device=str(device))  # fmt: skip
+    config = mode_config(scale, batch, patch, mode, str(device))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    state = build(config, device)
-    with torch.no_grad():
-        for name, p in state.net.named_parameters():
-            if name.endswith("conv5.weight"):
-                p.normal_(0, 0.01)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    lr_size = patch // scale
-    hr = torch.rand(batch, 3, patch, patch, device=device).contiguous(memory_format=memory_format)
-    lr_ref = torch.rand(batch, 3, lr_size, lr_size, device=device)
-    z_prime = torch.randn(batch, 3 * scale * scale - 3, lr_size, lr_size, device=device)
+    state = trained_like(config, device)
+    hr, lr_ref, z_prime = random_batch(config, device)
     for _ in range(3):
         train_step(state, hr, lr_ref, z_prime, config)
     torch.cuda.synchronize(device)
@@ -164,19 +179,15 @@ def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
     import torch
 
     from irnlib.imresize import imresize
-    from irnlib.train import IRNObjective, build, make_config
+    from irnlib.train import IRNObjective
 
     hr = photo_batch(batch, patch)
     lr_ref = imresize(hr, 1 / scale).clamp(0, 1)
     hr, lr_ref = hr.to(device), lr_ref.to(device)
     z_prime = torch.randn(batch, 3 * scale * scale - 3, patch // scale, patch // scale,
                           generator=torch.Generator().manual_seed(1)).to(device)  # fmt: skip
-    config = make_config("paper", scale=scale, batch_size=batch, patch_size=patch, device=str(device))
-    net = build(config, device).net
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("conv5.weight"):
-                p.normal_(0, 0.01)
+    config = mode_config(scale, batch, patch, "plain", str(device))
+    net = trained_like(config, device).net
     objective = IRNObjective(net, config)
     results = {}
     for label, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
@@ -190,13 +201,20 @@ def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
     rows = []
     for label in ("bf16", "fp16"):
         terms, g = results[label]
-        rel = {k: abs(terms[k] - terms32[k]) / abs(terms32[k]) for k in terms32}
+        rel = {k: abs(terms[k] - terms32[k]) / (abs(terms32[k]) or 1.0) for k in terms32}
         cosine = float(torch.nn.functional.cosine_similarity(g32, g, dim=0))
         rows.append(
             f"| x{scale}-b{batch}-p{patch} | {label} | {rel['l_forw']:.2%} | {rel['l_back']:.2%} | {rel['l_distr']:.2%} | "
             f"{float((g - g32).norm() / g32.norm()):.2%} | {cosine:.4f} |"
         )
     return rows
+
+
+def table_head(title: str, columns: list[str]) -> None:
+    """Print a title line and a Markdown table's header."""
+    print(title)
+    print("| " + " | ".join(columns) + " |")
+    print("| " + " | ".join("---" for _ in columns) + " |")
 
 
 def main_gpu(args, rows: list[str]) -> None:
@@ -206,13 +224,12 @@ def main_gpu(args, rows: list[str]) -> None:
 
     device = torch.device(args.device)
     modes = ["plain"] + [m for m in (args.modes or GPU_MODES) if m != "plain" and m in GPU_MODES]
-    print(
+    table_head(
         f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; {device_name(device)}; "
         f"cuDNN {torch.backends.cudnn.version()}; TF32 for convolutions: {torch.backends.cudnn.allow_tf32}; "
-        f"median (min) of {args.repeats} steps per mode after 3 warm-up steps, modes one after the other in one process"
+        f"median (min) of {args.repeats} steps per mode after 3 warm-up steps, modes one after the other in one process",
+        ["config", "mode", "s/step", "HR Mpx/s", "peak GB (GPU)", "speed-up vs plain", "peak memory vs plain", "500k steps (h)"],
     )  # fmt: skip
-    print("| config | mode | s/step | HR Mpx/s | peak GB (GPU) | speed-up vs plain | peak memory vs plain | 500k steps (h) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         scale, batch, patch = ROWS[row]
         results = {mode: gpu_mode(scale, batch, patch, mode, args.repeats, device) for mode in modes}
@@ -227,9 +244,8 @@ def main_gpu(args, rows: list[str]) -> None:
             )
     if args.precision:
         print()
-        print("Autocast against fp32, one step on photographs (random conv5 weights), relative error:")
-        print("| config | autocast | L_forw | L_back | L_distr | gradient (L2) | gradient cosine |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        table_head("Autocast against fp32, one step on photographs (random conv5 weights), relative error:",
+                   ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])
         for row in rows:
             for line in precision_table(*ROWS[row], device):
                 print(line, flush=True)
@@ -292,13 +308,12 @@ def main(argv=None):
 
     from irnlib.provenance import device_name, native_bf16
 
-    print(
+    table_head(
         f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; "
         f"{device_name('cpu')} (native bf16: {native_bf16() or 'none'}); load average {os.getloadavg()[0]:.1f} at start; "
-        f"median (min) of {args.rounds}×{args.repeats} steps, each subprocess after a warm-up step"
+        f"median (min) of {args.rounds}×{args.repeats} steps, each subprocess after a warm-up step",
+        ["config", "mode", "s/step", "HR Mpx/s", "peak GB", "speed-up vs plain", "peak memory vs plain", "data share"],
     )  # fmt: skip
-    print("| config | mode | s/step | HR Mpx/s | peak GB | speed-up vs plain | peak memory vs plain | data share |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         scale, batch, patch = ROWS[row]
         data_s = data_seconds_per_batch(scale, batch, patch)

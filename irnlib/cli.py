@@ -362,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="paper (default): data/pretrained/IRN_x{s}.pth on the paper's test sets; "
                    "smoke: the smoke model of notebook 01 on the embedded photographs")  # fmt: skip
     p.add_argument("--datasets", nargs="+", metavar="NAME", help="test sets, e.g. Set5 Set14 BSD100 (default: the profile's)")
-    p.add_argument("--draws", type=int, default=5, help="draws of z per image (default 5, as the paper)")
+    p.add_argument("--draws", type=int, default=None, help="draws of z per image (default: the profile's; smoke 2, quick and paper 5 as the paper)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", metavar="DIR", help="tables folder (default results/tables)")
 

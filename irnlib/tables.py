@@ -567,7 +567,7 @@ def make_table1(
     profile: str = "smoke",
     datasets: list[str] | None = None,
     checkpoint=None,
-    draws: int = 5,
+    draws: int | None = None,
     root=None,
     device="auto",
     out_dir=None,
@@ -595,8 +595,8 @@ def make_table1(
     checkpoint : path, optional
         IRN checkpoint for this scale; default :func:`irnlib.profiles.default_checkpoint`. A given
         path that does not exist raises ``FileNotFoundError`` (an absent default is "not available").
-    draws : int
-        Draws of z per image for IRN.
+    draws : int, optional
+        Draws of z per image for IRN (default: the profile's ``draws``; the paper: 5).
     root : path, optional
         Data root.
     device : str
@@ -626,6 +626,7 @@ def make_table1(
     checkpoint = Path(checkpoint) if checkpoint else profiles.default_checkpoint(profile.name, scale)
     if max_images is None:
         max_images = profile.irn_images
+    draws = draws or profile.draws
     device = resolve_device(device)
 
     versions, missing_data = {}, {}

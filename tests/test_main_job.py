@@ -75,11 +75,12 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     reference4 = measured["row"].str.startswith("IRN (kit reference")
     assert reference4.sum() == int(reference_checkpoint(4).is_file())
     irn = measured[~reference4]
-    assert len(irn) == 1 and "100 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
+    assert len(irn) == 1 and "60 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
     bicubic4 = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "Bicubic & Bicubic")]["psnr"].item()
     assert (measured[reference4]["psnr"] > bicubic4).all()  # the kit's trained x4 beats bicubic
-    assert irn["psnr"].between(20, 40).all() and irn["ssim"].between(0.5, 1).all()
-    assert irn["lr_psnr_y"].between(20, 50).all()  # IRN's LR resembles the bicubic LR
+    # 60 smoke steps: it has learnt something (an untrained IRN gives ~9 dB), far from bicubic yet
+    assert irn["psnr"].between(13, 40).all() and irn["ssim"].between(0.2, 1).all()
+    assert irn["lr_psnr_y"].between(13, 50).all()
     x2 = pd.read_csv(tables / "table1_x2.csv")  # the smoke profile trains x4 only
     x2_irn = x2[(x2["source"] == "this kit") & (x2["paper_row"] == "IRN (ours)")]
     reference = x2_irn["row"].str.startswith("IRN (kit reference")
@@ -94,7 +95,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     by_row = ablations.set_index(["variant", "condition"])
     bicubic = by_row.loc[("Bicubic & Bicubic", "z ~ N(0, 1)"), "psnr_y"]
     assert 28 < bicubic < 36  # x2 on 160² crops
-    assert 5 < by_row.loc[("IRN (full)", "z ~ N(0, 1)"), "psnr_y"] < 40  # 40 iterations: far from the paper
+    assert 5 < by_row.loc[("IRN (full)", "z ~ N(0, 1)"), "psnr_y"] < 40  # 30 iterations: far from the paper
     trained = {"IRN (full)", "without L_forw", "without L_back", "without L_distr", "learned 1x1 downsampling",
                "2 InvBlocks per level", "4 InvBlocks per level"}  # fmt: skip
     assert (ablations.loc[ablations["variant"].isin(trained), "seeds"] == 2).all()
