@@ -199,6 +199,13 @@ def _card_markdown(card: dict) -> str:
 STARTED_FROM = "started_from"  # a second stage's folder keeps the card of the model it started from
 
 
+def _copy_present(src: Path, dest: Path, names) -> None:
+    """Copy each of ``names`` that exists in ``src`` into ``dest``, atomically."""
+    for name in names:
+        if (src / name).is_file():
+            atomic_write(dest / name, lambda tmp, f=src / name: shutil.copyfile(f, tmp))
+
+
 def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progress: bool = True,
             data_root=None, note: str | None = None) -> Path:
     """Copy a run's exported model into ``models/kit_reference_x{s}/``, measure it, write its card.
@@ -237,14 +244,10 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
     dest.mkdir(parents=True, exist_ok=True)
     init = record.get("init_from")
     if init and (dest / "card.json").is_file() and json.loads((dest / "card.json").read_text())["sha256"] == init["sha256"]:
-        earlier = dest / STARTED_FROM
-        earlier.mkdir(exist_ok=True)
-        for name in ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv"):
-            if (dest / name).is_file():
-                atomic_write(earlier / name, lambda tmp, src=dest / name: shutil.copyfile(src, tmp))
-    for name in (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"):
-        if (run_dir / name).is_file():
-            atomic_write(dest / name, lambda tmp, src=run_dir / name: shutil.copyfile(src, tmp))
+        (dest / STARTED_FROM).mkdir(exist_ok=True)
+        _copy_present(dest, dest / STARTED_FROM, ("README.md", "card.json", "config.json", "provenance.json",
+                                                  "val_log.csv", "measured_per_image.csv"))  # fmt: skip
+    _copy_present(run_dir, dest, (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"))
     from .evaluate import write_csv
 
     per_image = measure(dest / f"IRN_x{s}.pth", datasets, draws, progress)

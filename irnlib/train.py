@@ -837,16 +837,7 @@ def build(config: TrainConfig, device: torch.device, world: int = 1) -> Training
     Seeding first makes the initial weights the same in every process and every run.
     """
     torch.manual_seed(config.seed)
-    net = IRN(config.scale, config.block_num, downsampling=config.downsampling)
-    if config.init_from:
-        initial = load_checkpoint(config.init_from)
-        if initial.state_dict().keys() != net.state_dict().keys():
-            raise SettingsError(
-                f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "
-                f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
-            )
-        net.load_state_dict(initial.state_dict())
-    net = net.to(device)
+    net = IRN(config.scale, config.block_num, downsampling=config.downsampling).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
@@ -863,7 +854,8 @@ def build(config: TrainConfig, device: torch.device, world: int = 1) -> Training
 
 def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.device, resume: bool, is_main: bool,
                    world: int = 1) -> int:
-    """Continue from ``checkpoints/last.pt`` (returns its iteration), or start afresh (0).
+    """Continue from ``checkpoints/last.pt`` (returns its iteration), or start afresh (0), from
+    ``config.init_from``'s weights if it names a model.
 
     Starting afresh removes the run folder's old checkpoints and logs; either way,
     temporary files left by a run killed while saving go.
@@ -897,6 +889,14 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
                 "ask for at least that many, or use another run_name"
             )
         return saved["iteration"]
+    if config.init_from:  # a fresh run that starts from these weights (a resumed one has its own)
+        initial = load_checkpoint(config.init_from)
+        if initial.state_dict().keys() != state.net.state_dict().keys():
+            raise SettingsError(
+                f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "
+                f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
+            )
+        state.net.load_state_dict(initial.state_dict())
     if is_main:
         for old in [*ckpt_dir.glob("*.pt"), run_dir / "train_log.csv", run_dir / "val_log.csv"]:
             old.unlink(missing_ok=True)
@@ -999,7 +999,7 @@ class RunRecord:
         )  # fmt: skip
         if threads:
             self.record["threads"] = threads  # the thread policy's decision (irnlib.threads)
-        if config.init_from:
+        if config.init_from and not start:
             self.record["init_from"] = {"file": config.init_from, "sha256": sha256_file(config.init_from)}
         if start:
             self.record["resumed_from"] = start
@@ -1012,6 +1012,8 @@ class RunRecord:
             started = earlier.get("started") or {k: earlier[k] for k in ("commit", "date", "device") if k in earlier}
             if started:
                 self.record["started"] = started
+            if "init_from" in earlier:  # the weights it began from, hashed then (the file may since have changed)
+                self.record["init_from"] = earlier["init_from"]
         paper_experiment = config.profile in profiles.PROFILES and not profiles.PROFILES[config.profile].indicative
         if paper_experiment and config.iterations < PAPER_ITERATIONS:
             self.record["note"] = f"shortened run: {config.iterations} of the paper's {PAPER_ITERATIONS} iterations"

@@ -297,6 +297,11 @@ def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
     from irnlib.datasets import sha256_file
 
     assert record["init_from"] == {"file": str(source), "sha256": sha256_file(source)}
+    # Resumed after the file it started from has changed: the record keeps what it started from.
+    train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="second", init_from=str(source)))
+    torch.save({k: v + 1 for k, v in a.items()}, source)
+    train(tiny_config(tmp_path, iterations=3, checkpoint_every=3, run_name="second", init_from=str(source)))
+    assert json.loads((second / "provenance.json").read_text())["init_from"] == record["init_from"]
     # The weights are part of the run's mathematics: another start is another run.
     with pytest.raises(ValueError, match="init_from"):
         train(tiny_config(tmp_path, iterations=2, run_name="second", init_from=None))
