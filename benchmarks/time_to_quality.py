@@ -51,9 +51,11 @@ from irnlib.provenance import provenance  # noqa: E402
 RECIPES = ("paper", "quick")
 
 
-def recipe_config(recipe: str, scale: int, runs_dir: Path, val_set: str, train_set: str, val_every: int):
+def recipe_config(
+    recipe: str, scale: int, runs_dir: Path, val_set: str, train_set: str, val_every: int, changes: dict | None = None
+):
     """The training configuration of one recipe: the quick profile's data and batches, and
-    for ``paper`` the paper's optimiser settings on top."""
+    for ``paper`` the paper's optimiser settings on top; ``changes`` (TrainConfig fields) last."""
     from irnlib.profiles import QUICK
     from irnlib.train import TrainConfig, make_config
 
@@ -63,22 +65,26 @@ def recipe_config(recipe: str, scale: int, runs_dir: Path, val_set: str, train_s
         keep_every=0, progress=False, iterations=0,
     )  # fmt: skip
     if recipe == "quick":
-        return make_config("quick", **common)
+        return make_config("quick", **{**(changes or {}), **common})
     paper = TrainConfig()  # the paper's defaults
     optimiser = {k: getattr(paper, k) for k in ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip")}
     quick = {k: v for k, v in QUICK.train.items() if k not in optimiser}
-    return make_config("paper", **{**quick, **optimiser, **common})
+    return make_config("paper", **{**quick, **optimiser, **(changes or {}), **common})
 
 
-def run_recipe(recipe: str, scale: int, minutes: float, runs_dir: Path, val_set: str, train_set: str, val_every: int):
-    """Train one recipe in chunks until ``minutes`` of training time; return its curve."""
+def run_recipe(
+    recipe: str, scale: int, minutes: float, runs_dir: Path, val_set: str, train_set: str, val_every: int,
+    changes: dict | None = None, label: str | None = None, max_iterations: int | None = None,
+):  # fmt: skip
+    """Train one recipe in chunks until ``minutes`` of training time (or ``max_iterations``); return its curve."""
     import dataclasses
 
     from irnlib.train import train
 
-    config = recipe_config(recipe, scale, runs_dir, val_set, train_set, val_every)
+    config = recipe_config(recipe, scale, runs_dir, val_set, train_set, val_every, changes)
+    recipe = label or recipe
     spent, done = 0.0, 0
-    while spent < 60 * minutes:
+    while spent < 60 * minutes and (max_iterations is None or done < max_iterations):
         done += val_every
         run_dir = train(dataclasses.replace(config, iterations=done))
         spent = float(training_seconds(run_dir)["train_s"].iloc[-1])
@@ -134,9 +140,17 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--minutes", type=float, default=30.0, help="training minutes per recipe and scale")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--iterations", type=int, default=None, help="also stop each recipe after this many iterations")
     parser.add_argument("--val-every", type=int, default=50, help="iterations between validations")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
+    parser.add_argument("--change", nargs="+", default=[], metavar="field=value",
+                        help="recipe research: TrainConfig fields changed in every recipe (e.g. lr=1e-3 warmup_iterations=100)")
+    parser.add_argument("--label", default=None, help="the recipe's name in the table (default: recipe, plus the changes)")
     args = parser.parse_args(argv)
+
+    from irnlib.train import parse_overrides
+
+    changes = parse_overrides(args.change)
 
     from irnlib.datasets import available_datasets
 
@@ -149,7 +163,8 @@ def main(argv=None) -> pd.DataFrame:
     with tempfile.TemporaryDirectory(prefix="irn-ttq-") as runs_dir:
         for scale in args.scales:
             for recipe in args.recipes:
-                curves.append(run_recipe(recipe, scale, args.minutes, Path(runs_dir), val_set, train_set, args.val_every))
+                label = args.label or " ".join([recipe, *args.change])
+                curves.append(run_recipe(recipe, scale, args.minutes, Path(runs_dir), val_set, train_set, args.val_every, changes, label, args.iterations))
     curves = pd.concat(curves, ignore_index=True)
     bicubic = {s: bicubic_psnr(val_set, s) for s in args.scales}
 
@@ -166,6 +181,7 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     record = provenance(
         "cpu", benchmark="time_to_quality", validation=val_set, training=train_set, minutes_per_recipe=args.minutes,
+        changes=args.change,
         wall_minutes=round((time.time() - started) / 60, 1),
     )  # fmt: skip
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,13 @@ Usage::
     python benchmarks/train_step.py --quick              # without the b16 p144 rows
     python benchmarks/train_step.py --repeats 3 --rows x2-b16-p144
     python benchmarks/train_step.py --device cuda --rows x2-b16-p144 x4-b16-p144 --precision
+    python benchmarks/train_step.py --profile smoke-x4-b4-p48:fast --repeats 5   # where a step's time goes
+
+``--profile ROW:MODE`` runs ``torch.profiler`` over the steps of one row and mode (in this
+process, after a warm-up step) and prints where their CPU time goes: each operator's own time,
+grouped by the phase it ran in (the objective's forward and inverse passes, autograd's backward
+pass, Adam, the rest: gradient clipping and the loss values) and by kind (convolution, concatenation, activation,
+element-wise arithmetic, copies and layout conversions, reductions).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ ROWS = {  # name: (scale, batch, patch)
     "x2-b4-p64": (2, 4, 64),
     "x4-b4-p64": (4, 4, 64),
     "smoke-x4-b4-p48": (4, 4, 48),  # the smoke profile
+    "quick-x2-b4-p48": (2, 4, 48),  # the quick profile (the kit reference models)
 }
 MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16")
 DEFAULT_MODES = MODES[:4]
@@ -275,6 +283,90 @@ def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20
     return (time.perf_counter() - start) / repeats
 
 
+OP_KINDS = (  # (kind, operator-name fragments), first match wins
+    ("convolution", ("conv",)),
+    ("concatenation", ("cat",)),
+    ("activation", ("leaky_relu", "sigmoid", "threshold")),
+    ("copy / layout", ("copy_", "clone", "contiguous", "empty_like", "to_dense", "_to_copy")),
+    ("reduction", ("sum", "norm", "mean", "stack", "abs", "sqrt")),
+    ("element-wise", ("add", "mul", "sub", "div", "exp", "lerp", "addcmul", "addcdiv", "clamp", "round", "pow", "neg",
+                      "fill_", "zero_", "where", "sign")),
+)
+
+
+def op_kind(name: str) -> str:
+    """The kind of operator ``name`` (an ``aten::`` name) is, for :func:`profile_step`'s table."""
+    name = name.removeprefix("aten::")
+    for kind, fragments in OP_KINDS:
+        if any(fragment in name for fragment in fragments):
+            return kind
+    return "other"
+
+
+def op_phase(event) -> str:
+    """The phase of the training step an operator event ran in, from its enclosing events."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("autograd::engine"):
+            return "backward"
+        if parent.name.startswith(("Optimizer.step", "Optimizer.zero_grad")):
+            return "Adam"
+        if parent.name == "objective":
+            return "objective (forward + inverse)"
+        parent = parent.cpu_parent
+    return "other (gradient clipping, loss values)"
+
+
+def profile_step(row: str, mode: str, repeats: int) -> None:
+    """Print where ``repeats`` training steps of ``row`` in ``mode`` spend their CPU time."""
+    import collections
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from irnlib.provenance import device_name
+    from irnlib.train import train_step, tune_cpu_allocator
+
+    if mode not in MODES:
+        raise SystemExit(f"--profile: unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if mode != "plain":
+        tune_cpu_allocator()
+    config = mode_config(*ROWS[row], mode)
+    state = trained_like(config, torch.device("cpu"))
+    hr, lr_ref, z_prime = random_batch(config, "cpu")
+    objective = state.model.forward
+
+    def labelled(*args):  # marks the objective's operators for op_phase
+        with record_function("objective"):
+            return objective(*args)
+
+    state.model.forward = labelled
+    train_step(state, hr, lr_ref, z_prime, config)  # warm-up
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            train_step(state, hr, lr_ref, z_prime, config)
+    wall = (time.perf_counter() - start) / repeats
+
+    own = collections.Counter()  # (phase, kind) -> seconds of the operators' own time
+    for event in prof.events():
+        if event.name.startswith("aten::") and event.self_cpu_time_total > 0:
+            own[op_phase(event), op_kind(event.name)] += event.self_cpu_time_total / 1e6 / repeats
+    total = sum(own.values())
+    table_head(
+        f"Where a training step's time goes: {row}, mode {mode}, {repeats} steps after a warm-up; "
+        f"{device_name('cpu')}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}. "
+        f"Wall time {wall:.3f} s/step under the profiler, of which operators' own time {total:.3f} s/step",
+        ["phase", "kind", "s/step", "share"],
+    )
+    for (phase, kind), seconds in own.most_common():
+        print(f"| {phase} | {kind} | {seconds:.4f} | {seconds / total:.1%} |")
+    by_phase = collections.Counter()
+    for (phase, _), seconds in own.items():
+        by_phase[phase] += seconds
+    print("\nBy phase: " + "; ".join(f"{phase} {seconds / total:.1%}" for phase, seconds in by_phase.most_common()))
+
+
 def run_worker(row: str, mode: str, repeats: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--worker", f"{row}:{mode}", "--repeats", str(repeats)],
@@ -293,8 +385,15 @@ def main(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device such as cuda")
     parser.add_argument("--precision", action="store_true", help="GPU: also bf16 and fp16 against fp32")
     parser.add_argument("--quick", action="store_true", help="skip the b16 p144 rows")
+    parser.add_argument("--profile", metavar="ROW:MODE", help="profile the steps of one row and mode instead")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile:
+        row, _, mode = args.profile.partition(":")
+        if row not in ROWS:
+            raise SystemExit(f"--profile: unknown row {row!r}; choose from {', '.join(ROWS)}")
+        profile_step(row, mode or "fast", args.repeats)
+        return
     if args.worker:
         row, mode = args.worker.split(":")
         print(json.dumps(worker(*ROWS[row], mode, args.repeats)))
