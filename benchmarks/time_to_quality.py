@@ -82,17 +82,17 @@ def run_recipe(
     from irnlib.train import train
 
     config = recipe_config(recipe, scale, runs_dir, val_set, train_set, val_every, changes)
-    recipe = label or recipe
+    name = label or recipe  # what the table and the log call it
     spent, done = 0.0, 0
     while spent < 60 * minutes and (max_iterations is None or done < max_iterations):
         done += val_every
         run_dir = train(dataclasses.replace(config, iterations=done))
         spent = float(training_seconds(run_dir)["train_s"].iloc[-1])
-        print(f"  {recipe} x{scale}: {done} iterations, {spent:.0f} s of training", flush=True)
+        print(f"  {name} x{scale}: {done} iterations, {spent:.0f} s of training", flush=True)
     val = pd.read_csv(run_dir / "val_log.csv")
     curve = val.merge(training_seconds(run_dir), on="iteration", how="left").fillna({"train_s": 0.0})
     curve.insert(0, "scale", scale)
-    curve.insert(0, "recipe", recipe)
+    curve.insert(0, "recipe", name)
     return curve
 
 

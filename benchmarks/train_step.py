@@ -108,8 +108,9 @@ def random_batch(config, device):
     return hr, torch.rand(b, 3, p // s, p // s, device=device), torch.randn(b, 3 * s * s - 3, p // s, p // s, device=device)
 
 
-def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
-    """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
+def cpu_step(scale: int, batch: int, patch: int, mode: str):
+    """``(state, step)``: a CPU training state in ``mode`` and a function that runs one
+    training step of it on a fixed random batch (the allocator tuned unless ``plain``)."""
     import torch
 
     from irnlib.train import train_step, tune_cpu_allocator
@@ -119,11 +120,19 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
     config = mode_config(scale, batch, patch, mode)
     state = trained_like(config, torch.device("cpu"))
     hr, lr_ref, z_prime = random_batch(config, "cpu")
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step():
         train_step(state, hr, lr_ref, z_prime, config)
 
+    return state, step
+
+
+def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
+    """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
+    import torch
+
+    _, step = cpu_step(scale, batch, patch, mode)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()  # warm-up: oneDNN primitive creation, allocator growth
     times = []
     for _ in range(repeats):
@@ -325,15 +334,8 @@ def profile_step(row: str, mode: str, repeats: int) -> None:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from irnlib.provenance import device_name
-    from irnlib.train import train_step, tune_cpu_allocator
 
-    if mode not in MODES:
-        raise SystemExit(f"--profile: unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if mode != "plain":
-        tune_cpu_allocator()
-    config = mode_config(*ROWS[row], mode)
-    state = trained_like(config, torch.device("cpu"))
-    hr, lr_ref, z_prime = random_batch(config, "cpu")
+    state, step = cpu_step(*ROWS[row], mode)
     objective = state.model.forward
 
     def labelled(*args):  # marks the objective's operators for op_phase
@@ -341,11 +343,11 @@ def profile_step(row: str, mode: str, repeats: int) -> None:
             return objective(*args)
 
     state.model.forward = labelled
-    train_step(state, hr, lr_ref, z_prime, config)  # warm-up
+    step()  # warm-up
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(repeats):
-            train_step(state, hr, lr_ref, z_prime, config)
+            step()
     wall = (time.perf_counter() - start) / repeats
 
     own = collections.Counter()  # (phase, kind) -> seconds of the operators' own time
@@ -390,9 +392,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.profile:
         row, _, mode = args.profile.partition(":")
-        if row not in ROWS:
-            raise SystemExit(f"--profile: unknown row {row!r}; choose from {', '.join(ROWS)}")
-        profile_step(row, mode or "fast", args.repeats)
+        mode = mode or "fast"
+        if row not in ROWS or mode not in MODES:
+            raise SystemExit(f"--profile: want ROW:MODE with ROW one of {', '.join(ROWS)} and MODE one of {', '.join(MODES)}; "
+                             f"got {args.profile!r}")
+        profile_step(row, mode, args.repeats)
         return
     if args.worker:
         row, mode = args.worker.split(":")
