@@ -14,8 +14,8 @@ and checkpoint writing excluded, so both recipes are charged the same way). The
 
 Recipes (see :mod:`irnlib.profiles`):
 
-- ``paper``: the paper's optimiser settings (Adam 2e-4, its schedule) at the quick profile's
-  CPU-sized batches and data, so that only the optimiser settings differ;
+- ``paper``: the paper's optimiser settings (Adam 2e-4, its schedule, no weight average) at the
+  quick profile's CPU-sized batches and data, so that only the optimiser settings differ;
 - ``quick``: the kit's fast recipe (the ``quick`` profile).
 
 Validation: Set5 when the data root holds it (``IRN_DATA``), else the embedded test
@@ -64,12 +64,14 @@ def recipe_config(
         train_set=train_set, val_every=val_every, checkpoint_every=val_every, log_every=val_every,
         keep_every=0, progress=False, iterations=0,
     )  # fmt: skip
+    changes = changes or {}
     if recipe == "quick":
-        return make_config("quick", **{**(changes or {}), **common})
+        return make_config("quick", **{**changes, **common})
     paper = TrainConfig()  # the paper's defaults
-    optimiser = {k: getattr(paper, k) for k in ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip")}
+    settings = ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip", "ema_decay")
+    optimiser = {k: getattr(paper, k) for k in settings}
     quick = {k: v for k, v in QUICK.train.items() if k not in optimiser}
-    return make_config("paper", **{**quick, **optimiser, **(changes or {}), **common})
+    return make_config("paper", **{**quick, **optimiser, **changes, **common})
 
 
 def run_recipe(

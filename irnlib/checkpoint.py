@@ -50,7 +50,10 @@ def load_state_dict(path, map_location="cpu") -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     obj = _torch_load(path, map_location)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]  # the kit's training checkpoint
+        # The kit's training checkpoint: the model its run exports, i.e. the weights' moving
+        # average when the run keeps one (an AveragedModel's state: "n_averaged", "module.*").
+        average = obj.get("average")
+        obj = {k: v for k, v in average.items() if k != "n_averaged"} if average else obj["model"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         found = sorted(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
         raise CheckpointError(

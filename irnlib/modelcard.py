@@ -58,9 +58,10 @@ def training_deviations(config: dict) -> dict[str, tuple]:
 def recipe_overrides(config: dict, profile: str = "quick") -> list[str]:
     """``field=value`` arguments that make ``profile``'s training equal to a run's configuration
     (its mathematics and its length; bookkeeping and speed settings aside), ``scale`` first."""
-    from .train import RESUMABLE_CHANGES, make_config
+    from .train import LEGACY_VALUES, RESUMABLE_CHANGES, make_config
 
     base = json.loads(json.dumps(dataclasses.asdict(make_config(profile, scale=int(config["scale"])))))
+    config = {**LEGACY_VALUES, **config}  # a run older than a field was trained with its legacy value
     ignore = RESUMABLE_CHANGES - {"iterations"}
     fields = [k for k in base if k not in ignore and k in config and base[k] != config[k]]
     text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731

@@ -185,6 +185,9 @@ QUICK = Profile(
         iterations=4_400,
         lr=5e-4,  # 2.5× the paper's; 1e-3 was no better at 400 steps and less steady
         lr_milestones=(3_000, 3_800, 4_200),  # halved three times near the end, as the paper's schedule does
+        # validate and export the weights' moving average: without it short runs swing by 1-3 dB
+        # between checks (benchmarks/README.md, "Recipe research"); models/ predates it
+        ema_decay=0.95,
         log_every=50,
         val_every=500,
         checkpoint_every=100,

@@ -16,7 +16,9 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     total  = L_forw + L_back + L_distr
 
 then gradient-norm clipping at 10 and an Adam step; the learning rate halves at 100k, 200k,
-300k and 400k of 500k iterations.
+300k and 400k of 500k iterations. A run may also keep an exponential moving average of the
+weights (``ema_decay``; the paper does not): it changes no step of the training, only which
+weights are validated and exported.
 
 Running it::
 
@@ -31,8 +33,9 @@ folder ``results/runs/<run_name>/``:
     provenance.json      commit, date, device, data, iterations done, status, last validation
     train_log.csv        iteration, each loss term, grad norm, learning rate, throughput
     val_log.csv          iteration, Y- and RGB-PSNR of the reconstruction and of the LR vs bicubic LR
+                         (of the exported weights: their average when ``ema_decay`` is on)
     training_curves.png  loss and validation PSNR curves
-    checkpoints/last.pt  the latest training checkpoint (model, optimizer, scheduler, RNG, ...)
+    checkpoints/last.pt  the latest training checkpoint (model, its average, optimizer, scheduler, RNG, ...)
     checkpoints/iter_NNNNNNN.pt   periodic checkpoints kept along the way
     IRN_x{s}.pth         the model alone, in the official format (``load_checkpoint`` reads it)
     .train.lock          held (``flock``) by the training running in the folder; the OS frees it
@@ -62,6 +65,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -173,6 +177,9 @@ class TrainConfig:
     # release's warm-up really does: 1, 1/W, .., (W-1)/W, then (W-1)/W for good (see lr_factor)
     warmup_rule: str = "kit"
     grad_clip: float = 10.0  # max gradient norm (0: no clipping)
+    # Exponential moving average of the weights, w̄ ← d·w̄ + (1 − d)·w after every step (0: off,
+    # the paper). When on, validation and the exported model use w̄; the steps are unchanged.
+    ema_decay: float = 0.0
     seed: int = 0
     # Start from these weights (an IRN_x{s}.pth of the same architecture, e.g. a kit reference
     # model) instead of random ones: a second stage of training, with a fresh optimiser and
@@ -238,6 +245,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -257,7 +266,7 @@ RESUMABLE_CHANGES = {
 
 # What a checkpoint saved before a field existed was trained with (resuming such a run with
 # these values continues it exactly).
-LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit"}
+LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit", "ema_decay": 0.0}
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -547,9 +556,11 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _save_checkpoint(path: Path, net, optimizer, scheduler, scaler, iteration: int, config: TrainConfig) -> None:
+def _save_checkpoint(path: Path, net, average, optimizer, scheduler, scaler, iteration: int, config: TrainConfig) -> None:
+    as_saved = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
     state = {
-        "model": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
+        "model": as_saved(net),
+        "average": None if average is None else as_saved(average),  # AveragedModel: "n_averaged", "module.*"
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -826,9 +837,15 @@ class TrainingState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None  # autocast dtype (None: off)
+    average: AveragedModel | None = None  # the weights' moving average (config.ema_decay; None: off)
+
+    @property
+    def exported_net(self) -> IRN:
+        """The network that validation measures and the export writes: the average when kept."""
+        return self.net if self.average is None else self.average.module
 
     def save(self, path: Path, iteration: int, config: TrainConfig) -> None:
-        _save_checkpoint(path, self.net, self.optimizer, self.scheduler, self.scaler, iteration, config)
+        _save_checkpoint(path, self.net, self.average, self.optimizer, self.scheduler, self.scaler, iteration, config)
 
 
 def build(config: TrainConfig, device: torch.device, world: int = 1) -> TrainingState:
@@ -844,12 +861,14 @@ def build(config: TrainConfig, device: torch.device, world: int = 1) -> Training
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.amp]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    # Every process keeps the same average (their weights are equal); only the main one uses it.
+    average = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)) if config.ema_decay else None
     model = IRNObjective(net, config)
     if world > 1:
         # The only buffers are the constant Haar filters: nothing to broadcast at every step.
         device_ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-    return TrainingState(net, model, optimizer, scheduler, scaler, amp_dtype)
+    return TrainingState(net, model, optimizer, scheduler, scaler, amp_dtype, average)
 
 
 def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.device, resume: bool, is_main: bool,
@@ -882,6 +901,8 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
         state.optimizer.load_state_dict(saved["optimizer"])
         state.scheduler.load_state_dict(saved["scheduler"])
         state.scaler.load_state_dict(saved["scaler"])
+        if state.average is not None:
+            state.average.load_state_dict(saved["average"])
         _set_rng_states(saved["rng"])
         if saved["iteration"] > config.iterations:
             raise ValueError(
@@ -897,6 +918,8 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
                 f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
             )
         state.net.load_state_dict(initial.state_dict())
+        if state.average is not None:  # what is validated and exported before the first step
+            state.average.module.load_state_dict(initial.state_dict())
     if is_main:
         for old in [*ckpt_dir.glob("*.pt"), run_dir / "train_log.csv", run_dir / "val_log.csv"]:
             old.unlink(missing_ok=True)
@@ -938,7 +961,7 @@ def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_p
 
     The objective (under autocast if ``config.amp``), the loss values every process agrees on
     (averaged over processes), backward, gradient-norm clipping at ``config.grad_clip``, the
-    Adam step and the learning-rate schedule.
+    Adam step, the learning-rate schedule and the weights' moving average (if kept).
 
     Returns
     -------
@@ -976,6 +999,8 @@ def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_p
     scaler.step(optimizer)
     scaler.update()
     state.scheduler.step()
+    if state.average is not None:
+        state.average.update_parameters(state.net)  # the first call copies the weights
     return values, grad_norm, lr_now
 
 
@@ -1029,7 +1054,7 @@ class RunRecord:
         write_json(self.run_dir / "provenance.json", self.record)
 
     def validate(self, iteration: int) -> None:
-        self.val_log.append({"iteration": iteration, **_rounded(validate(self.state.net, self.pairs, self.config.seed))})
+        self.val_log.append({"iteration": iteration, **_rounded(validate(self.state.exported_net, self.pairs, self.config.seed))})
 
     def step(self, done: int, values: torch.Tensor, grad_norm, lr_now: float, tic: float, data_time: float, bar) -> None:
         """Log iteration ``done`` (completed, begun at ``time.perf_counter() == tic``); validate
@@ -1067,8 +1092,9 @@ class RunRecord:
         self.state.save(self.last_path, iteration, config)
 
     def export(self, iteration: int) -> None:
-        """Write the model alone (``IRN_x{s}.pth``) and record ``iteration`` as the export's."""
-        save_model(self.state.net, self.run_dir / f"IRN_x{self.config.scale}.pth")
+        """Write the model alone (``IRN_x{s}.pth``: the weights' average when kept) and record
+        ``iteration`` as the export's."""
+        save_model(self.state.exported_net, self.run_dir / f"IRN_x{self.config.scale}.pth")
         self.write(iterations_done=iteration)
 
     def reconcile(self, start: int) -> None:

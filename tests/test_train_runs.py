@@ -307,3 +307,46 @@ def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
         train(tiny_config(tmp_path, iterations=2, run_name="second", init_from=None))
     with pytest.raises(ValueError, match=r"init_from=.*an IRN x2 whose blocks differ"):
         train(tiny_config(tmp_path, iterations=1, run_name="third", init_from=str(source), block_num=[2]))
+
+
+def test_the_weight_average_is_validated_and_exported_and_changes_no_step(tmp_path, one_thread):
+    d = 0.5
+    plain = train(tiny_config(tmp_path, iterations=3, run_name="plain"))
+    averaged = train(tiny_config(tmp_path, iterations=3, run_name="ema", ema_decay=d))
+    # The same run again in steps of one iteration (resumed twice), keeping each step's weights.
+    weights = []
+    for done in (1, 2, 3):
+        chunked = train(tiny_config(tmp_path, iterations=done, run_name="chunked", ema_decay=d))
+        weights.append(torch.load(chunked / "checkpoints/last.pt", weights_only=True))
+    raw = torch.load(plain / "checkpoints/last.pt", weights_only=True)
+    kept = torch.load(averaged / "checkpoints/last.pt", weights_only=True)
+    assert raw["average"] is None and int(kept["average"]["n_averaged"]) == 3
+    w1, w2, w3 = (w["model"] for w in weights)
+    for key, value in raw["model"].items():
+        assert torch.equal(kept["model"][key], value)  # the average changes no step
+        assert torch.equal(weights[-1]["average"][f"module.{key}"], kept["average"][f"module.{key}"])  # resumes exactly
+        if value.is_floating_point() and "haar" not in key:  # parameters; the Haar filters are constants
+            by_hand = d * (d * w1[key] + (1 - d) * w2[key]) + (1 - d) * w3[key]  # the first step's weights, then d
+            torch.testing.assert_close(kept["average"][f"module.{key}"], by_hand)
+    moved = [k for k in w3 if "haar" not in k and not torch.equal(w3[k], kept["average"][f"module.{k}"])]
+    assert moved  # the average is not the last weights
+    # What the run exports, what loading its last.pt gives, and what it validated is the average.
+    exported = load_checkpoint(averaged / "IRN_x2.pth").state_dict()
+    from_last = load_checkpoint(averaged / "checkpoints/last.pt").state_dict()
+    for key, value in exported.items():
+        assert torch.equal(value, kept["average"][f"module.{key}"]) and torch.equal(from_last[key], value)
+    from irnlib.train import validate, validation_pairs
+
+    config = tiny_config(tmp_path, iterations=3, run_name="ema", ema_decay=d)
+    measured = validate(load_checkpoint(averaged / "IRN_x2.pth"), validation_pairs(config), config.seed)
+    assert float(read_csv(averaged / "val_log.csv")[-1]["psnr_y"]) == pytest.approx(measured["psnr_y"], abs=1e-4)
+    assert read_csv(averaged / "val_log.csv")[-1]["psnr_y"] != read_csv(plain / "val_log.csv")[-1]["psnr_y"]
+    # A run that starts from a model's weights validates and exports them until its first step.
+    started = train(tiny_config(tmp_path, iterations=0, run_name="from", ema_decay=d, init_from=str(averaged / "IRN_x2.pth")))
+    again = load_checkpoint(started / "IRN_x2.pth").state_dict()
+    assert all(torch.equal(again[k], v) for k, v in exported.items())
+    # The average is part of the run's mathematics (it is what the run exports).
+    with pytest.raises(ValueError, match=r"different settings \(ema_decay: 0.5 -> 0.0\)"):
+        train(tiny_config(tmp_path, iterations=4, run_name="ema"))
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        tiny_config(tmp_path, ema_decay=1.0)
