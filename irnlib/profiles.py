@@ -10,8 +10,8 @@ everything else asks it (:func:`get`, :func:`default_datasets`, :func:`default_c
   photographs, Table 1 on the embedded test photographs (plus Set5/Set14/BSD100 when on
   disk) with the smoke-trained checkpoints; every number is labelled indicative.
 - ``quick``: the kit's CPU training recipe, which trained the reference models in
-  ``models/`` (hours on a CPU, minutes on a GPU); its deviations from the paper are listed
-  in each model's card.
+  ``models/`` (before it kept a weight average; hours on a CPU, minutes on a GPU); its
+  deviations from the paper are listed in each model's card.
 - ``paper``: the paper's experiment, for a GPU: DIV2K, 500k iterations, the official
   checkpoints in ``data/pretrained/``, the paper's five test sets, the real ablation study.
 """
