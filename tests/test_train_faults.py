@@ -26,9 +26,9 @@ import os, signal, sys
 import irnlib.train as T
 kill_file, kill_at = sys.argv[1], int(sys.argv[2])
 original = T._save_checkpoint
-def save_then_die(path, net, optimizer, scheduler, scaler, iteration, config):
-    original(path, net, optimizer, scheduler, scaler, iteration, config)
-    if path.name == kill_file and iteration == kill_at:
+def save_then_die(path, *state):  # state: ..., iteration, config
+    original(path, *state)
+    if path.name == kill_file and state[-2] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 T._save_checkpoint = save_then_die
 sys.exit(T.command(sys.argv[3:]))
