@@ -57,11 +57,11 @@ def training_deviations(config: dict) -> dict[str, tuple]:
 
 def recipe_overrides(config: dict, profile: str = "quick") -> list[str]:
     """``field=value`` arguments that make ``profile``'s training equal to a run's configuration
-    (its mathematics and its length; bookkeeping and speed settings aside), ``scale`` first."""
-    from .train import LEGACY_VALUES, RESUMABLE_CHANGES, make_config
+    (its mathematics and its length; bookkeeping and speed settings aside), ``scale`` first.
+    ``config`` holds every field (:func:`irnlib.train.as_trained` fills those a run predates)."""
+    from .train import RESUMABLE_CHANGES, make_config
 
     base = json.loads(json.dumps(dataclasses.asdict(make_config(profile, scale=int(config["scale"])))))
-    config = {**LEGACY_VALUES, **config}  # a run older than a field was trained with its legacy value
     ignore = RESUMABLE_CHANGES - {"iterations"}
     fields = [k for k in base if k not in ignore and k in config and base[k] != config[k]]
     text = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)  # noqa: E731
@@ -233,9 +233,9 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         The model folder.
     """
     run_dir = Path(run_dir)
-    from .train import LEGACY_VALUES, make_config
+    from .train import as_trained, make_config
 
-    config = {**LEGACY_VALUES, **json.loads((run_dir / "config.json").read_text())}  # older runs lack newer fields
+    config = as_trained(json.loads((run_dir / "config.json").read_text()))  # older runs lack newer fields
     record = json.loads((run_dir / "provenance.json").read_text())
     s = int(config["scale"])
     model = run_dir / f"IRN_x{s}.pth"

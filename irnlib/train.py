@@ -269,6 +269,12 @@ RESUMABLE_CHANGES = {
 LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit", "ema_decay": 0.0}
 
 
+def as_trained(saved: dict) -> dict:
+    """A saved run configuration (``config.json``, a checkpoint's) with the :data:`LEGACY_VALUES`
+    of the fields it predates: the settings the run was really trained with."""
+    return {**LEGACY_VALUES, **saved}
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """``amp`` with ``"auto"`` decided for ``device``: ``"bf16"`` on a CPU with native bf16
     arithmetic (:func:`irnlib.provenance.native_bf16`), else ``"off"`` (also on CUDA, where
@@ -603,7 +609,7 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) ->
     can be given its decay once one knows how long it can run).
     """
     current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as saved
-    saved = json.loads(json.dumps(saved))
+    saved = as_trained(json.loads(json.dumps(saved)))
     free = set(RESUMABLE_CHANGES)
     schedule = ("lr_milestones", "lr_gamma")
     if all(k in saved for k in schedule):
@@ -613,8 +619,7 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) ->
         if all(lr_factor(step, before) == lr_factor(step, config) for step in range(min(done, last_change))):
             free.update(schedule)
     diff = {
-        k: (saved.get(k, LEGACY_VALUES.get(k)), v) for k, v in current.items()
-        if k not in free and saved.get(k, LEGACY_VALUES.get(k)) != v
+        k: (saved.get(k), v) for k, v in current.items() if k not in free and saved.get(k) != v
     }
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
