@@ -296,7 +296,9 @@ class BusyMeter:
         own = (own1 - own0) / wall  # CPUs this process used
         if busy0 is None or busy1 is None:
             return max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
-        return max(0.0, (busy1 - busy0) / wall - own)
+        # /proc/stat counts whole clock ticks (10 ms): over a short interval one tick more can read
+        # as more CPUs than there are, and no other process can keep more busy than that.
+        return min(float(len(self.cpus)), max(0.0, (busy1 - busy0) / wall - own))
 
 
 # --------------------------------------------------------------------------------------
