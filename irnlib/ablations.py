@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from .images import jpeg_round_trip
 from .inference import resolve_device
 from .network import SCALES
 from .paths import atomic_write, pretrained_checkpoint, rescaling_checkpoint, short_path
-from .train import TrainConfig, make_config, train
+from .train import TrainConfig, TrainingDiverged, make_config, train
 
 __all__ = [
     "Variant",
@@ -49,6 +50,8 @@ __all__ = [
     "condition_model",
     "variant_config",
     "train_variants",
+    "diverged_at",
+    "trained_model",
     "evaluate_ablations",
     "ablation_table",
     "ordering_table",
@@ -178,14 +181,37 @@ def variant_config(setup: AblationSetup, variant: Variant, seed: int | None = No
 def train_variants(setup: AblationSetup, chosen: list[Variant], runs_dir=None,
                    fresh: bool = False) -> dict[tuple[str, int], Path]:
     """Train every variant once per seed (or finish it: finished runs are reused);
-    ``(name, seed)`` -> run folder."""
+    ``(name, seed)`` -> run folder.
+
+    A run that diverges does not stop the study: its folder says so (``provenance.json``,
+    status ``"diverged"``) and :func:`evaluate_ablations` measures its last good checkpoint.
+    """
     from tqdm.auto import tqdm
 
     jobs = [(variant, seed) for variant in chosen for seed in setup.seeds]
     runs = {}
     for variant, seed in tqdm(jobs, desc="training variants"):
-        runs[variant.name, seed] = train(variant_config(setup, variant, seed, runs_dir), resume=not fresh)
+        config = variant_config(setup, variant, seed, runs_dir)
+        try:
+            runs[variant.name, seed] = train(config, resume=not fresh)
+        except TrainingDiverged as err:  # a result of the ablation, not a failure of the study
+            tqdm.write(f"{variant.name}, seed {seed}: {err}")
+            runs[variant.name, seed] = config.run_dir
     return runs
+
+
+def diverged_at(run_dir) -> int | None:
+    """The iteration at which the training in ``run_dir`` diverged, or None if it did not."""
+    record = Path(run_dir) / "provenance.json"
+    status = json.loads(record.read_text()) if record.is_file() else {}
+    return int(status["diverged_at"]) if status.get("status") == "diverged" else None
+
+
+def trained_model(run_dir, scale: int) -> Path:
+    """The model of a study's run: its exported ``IRN_x{scale}.pth``, or for a run that
+    diverged the last checkpoint written before that (``checkpoints/last.pt``, when there is one)."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    return last if diverged_at(run_dir) is not None and last.is_file() else Path(run_dir) / f"IRN_x{scale}.pth"
 
 
 def evaluate_ablations(setup: AblationSetup, runs: dict[tuple[str, int], Path], chosen: list[Variant],
@@ -203,32 +229,33 @@ def evaluate_ablations(setup: AblationSetup, runs: dict[tuple[str, int], Path], 
 
     device = resolve_device(setup.device)
     pairs = ev.evaluation_pairs(setup.eval_set, setup.scale, setup.data_root, crop=setup.eval_crop, count=setup.eval_images)
-    jobs = []  # (variant name, group, training seed or None, condition, network or None)
+    jobs = []  # (variant name, group, training seed or None, condition, network or None, diverged at or None)
     for variant in chosen:
         for train_seed in setup.seeds:
-            net = load_checkpoint(runs[variant.name, train_seed] / f"IRN_x{setup.scale}.pth", map_location=device)
-            jobs.append((variant.name, variant.group, train_seed, tests[0], net))
+            net = load_checkpoint(trained_model(runs[variant.name, train_seed], setup.scale), map_location=device)
+            jobs.append((variant.name, variant.group, train_seed, tests[0], net, diverged_at(runs[variant.name, train_seed])))
     model = condition_model(setup.scale)
     if model is not None:
         label, path = model
         net = load_checkpoint(path, map_location=device)
-        jobs += [(label, "model", None, condition, net) for condition in tests]
+        jobs += [(label, "model", None, condition, net, None) for condition in tests]
     elif any(v.name == FULL for v in chosen):
-        net = next(job[4] for job in jobs if job[0] == FULL)
-        jobs += [(FULL, "reference", setup.seeds[0], condition, net) for condition in tests[1:]]
+        *_, net, diverged = next(job for job in jobs if job[0] == FULL)
+        jobs += [(FULL, "reference", setup.seeds[0], condition, net, diverged) for condition in tests[1:]]
     for condition in tests:
         if condition.temperature == 1.0:  # the bicubic pipeline has no latent
-            jobs.append(("Bicubic & Bicubic", "baseline", None, condition, None))
+            jobs.append(("Bicubic & Bicubic", "baseline", None, condition, None, None))
     rows = []
-    for name, group, train_seed, condition, net in tqdm(jobs, desc="evaluating"):
+    for name, group, train_seed, condition, net, diverged in tqdm(jobs, desc="evaluating"):
         for pair in pairs:
             draws = setup.draws if net is not None else 1
             for row in ev.evaluate_pair(
                 pair, setup.scale, setup.eval_set, net=net, draws=draws, seed=seed,
                 temperature=condition.temperature, lr_transform=condition.lr_transform(), checkpoint=name,
             ):  # fmt: skip
-                rows.append({"variant": name, "group": group, "train_seed": train_seed, "condition": condition.name,
-                             "temperature": condition.temperature, "jpeg_quality": condition.jpeg_quality, **row})
+                rows.append({"variant": name, "group": group, "train_seed": train_seed, "diverged_at": diverged,
+                             "condition": condition.name, "temperature": condition.temperature,
+                             "jpeg_quality": condition.jpeg_quality, **row})
     return pd.DataFrame(rows)
 
 
@@ -256,10 +283,19 @@ def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFram
             "lr_psnr_y": part["lr_psnr_y"].mean(), "draw_spread_db": float(np.mean(spreads)),
             "seeds": len(seeds), "psnr_y_by_seed": " / ".join(f"{v:.2f}" for v in per_seed) if len(seeds) else "",
             "seed_range_db": float(max(per_seed) - min(per_seed)) if len(seeds) else np.nan,
+            "diverged": _divergences(part),
             "images": part["image"].nunique(), "draws": part["draw"].nunique(),
             "budget": {"baseline": "—", "model": "not trained by this study (see its card)"}.get(group, setup.budget()),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _divergences(part: pd.DataFrame) -> str:
+    """"seed 1 at iteration 232" for each training seed of ``part`` whose run diverged ("" if none)."""
+    if "diverged_at" not in part:
+        return ""
+    runs = part.dropna(subset=["diverged_at"]).drop_duplicates("train_seed")
+    return ", ".join(f"seed {r.train_seed:g} at iteration {r.diverged_at:.0f}" for r in runs.itertuples())
 
 
 def ordering_table(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -316,6 +352,11 @@ def render_ablation_markdown(table: pd.DataFrame, ordering: pd.DataFrame, setup:
     for r in table.itertuples():
         lines.append(f"| {r.group} | {r.variant} | {r.condition} | {_fmt(r.psnr_y, 2)} | {r.psnr_y_by_seed or '–'} | "
                      f"{_fmt(r.ssim_y, 4)} | {_fmt(r.lr_psnr_y, 2)} | {_fmt(r.draw_spread_db, 3)} |")
+    diverged = table[table["diverged"].fillna("") != ""] if "diverged" in table else table.iloc[:0]
+    if len(diverged):
+        lines += [""] + [f"- **{r.variant}: training diverged** ({r.diverged}); that run is measured with the last "
+                         f"checkpoint written before (`checkpoints/last.pt`, every {setup.train.checkpoint_every} "
+                         "iterations)." for r in diverged.drop_duplicates("variant").itertuples()]
     lines += ["", f"**Does the paper's ordering hold at this budget?** (seed by seed, z ~ N(0, 1); the paper: "
               "every design choice helps)", "", "| claim | mean margin (dB) | holds for | verdict |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.claim} | {r.margin_db:+.2f} | {r.holds} seeds | {r.verdict} |" for r in ordering.itertuples()]

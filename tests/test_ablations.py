@@ -166,3 +166,40 @@ def test_conditions_use_the_kits_best_model(tmp_path, monkeypatch):
     assert by_variant[ab.FULL] == {ab.PAPER_CONDITION}  # trained variants: the paper's condition only
     assert by_variant["IRN (some model)"] == {c.name for c in tests}
     assert per_image.loc[per_image["variant"] == "IRN (some model)", "group"].eq("model").all()
+
+
+def test_a_variant_that_diverges_is_measured_from_its_last_good_checkpoint(tmp_path, monkeypatch):
+    """Diverging is a result of an ablation (the quick study's "without L_forw" does), not a
+    failure of the study: the other runs go on, and the page says which run diverged where."""
+    monkeypatch.setenv("IRN_RESULTS", str(tmp_path))
+    real_forward = IRNObjective.forward
+    steps = []
+
+    def forward_without_l_distr_fails_at_step_3(self, hr, lr_ref, z_prime):
+        terms = real_forward(self, hr, lr_ref, z_prime)
+        if not self.lambda_distr:
+            steps.append(1)
+            if len(steps) == 3:  # the first seed's third step: NaN, as a real divergence gives
+                terms["l_back"] = terms["l_back"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(IRNObjective, "forward", forward_without_l_distr_fails_at_step_3)
+    setup = ab.ablation_setup("smoke", iterations=4, patch_size=16, val_crop=32, val_every=4, checkpoint_every=2)
+    setup = dataclasses.replace(setup, eval_crop=32, eval_images=1, draws=1)
+    chosen = [v for v in ab.variants(2) if v.name in (ab.FULL, "without L_distr")]
+    runs = ab.train_variants(setup, chosen)
+    assert len(runs) == 4  # the study went on after the divergence
+    broken, fine = runs["without L_distr", 0], runs["without L_distr", 1]
+    assert ab.diverged_at(broken) == 3 and ab.diverged_at(fine) is None and ab.diverged_at(runs[ab.FULL, 0]) is None
+    assert ab.trained_model(broken, 2) == broken / "checkpoints" / "last.pt"
+    assert torch.load(broken / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 2
+    assert ab.trained_model(fine, 2) == fine / "IRN_x2.pth"
+
+    monkeypatch.setattr(ab, "condition_model", lambda scale: None)
+    per_image = ab.evaluate_ablations(setup, runs, chosen, ab.conditions(temperatures=[], jpeg_qualities=[]))
+    assert per_image["psnr_y"].notna().all()
+    _, markdown, paths = ab.write_tables(per_image, setup, tmp_path / "tables", {"run_id": "r"})
+    table = pd.read_csv(paths["csv"]).set_index("variant")
+    assert table.loc["without L_distr", "diverged"] == "seed 0 at iteration 3"
+    assert table["diverged"].isna()[ab.FULL]
+    assert "**without L_distr: training diverged** (seed 0 at iteration 3)" in markdown
