@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -387,19 +388,21 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     axes[1].plot(curve["temperature"], curve["psnr_y"], "o-")
     axes[1].set_xlabel("temperature of z at upscaling")
     axes[1].set_ylabel("Y-PSNR (dB)")
-    axes[1].set_title(f"the latent at upscaling\n{name}", fontsize=9)
+    axes[1].set_title("the latent at upscaling")
     for variant, marker in ((name, "o-"), ("Bicubic & Bicubic", "s--")):
         part = table[(table["variant"] == variant) & ((table["condition"] == PAPER_CONDITION) | table["jpeg_quality"].notna())]
         axes[2].plot(part["jpeg_quality"].fillna(100).astype(float), part["psnr_y"], marker,
                      label="IRN" if variant == name else variant)
-    axes[2].set_xlabel("JPEG quality of the LR (100 = lossless PNG)")
+    axes[2].set_xlabel("JPEG quality of the LR (100: lossless)")
     axes[2].set_ylabel("Y-PSNR (dB)")
     axes[2].invert_xaxis()
     axes[2].legend()
     axes[2].set_title("robustness to JPEG'd LR images")
     tag = f" — {setup.profile} run, indicative only" if profiles.get(setup.profile).indicative else ""
     fig.suptitle(f"IRN ×{setup.scale} ablations ({setup.budget()}){tag}", fontsize=10)
-    fig.tight_layout()
+    # the model's description can be long (a kit reference's card): a caption below, not a title
+    fig.text(0.5, 0.01, textwrap.fill(f"Latent and JPEG panels: {name}", 160), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
