@@ -26,6 +26,11 @@ Run it on an otherwise idle machine; every row of one run comes from the same ma
 
     python benchmarks/time_to_quality.py --minutes 30              # the README's table
     python benchmarks/time_to_quality.py --minutes 1 --scales 2    # a quick look
+    python benchmarks/time_to_quality.py --minutes 30 --scales 2 --side-by-side
+
+``--side-by-side`` trains the recipes at the same time, each on one torch thread (on a 2-core
+machine, one core each), so that they are measured under the same conditions in half the wall
+time; their minutes are then one core's, not the machine's.
 
 Writes ``results/benchmarks/time_to_quality.{csv,json}`` (curves and provenance) and
 ``results/figures/time_to_quality.png``.
@@ -34,6 +39,7 @@ Writes ``results/benchmarks/time_to_quality.{csv,json}`` (curves and provenance)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -98,6 +104,32 @@ def run_recipe(
     return curve
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_side_by_side(jobs: list[dict]) -> list[pd.DataFrame]:
+    """:func:`run_recipe` for each of ``jobs`` (its keyword arguments) at once, one process and
+    one torch thread each; returns the curves in the order of ``jobs``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it; the thread policy then leaves them at 1
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(jobs), mp_context=context, initializer=_one_thread) as pool:
+            futures = [pool.submit(run_recipe, **job) for job in jobs]
+            return [f.result() for f in futures]
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
 def bicubic_psnr(val_set: str, scale: int) -> float:
     """Mean "Bicubic & Bicubic" Y-PSNR of the validation images (the paper's baseline)."""
     from irnlib.datasets import PairedTestSet
@@ -148,6 +180,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--change", nargs="+", default=[], metavar="field=value",
                         help="recipe research: TrainConfig fields changed in every recipe (e.g. lr=1e-3 warmup_iterations=100)")
     parser.add_argument("--label", default=None, help="the recipe's name in the table (default: recipe, plus the changes)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="train the recipes of a scale at the same time, one thread each (minutes are one core's)")
     args = parser.parse_args(argv)
 
     from irnlib.train import parse_overrides
@@ -164,9 +198,16 @@ def main(argv=None) -> pd.DataFrame:
     curves = []
     with tempfile.TemporaryDirectory(prefix="irn-ttq-") as runs_dir:
         for scale in args.scales:
-            for recipe in args.recipes:
-                label = args.label or " ".join([recipe, *args.change])
-                curves.append(run_recipe(recipe, scale, args.minutes, Path(runs_dir), val_set, train_set, args.val_every, changes, label, args.iterations))
+            jobs = [
+                dict(recipe=recipe, scale=scale, minutes=args.minutes, runs_dir=Path(runs_dir), val_set=val_set,
+                     train_set=train_set, val_every=args.val_every, changes=changes,
+                     label=args.label or " ".join([recipe, *args.change]), max_iterations=args.iterations)
+                for recipe in args.recipes
+            ]  # fmt: skip
+            if args.side_by_side:
+                curves += run_side_by_side(jobs)
+            else:
+                curves += [run_recipe(**job) for job in jobs]
     curves = pd.concat(curves, ignore_index=True)
     bicubic = {s: bicubic_psnr(val_set, s) for s in args.scales}
 
@@ -183,13 +224,14 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     record = provenance(
         "cpu", benchmark="time_to_quality", validation=val_set, training=train_set, minutes_per_recipe=args.minutes,
-        changes=args.change,
+        changes=args.change, threads="one per recipe, side by side" if args.side_by_side else "the kit's policy",
         wall_minutes=round((time.time() - started) / 60, 1),
     )  # fmt: skip
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
     curves.to_csv(out / "benchmarks" / "time_to_quality.csv", index=False)
     write_json(out / "benchmarks" / "time_to_quality.json", {"provenance": record, "summary": rows})
-    title = f"time to quality, validation {val_set}, training {train_set} ({record['device']}, {record['date']}, commit {record['commit']})"
+    title = (f"time to quality, validation {val_set}, training {train_set} ({record['device']}; threads: {record['threads']}; "
+             f"{record['date']}, commit {record['commit']})")
     plot(curves, bicubic, out / "figures" / "time_to_quality.png", title)
     print("| " + " | ".join(table.columns) + " |")
     print("|" + " --- |" * len(table.columns))

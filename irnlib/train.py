@@ -165,6 +165,11 @@ class TrainConfig:
     lambda_back: float = 1.0  # λ2
     lambda_distr: float = 1.0  # λ3
     gaussian_scale: float = 1.0  # z' ~ N(0, gaussian_scale²) in the backward pass
+    # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
+    # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`
+    # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
+    distr_off_iterations: int = 0
+    distr_ramp_iterations: int = 0
     # optimisation
     iterations: int = PAPER_ITERATIONS
     lr: float = 2e-4
@@ -236,7 +241,8 @@ class TrainConfig:
         positive = {"lr": self.lr, "lr_gamma": self.lr_gamma}
         non_negative = {"weight_decay": self.weight_decay, "grad_clip": self.grad_clip, "keep_every": self.keep_every,
                         "warmup_iterations": self.warmup_iterations, "num_workers": self.num_workers,
-                        "gaussian_scale": self.gaussian_scale}  # fmt: skip
+                        "gaussian_scale": self.gaussian_scale, "distr_off_iterations": self.distr_off_iterations,
+                        "distr_ramp_iterations": self.distr_ramp_iterations}  # fmt: skip
         for name, value in positive.items():
             if not value > 0:  # also refuses NaN
                 raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -266,7 +272,8 @@ RESUMABLE_CHANGES = {
 
 # What a checkpoint saved before a field existed was trained with (resuming such a run with
 # these values continues it exactly).
-LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit", "ema_decay": 0.0}
+LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit", "ema_decay": 0.0,
+                 "distr_off_iterations": 0, "distr_ramp_iterations": 0}
 
 
 def as_trained(saved: dict) -> dict:
@@ -390,8 +397,9 @@ def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving:
 class IRNObjective(nn.Module):
     """The training objective as a module, so that DDP can wrap it as a whole.
 
-    ``forward(hr, lr_ref, z_prime)`` returns the weighted loss terms
-    ``{"l_forw", "l_back", "l_distr"}`` (a switched-off term is a zero tensor).
+    ``forward(hr, lr_ref, z_prime, distr_factor=1.0)`` returns the weighted loss terms
+    ``{"l_forw", "l_back", "l_distr"}`` (a switched-off term is a zero tensor); L_distr's
+    weight is ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`).
 
     Parameters
     ----------
@@ -408,16 +416,18 @@ class IRNObjective(nn.Module):
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
         self.memory_saving = config.memory_saving
 
-    def forward(self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
+                distr_factor: float = 1.0) -> dict[str, torch.Tensor]:
         # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
         c = self.net.channels
+        lambda_distr = self.lambda_distr * distr_factor
         y = run_network(self.net, hr, memory_saving=self.memory_saving).float()  # (b, 3·s², P/s, P/s)
         lr, z = y[:, :c], y[:, c:]
         zero = y.new_zeros(())
         terms = {
             "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
             "l_back": zero,
-            "l_distr": self.lambda_distr * distribution_loss(z) if self.lambda_distr else zero,
+            "l_distr": lambda_distr * distribution_loss(z) if lambda_distr else zero,
         }
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
@@ -453,6 +463,19 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     if config.warmup_rule == "kit" and step < w:
         factor *= (step + 1) / w
     return factor
+
+
+def distr_factor(step: int, config: TrainConfig) -> float:
+    """L_distr's weight at optimizer step ``step`` (0-based) as a multiple of ``config.lambda_distr``.
+
+    0 during the first ``K = distr_off_iterations`` steps, then ``(step − K + 1) / R`` over the
+    next ``R = distr_ramp_iterations`` steps (as the learning rate's warm-up counts), then 1.
+    With ``K = R = 0`` (the paper) it is always 1.
+    """
+    k, r = config.distr_off_iterations, config.distr_ramp_iterations
+    if step < k:
+        return 0.0
+    return min(1.0, (step - k + 1) / r) if r else 1.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -685,7 +708,8 @@ def plot_curves(run_dir):
                 ax_loss.plot(log["iteration"], log[term], label=term, lw=1)
         ax_loss.set_yscale("log")
     ax_loss.set(xlabel="iteration", ylabel="loss (weighted)", title="training loss")
-    ax_loss.legend()
+    if ax_loss.get_legend_handles_labels()[0]:  # a run with no steps logged yet has no curves
+        ax_loss.legend()
     if val_path.is_file() and val_path.stat().st_size:
         val = pd.read_csv(val_path)
         ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", color="C0", label="reconstruction vs HR, Y (paper)")
@@ -964,7 +988,8 @@ def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_p
                config: TrainConfig, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One optimiser step on one batch (already on the device); the step of :func:`train`.
 
-    The objective (under autocast if ``config.amp``), the loss values every process agrees on
+    The objective (under autocast if ``config.amp``; L_distr weighted by the curriculum's
+    :func:`distr_factor` of this step, which the scheduler counts), the loss values every process agrees on
     (averaged over processes), backward, gradient-norm clipping at ``config.grad_clip``, the
     Adam step, the learning-rate schedule and the weights' moving average (if kept).
 
@@ -984,7 +1009,7 @@ def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_p
     """
     amp_dtype = state.amp_dtype
     with torch.autocast(hr.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        terms = state.model(hr, lr_ref, z_prime)
+        terms = state.model(hr, lr_ref, z_prime, distr_factor(state.scheduler.last_epoch, config))
     loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
     values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
     if world > 1:

@@ -17,6 +17,7 @@ from irnlib.train import (
     TrainConfig,
     TrainingSamples,
     backward_loss,
+    distr_factor,
     distribution_loss,
     forward_loss,
     lr_factor,
@@ -209,6 +210,23 @@ def test_learning_rate_schedule():
     assert [lr_factor(t, paper) for t in steps] == [1, 1, 0.5, 0.25, 0.125, 0.0625, 0.0625]
     warm = make_config("smoke", warmup_iterations=4, lr_milestones=(6,))
     assert [lr_factor(t, warm) for t in range(8)] == [0.25, 0.5, 0.75, 1, 1, 1, 0.5, 0.5]
+
+
+def test_distr_curriculum_switches_l_distr_on_then_ramps_it_to_its_weight():
+    assert {distr_factor(t, make_config("paper")) for t in (0, 1, 499_999)} == {1.0}  # the paper: none
+    curriculum = make_config("quick", distr_off_iterations=3, distr_ramp_iterations=4)
+    assert [distr_factor(t, curriculum) for t in range(9)] == [0, 0, 0, 0.25, 0.5, 0.75, 1, 1, 1]
+    switched = make_config("quick", distr_off_iterations=2)
+    assert [distr_factor(t, switched) for t in range(4)] == [0, 0, 1, 1]
+    # The objective weighs L_distr by λ3 times the factor, and leaves the other terms alone.
+    net = randomize(IRN(2, block_num=[1]), seed=3)
+    objective = IRNObjective(net, make_config("paper", scale=2, lambda_distr=0.5))
+    full, half, off = (objective(*_batch(), distr_factor=f) for f in (1.0, 0.5, 0.0))
+    torch.testing.assert_close(half["l_distr"], full["l_distr"] / 2)
+    assert off["l_distr"].item() == 0 and full["l_distr"].item() > 0
+    torch.testing.assert_close(off["l_back"], full["l_back"])
+    with pytest.raises(ValueError, match="distr_ramp_iterations must be >= 0"):
+        make_config("quick", distr_ramp_iterations=-1)
 
 
 def test_overrides_and_errors():
