@@ -86,9 +86,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     real_forward = IRNObjective.forward
     calls = []
 
-    def forward_that_fails_at_the_third_step(self, hr, lr_ref, z_prime):
+    def forward_that_fails_at_the_third_step(self, hr, lr_ref, z_prime, distr_factor=1.0):
         calls.append(1)
-        terms = real_forward(self, hr, lr_ref, z_prime)
+        terms = real_forward(self, hr, lr_ref, z_prime, distr_factor)
         if len(calls) == 3:
             terms["l_back"] = terms["l_back"] * float("nan")
         return terms
@@ -358,7 +358,7 @@ def test_the_distr_curriculum_is_applied_by_step_and_is_part_of_the_run(tmp_path
     assert l_distr[:2] == [0, 0] and all(v > 0 for v in l_distr[2:])
     # Resumed in one-step chunks, the same run reaches the same weights (the scheduler counts the steps).
     for done in (1, 2, 3, 4):
-        chunked = train(tiny_config(tmp_path, iterations=done, run_name="chunked", distr_off_iterations=2, distr_ramp_iterations=2))
+        chunked = train(tiny_config(tmp_path, iterations=done, run_name="chunked", log_every=1, distr_off_iterations=2, distr_ramp_iterations=2))
     a, b = (torch.load(r / "checkpoints/last.pt", weights_only=True)["model"] for r in (run, chunked))
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match=r"different settings \(distr_off_iterations: 2 -> 0, distr_ramp_iterations: 2 -> 0\)"):
