@@ -43,7 +43,8 @@ folder ``results/runs/<run_name>/``:
 Every sample is a deterministic function of ``(seed, index)`` (the HR patch, its bicubic LR
 and the latent draw ``z'``), and iteration ``t`` uses samples ``t·B .. t·B + B − 1``. So a
 resumed run needs no sampler state, and on CPU reaches bit-identical weights to an
-uninterrupted run; under DDP, rank ``r`` of ``W`` takes the ``r``-th ``B/W`` of them.
+uninterrupted run at the same thread count (the thread policy follows the load unless
+``IRN_THREADS`` fixes it; a changed count changes the last bits); under DDP, rank ``r`` of ``W`` takes the ``r``-th ``B/W`` of them.
 """
 
 from __future__ import annotations
@@ -985,11 +986,11 @@ class NonFiniteStep(FloatingPointError):
 
 
 def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
-               config: TrainConfig, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """One optimiser step on one batch (already on the device); the step of :func:`train`.
+               config: TrainConfig, step: int, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Optimiser step ``step`` (0-based) on one batch (already on the device); the step of :func:`train`.
 
     The objective (under autocast if ``config.amp``; L_distr weighted by the curriculum's
-    :func:`distr_factor` of this step, which the scheduler counts), the loss values every process agrees on
+    :func:`distr_factor` of ``step``), the loss values every process agrees on
     (averaged over processes), backward, gradient-norm clipping at ``config.grad_clip``, the
     Adam step, the learning-rate schedule and the weights' moving average (if kept).
 
@@ -1009,7 +1010,7 @@ def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_p
     """
     amp_dtype = state.amp_dtype
     with torch.autocast(hr.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        terms = state.model(hr, lr_ref, z_prime, distr_factor(state.scheduler.last_epoch, config))
+        terms = state.model(hr, lr_ref, z_prime, distr_factor(step, config))
     loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
     values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
     if world > 1:
@@ -1234,7 +1235,7 @@ def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, devi
         lr_ref, z_prime = lr_ref.to(device, non_blocking=True), z_prime.to(device, non_blocking=True)
         data_time = time.perf_counter() - tic
         try:
-            values, grad_norm, lr_now = train_step(state, hr, lr_ref, z_prime, config, world)
+            values, grad_norm, lr_now = train_step(state, hr, lr_ref, z_prime, config, t, world)
         except NonFiniteStep as err:
             bar.close()
             diverged = _divergence(t + 1, err, config.run_dir / "checkpoints" / "last.pt")

@@ -24,11 +24,19 @@ def shared_data() -> Path:
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a test module: small convolutions gain nothing from two, and on a
-    shared 2-core machine OpenMP's spinning threads make timings swing tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    shared 2-core machine OpenMP's spinning threads make timings swing tenfold.
+
+    The kit's thread policy is pinned at one thread too (as ``IRN_THREADS=1`` would): otherwise
+    a policy left by an earlier test follows the load inside ``train`` and may switch to two
+    threads mid-run, and two runs that should be bit-identical then differ in the last bits.
+    """
+    from irnlib import threads as policy
+
+    before, saved = torch.get_num_threads(), policy._policy
+    policy.apply_thread_policy({"IRN_THREADS": "1"}, force=True)
     yield
-    torch.set_num_threads(threads)
+    policy._policy = saved
+    torch.set_num_threads(before)
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
