@@ -27,10 +27,12 @@ Run it on an otherwise idle machine; every row of one run comes from the same ma
     python benchmarks/time_to_quality.py --minutes 30              # the README's table
     python benchmarks/time_to_quality.py --minutes 1 --scales 2    # a quick look
     python benchmarks/time_to_quality.py --minutes 30 --scales 2 --side-by-side
+    python benchmarks/time_to_quality.py --recipes quick --scales 2 --side-by-side --versus amp=bf16
 
 ``--side-by-side`` trains the recipes at the same time, each on one torch thread (on a 2-core
 machine, one core each), so that they are measured under the same conditions in half the wall
-time; their minutes are then one core's, not the machine's.
+time; their minutes are then one core's, not the machine's. ``--versus field=value ...`` trains
+each recipe twice, as it is and with those changes (e.g. bf16 autocast against fp32).
 
 Writes ``results/benchmarks/time_to_quality.{csv,json}`` (curves and provenance) and
 ``results/figures/time_to_quality.png``.
@@ -65,12 +67,13 @@ def recipe_config(
     from irnlib.profiles import QUICK
     from irnlib.train import TrainConfig, make_config
 
+    changes = changes or {}
+    run_name = "_".join([recipe, *(f"{k}-{v}" for k, v in changes.items()), f"x{scale}"]).replace(",", "-")
     common = dict(
-        scale=scale, runs_dir=str(runs_dir), run_name=f"{recipe}_x{scale}", val_set=val_set, val_crop=None,
+        scale=scale, runs_dir=str(runs_dir), run_name=run_name, val_set=val_set, val_crop=None,
         train_set=train_set, val_every=val_every, checkpoint_every=val_every, log_every=val_every,
         keep_every=0, progress=False, iterations=0,
     )  # fmt: skip
-    changes = changes or {}
     if recipe == "quick":
         return make_config("quick", **{**changes, **common})
     paper = TrainConfig()  # the paper's defaults
@@ -179,6 +182,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
     parser.add_argument("--change", nargs="+", default=[], metavar="field=value",
                         help="recipe research: TrainConfig fields changed in every recipe (e.g. lr=1e-3 warmup_iterations=100)")
+    parser.add_argument("--versus", nargs="+", default=[], metavar="field=value",
+                        help="also train each recipe with these changes on top (e.g. amp=bf16), to compare the two")
     parser.add_argument("--label", default=None, help="the recipe's name in the table (default: recipe, plus the changes)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="train the recipes of a scale at the same time, one thread each (minutes are one core's)")
@@ -187,6 +192,9 @@ def main(argv=None) -> pd.DataFrame:
     from irnlib.train import parse_overrides
 
     changes = parse_overrides(args.change)
+    variants = [args.change] + ([args.change + args.versus] if args.versus else [])
+    if args.label and len(variants) > 1:
+        parser.error("--label names one variant; with --versus the labels are the recipes and their changes")
 
     from irnlib.datasets import available_datasets
 
@@ -200,9 +208,10 @@ def main(argv=None) -> pd.DataFrame:
         for scale in args.scales:
             jobs = [
                 dict(recipe=recipe, scale=scale, minutes=args.minutes, runs_dir=Path(runs_dir), val_set=val_set,
-                     train_set=train_set, val_every=args.val_every, changes=changes,
-                     label=args.label or " ".join([recipe, *args.change]), max_iterations=args.iterations)
+                     train_set=train_set, val_every=args.val_every, changes=parse_overrides(variant),
+                     label=args.label or " ".join([recipe, *variant]), max_iterations=args.iterations)
                 for recipe in args.recipes
+                for variant in variants
             ]  # fmt: skip
             if args.side_by_side:
                 curves += run_side_by_side(jobs)
@@ -224,7 +233,7 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     record = provenance(
         "cpu", benchmark="time_to_quality", validation=val_set, training=train_set, minutes_per_recipe=args.minutes,
-        changes=args.change, threads="one per recipe, side by side" if args.side_by_side else "the kit's policy",
+        changes=args.change, versus=args.versus, threads="one per recipe, side by side" if args.side_by_side else "the kit's policy",
         wall_minutes=round((time.time() - started) / 60, 1),
     )  # fmt: skip
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)

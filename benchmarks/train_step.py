@@ -22,13 +22,15 @@ Modes:
 - ``fast+bf16``: ``fast`` under bf16 autocast (``amp="bf16"``); only worth it where the CPU
   does bf16 natively (``irnlib.provenance.native_bf16``: AMX or AVX-512-BF16), which the
   header says; elsewhere it is emulated and slow. Not run by default.
+- ``fast+bf16+recompute``: ``fast+bf16`` plus ``memory_saving``. Not run by default.
 
 On a GPU (``--device cuda``) every mode runs in one process, one after the other, and the
 peak is the GPU memory torch allocated (``torch.cuda.max_memory_allocated``); the modes there
 are ``plain`` (fp32 NCHW, cuDNN's default kernel choice), ``tuned`` (``cudnn.benchmark``, which
 training turns on), ``fast`` (``tuned`` plus channels_last), ``fast+recompute``, and
 ``fast+bf16`` / ``fast+fp16`` (autocast). The table adds the hours 500k steps would take, and
-``--precision`` prints the loss terms and gradient of bf16 and fp16 against fp32 on photographs.
+``--precision`` prints the loss terms and gradient of bf16 and fp16 against fp32 on photographs
+(on a CPU: bf16 only).
 
 Data time: producing one batch of real training samples (crop, flips, MATLAB bicubic LR and
 z') in the training process, from images already decoded, as a share of a step.
@@ -69,7 +71,7 @@ ROWS = {  # name: (scale, batch, patch)
     "smoke-x4-b4-p48": (4, 4, 48),  # the smoke profile
     "quick-x2-b4-p48": (2, 4, 48),  # the quick profile (the kit reference models)
 }
-MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16")
+MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16", "fast+bf16+recompute")
 DEFAULT_MODES = MODES[:4]
 GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16")
 
@@ -78,7 +80,7 @@ def mode_config(scale: int, batch: int, patch: int, mode: str, device: str = "cp
     """The paper's configuration at this size, with ``mode``'s speed settings."""
     from irnlib.train import make_config
 
-    amp = {"fast+bf16": "bf16", "fast+fp16": "fp16"}.get(mode, "off")
+    amp = "bf16" if "+bf16" in mode else "fp16" if "+fp16" in mode else "off"
     return make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
                        memory_saving=mode.endswith("recompute"), amp=amp, device=device)  # fmt: skip
 
@@ -190,9 +192,9 @@ def photo_batch(batch: int, patch: int):
     return torch.stack(crops).float() / 255
 
 
-def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
-    """Markdown rows: each loss term and the gradient under bf16 and fp16 autocast against fp32
-    (the same network, photographs and z'), relative errors and the gradients' cosine."""
+def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16", "fp16")) -> list[str]:
+    """Markdown rows: each loss term and the gradient under the ``autocasts`` (bf16, fp16)
+    against fp32 (the same network, photographs and z'), relative errors and the gradients' cosine."""
     import torch
 
     from irnlib.imresize import imresize
@@ -207,7 +209,9 @@ def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
     net = trained_like(config, device).net
     objective = IRNObjective(net, config)
     results = {}
-    for label, dtype in (("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    for label in ("fp32", *autocasts):
+        dtype = dtypes[label]
         net.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             terms = objective(hr, lr_ref, z_prime)
@@ -216,7 +220,7 @@ def precision_table(scale: int, batch: int, patch: int, device) -> list[str]:
         results[label] = ({k: float(v.detach()) for k, v in terms.items()}, grads)
     terms32, g32 = results["fp32"]
     rows = []
-    for label in ("bf16", "fp16"):
+    for label in autocasts:
         terms, g = results[label]
         rel = {k: abs(terms[k] - terms32[k]) / (abs(terms32[k]) or 1.0) for k in terms32}
         cosine = float(torch.nn.functional.cosine_similarity(g32, g, dim=0))
@@ -385,7 +389,7 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="*", default=None, choices=sorted(set(MODES + GPU_MODES)),
                         help="plain is always run too: every ratio is against it")
     parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device such as cuda")
-    parser.add_argument("--precision", action="store_true", help="GPU: also bf16 and fp16 against fp32")
+    parser.add_argument("--precision", action="store_true", help="also bf16 (and on a GPU fp16) against fp32")
     parser.add_argument("--quick", action="store_true", help="skip the b16 p144 rows")
     parser.add_argument("--profile", metavar="ROW:MODE", help="profile the steps of one row and mode instead")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -435,6 +439,13 @@ def main(argv=None):
                 flush=True,
             )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    if args.precision:  # on a CPU, bf16 only: fp16 has no native CPU arithmetic to measure
+        print()
+        table_head("bf16 autocast against fp32, one step on photographs (random conv5 weights), relative error:",
+                   ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])
+        for row in rows:
+            for line in precision_table(*ROWS[row], torch.device("cpu"), autocasts=("bf16",)):
+                print(line, flush=True)
 
 
 if __name__ == "__main__":
