@@ -186,8 +186,11 @@ def main(argv=None) -> pd.DataFrame:
 
     from irnlib.train import parse_overrides
 
-    changes = parse_overrides(args.change)
-    variants = [args.change] + ([args.change + args.versus] if args.versus else [])
+    # (words, fields) of each variant, parsed once so that a bad field=value fails before any training
+    try:
+        variants = [(words, parse_overrides(words)) for words in [args.change] + ([args.change + args.versus] if args.versus else [])]
+    except ValueError as err:
+        parser.error(str(err))
     if args.label and len(variants) > 1:
         parser.error("--label names one variant; with --versus the labels are the recipes and their changes")
 
@@ -203,10 +206,10 @@ def main(argv=None) -> pd.DataFrame:
         for scale in args.scales:
             jobs = [
                 dict(recipe=recipe, scale=scale, minutes=args.minutes, runs_dir=Path(runs_dir), val_set=val_set,
-                     train_set=train_set, val_every=args.val_every, changes=parse_overrides(variant),
-                     label=args.label or " ".join([recipe, *variant]), max_iterations=args.iterations)
+                     train_set=train_set, val_every=args.val_every, changes=changes,
+                     label=args.label or " ".join([recipe, *words]), max_iterations=args.iterations)
                 for recipe in args.recipes
-                for variant in variants
+                for words, changes in variants
             ]  # fmt: skip
             if args.side_by_side:
                 curves += run_side_by_side(jobs)

@@ -231,6 +231,16 @@ def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16
     return rows
 
 
+def print_precision(rows: list[str], device, autocasts: tuple[str, ...]) -> None:
+    """Print :func:`precision_table` for ``rows`` as one Markdown table."""
+    print()
+    table_head(f"{' and '.join(autocasts)} autocast against fp32, one step on photographs (random conv5 weights), relative error:",
+               ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])  # fmt: skip
+    for row in rows:
+        for line in precision_table(*ROWS[row], device, autocasts):
+            print(line, flush=True)
+
+
 def table_head(title: str, columns: list[str]) -> None:
     """Print a title line and a Markdown table's header."""
     print(title)
@@ -264,12 +274,7 @@ def main_gpu(args, rows: list[str]) -> None:
                 flush=True,
             )
     if args.precision:
-        print()
-        table_head("Autocast against fp32, one step on photographs (random conv5 weights), relative error:",
-                   ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])
-        for row in rows:
-            for line in precision_table(*ROWS[row], device):
-                print(line, flush=True)
+        print_precision(rows, device, ("bf16", "fp16"))
 
 
 def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20) -> float:
@@ -440,12 +445,7 @@ def main(argv=None):
             )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.precision:  # on a CPU, bf16 only: fp16 has no native CPU arithmetic to measure
-        print()
-        table_head("bf16 autocast against fp32, one step on photographs (random conv5 weights), relative error:",
-                   ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])
-        for row in rows:
-            for line in precision_table(*ROWS[row], torch.device("cpu"), autocasts=("bf16",)):
-                print(line, flush=True)
+        print_precision(rows, torch.device("cpu"), ("bf16",))
 
 
 if __name__ == "__main__":

@@ -199,7 +199,7 @@ class TrainConfig:
     checkpoint_every: int = 5000  # refresh checkpoints/last.pt and the exported model
     keep_every: int = 50_000  # also keep checkpoints/iter_NNNNNNN.pt (0: never)
     progress: bool = True  # tqdm progress bar
-    # device and speed (none of these changes the mathematics)
+    # device and speed (none of these changes the mathematics; amp changes the arithmetic's precision)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
     # "off", "bf16" or "fp16" autocast (off until verified on your GPU); "auto": bf16 on a CPU
     # that does it natively (AMX, AVX-512-BF16), else off; resolved when training starts
