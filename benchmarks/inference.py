@@ -4,16 +4,20 @@ Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, t
 ``downscale`` and ``upscale`` and the peak resident memory, for
 
 - ``reference``: the network's own whole-image ``net.downscale`` / ``net.upscale`` under
-  ``torch.no_grad`` (what the original implementation does), and
-- ``kit``: :func:`irnlib.inference.downscale` / :func:`~irnlib.inference.upscale` (tiled,
-  channels-last convolutions, ``torch.inference_mode``).
+  ``torch.no_grad`` (what the original implementation does), default allocator;
+- ``reference+alloc``: the same with glibc's allocator kept from returning freed memory to
+  the OS (:func:`irnlib.threads.tune_cpu_allocator`), to show that setting's share alone;
+- ``kit``: what ``irn downscale`` / ``irn upscale`` and the evaluation run: the allocator
+  setting, :func:`irnlib.inference.downscale` / :func:`~irnlib.inference.upscale` (tiled,
+  channels-last convolutions, ``torch.inference_mode``), once per ``--tile`` value, so tile
+  sizes are compared side by side in one run.
 
 "CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
 work it varies less than the wall-clock seconds. Every configuration runs in a fresh subprocess, so its peak RSS is its own (the resident
 memory after imports is printed too). Random weights (timing does not depend on them).
 
     python benchmarks/inference.py                 # all configurations
-    python benchmarks/inference.py --sizes 512x512 --scales 4 --repeats 3
+    python benchmarks/inference.py --sizes 512x512 --scales 4 --repeats 3 --tile 128 160
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
         torch.set_num_threads(threads)
     from irnlib import IRN
     from irnlib import inference
+    from irnlib.threads import tune_cpu_allocator
+
+    if mode != "reference":
+        tune_cpu_allocator()
 
     torch.manual_seed(0)
     net = IRN(scale).eval()
@@ -50,7 +58,7 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
     for _ in range(repeats):
         c0 = time.process_time()
         gen = torch.Generator().manual_seed(0)
-        if mode == "reference":
+        if mode.startswith("reference"):
             with torch.no_grad():
                 t0 = time.perf_counter()
                 lr = net.downscale(hr)
@@ -98,9 +106,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["512x512", "2040x1356"], help="WIDTHxHEIGHT")
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 4])
-    parser.add_argument("--modes", nargs="+", default=["reference", "kit"], choices=["reference", "kit"])
+    parser.add_argument("--modes", nargs="+", default=["reference", "reference+alloc", "kit"],
+                        choices=["reference", "reference+alloc", "kit"])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
-    parser.add_argument("--tile", type=int, default=None, help="kit tile size (default: irnlib.inference.TILE)")
+    parser.add_argument("--tile", type=int, nargs="+", default=None,
+                        help="kit tile size(s), each a row (default: irnlib.inference.TILE)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -109,13 +119,14 @@ def main(argv=None) -> None:
         tile = None if tile == "None" else int(tile)
         print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
         return
-    if args.tile is None:
-        from irnlib.inference import TILE
+    from irnlib.inference import TILE
+    from irnlib.provenance import cpu_model, native_bf16
 
-        args.tile = TILE
+    tiles = args.tile or [TILE]
+    runs = [(mode, tile) for mode in args.modes for tile in (tiles if mode == "kit" else [None])]
     start_load = load_average()
     print(f"# IRN inference, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-          f"{platform.node()}, load average at start {start_load}, kit tile {args.tile}")
+          f"{cpu_model()} (native bf16: {native_bf16() or 'none'}), load average at start {start_load}")
     print()
     print("| image | scale | mode | downscale s | upscale s | total s | CPU s | peak RSS MiB (after imports) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -123,15 +134,17 @@ def main(argv=None) -> None:
         width, height = (int(v) for v in size.lower().split("x"))
         for scale in args.scales:
             totals, cpu = {}, {}
-            for mode in args.modes:
-                r = run_in_subprocess(mode, scale, height, width, args.repeats, args.tile, args.threads)
-                totals[mode] = r["down_s"] + r["up_s"]
-                cpu[mode] = r["cpu_s"]
-                print(f"| {width}×{height} | ×{scale} | {mode} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
-                      f"{totals[mode]:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} ({r['base_mib']:.0f}) |", flush=True)
-            if len(totals) == 2:
-                print(f"| {width}×{height} | ×{scale} | speed-up | | | "
-                      f"{totals['reference'] / totals['kit']:.2f}× | {cpu['reference'] / cpu['kit']:.2f}× | |", flush=True)
+            for mode, tile in runs:
+                name = mode if tile is None else f"{mode}, tile {tile}"
+                r = run_in_subprocess(mode, scale, height, width, args.repeats, tile, args.threads)
+                totals[name] = r["down_s"] + r["up_s"]
+                cpu[name] = r["cpu_s"]
+                print(f"| {width}×{height} | ×{scale} | {name} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
+                      f"{totals[name]:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} ({r['base_mib']:.0f}) |", flush=True)
+            for name in totals:
+                if "reference" in totals and name != "reference":
+                    print(f"| {width}×{height} | ×{scale} | speed-up, {name} | | | {totals['reference'] / totals[name]:.2f}× | "
+                          f"{cpu['reference'] / cpu[name]:.2f}× | |", flush=True)
     print()
     print(f"threads {r['threads']}, torch {r['torch']}, load average at end {load_average()}")
 

@@ -384,15 +384,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_thread_policy() -> None:
-    """Size torch's thread team for this machine and its load, once (``irnlib.threads``;
-    ``OMP_NUM_THREADS`` or ``IRN_THREADS=<n>|auto`` override it)."""
-    from .threads import apply_thread_policy
+def _set_up_cpu_runtime() -> None:
+    """Size torch's thread team for this machine and its load, once (``OMP_NUM_THREADS`` or
+    ``IRN_THREADS=<n>|auto`` override it), and keep freed memory for reuse (``irnlib.threads``)."""
+    from .threads import apply_thread_policy, tune_cpu_allocator
 
     try:
         apply_thread_policy()
     except ValueError as err:  # a malformed IRN_THREADS
         raise CommandError(str(err)) from None
+    tune_cpu_allocator()
 
 
 def main(argv=None) -> int:
@@ -403,14 +404,14 @@ def main(argv=None) -> int:
         from . import train
 
         try:
-            _apply_thread_policy()
+            _set_up_cpu_runtime()
         except CommandError as err:
             print(f"irn: error: {err}", file=sys.stderr)
             return 2
         return train.command(argv[1:], prefix="irn: error")
     args = parser.parse_args(argv)
     try:
-        _apply_thread_policy()
+        _set_up_cpu_runtime()
         if args.command == "reproduce":
             from .paths import results_root
             from .pipeline import PipelineError, reproduce

@@ -44,6 +44,7 @@ from .inference import TILE, downscale, net_device, upscale
 from .metrics import psnr, ssim
 from .network import IRN
 from .paths import atomic_write
+from .threads import tune_cpu_allocator
 
 __all__ = [
     "CSV_COLUMNS",
@@ -299,6 +300,9 @@ def evaluate_dataset(
         Scale factor; must equal ``net.scale`` for IRN.
     net : IRN or None
         The network (on the device to run on, in eval mode), or ``None`` for Bicubic & Bicubic.
+        On a CPU, glibc's allocator is set to keep freed memory for reuse (process-wide,
+        :func:`irnlib.threads.tune_cpu_allocator`): every image allocates the same large
+        blocks again.
     draws : int
         Independent draws of ``z`` per image (the paper: 5).
     seed : int
@@ -339,6 +343,8 @@ def evaluate_dataset(
     if draws < 1:
         raise ValueError(f"evaluate_dataset: draws must be at least 1, got {draws}")
     test_set = PairedTestSet(dataset, scale, root)
+    if net is not None and net_device(net).type == "cpu":
+        tune_cpu_allocator()
     method = "bicubic" if net is None else "irn"
     count = len(test_set) if max_images is None else min(int(max_images), len(test_set))
     rows = []

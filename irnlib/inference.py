@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 HALO = 10  # receptive radius of one InvBlock, in pixels of its level's feature map
-TILE = 128  # default tile side (core, without the halo), in pixels of each level's feature map
+TILE = 160  # least tile side (core, without the halo), in pixels of each level's feature map
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -98,8 +98,13 @@ def usable_device(name: str, spelled: str = "device={}") -> torch.device:
 
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:
-    """Consecutive ``[start, stop)`` ranges of at most ``tile`` covering ``range(length)``."""
-    return [(start, min(start + tile, length)) for start in range(0, length, tile)]
+    """Consecutive ``[start, stop)`` ranges covering ``range(length)``: ``length // tile`` of them
+    (at least one), equal to within a pixel, so each is ``tile`` to ``2·tile − 1`` pixels long
+    (or all of ``length`` when that is shorter). Equal spans leave no thin last tile, whose
+    halo would cost more than its core; a map shorter than ``2·tile`` stays whole."""
+    count = max(1, length // tile)
+    bounds = [i * length // count for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _tiled(fn, x: torch.Tensor, tile: int | None, channels_last: bool) -> torch.Tensor:
@@ -112,13 +117,14 @@ def _tiled(fn, x: torch.Tensor, tile: int | None, channels_last: bool) -> torch.
     if tile is None:
         return fn(x)  # the whole feature map, exactly as the network itself runs it
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    h, w = x.shape[-2:]
-    if h <= tile and w <= tile:
+    rows, cols = _spans(x.shape[-2], tile), _spans(x.shape[-1], tile)
+    if len(rows) == len(cols) == 1:
         return fn(x.contiguous(memory_format=fmt)).contiguous()
+    h, w = x.shape[-2:]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for top, bottom in _spans(h, tile):
+    for top, bottom in rows:
         r0, r1 = max(top - HALO, 0), min(bottom + HALO, h)
-        for left, right in _spans(w, tile):
+        for left, right in cols:
             c0, c1 = max(left - HALO, 0), min(right + HALO, w)
             piece = fn(x[:, :, r0:r1, c0:c1].contiguous(memory_format=fmt))
             out[:, :, top:bottom, left:right] = piece[:, :, top - r0 : bottom - r0, left - c0 : right - c0]
@@ -139,9 +145,10 @@ def forward(net: IRN, x: torch.Tensor, *, tile: int | None = TILE, channels_last
     x : float tensor (B, C, H, W)
         ``H`` and ``W`` multiples of ``net.scale``.
     tile : int or None
-        Tile side in pixels of each level's feature map (``None``: the whole image at once,
-        exactly as ``net(x)``).
-        The working memory of one InvBlock is about ``(tile + 20)² × 300`` floats.
+        Least tile side in pixels of each level's feature map: each side is cut into
+        ``side // tile`` equal spans, ``tile`` to ``2·tile − 1`` pixels long (``None``: the
+        whole image at once, exactly as ``net(x)``). The working memory of one InvBlock is
+        at most about ``(2·tile + 20)² × 300`` floats (140 MB for the default 160).
     channels_last : bool
         Run the convolutions in NHWC layout (faster on CPU; equal up to float rounding).
     """

@@ -1,4 +1,6 @@
-"""How many torch intra-op threads to use: the CPUs this process may use, minus those busy elsewhere.
+"""The CPU runtime: how many torch intra-op threads to use (the CPUs this process may use, minus
+those busy elsewhere), and glibc's allocator kept from returning large blocks to the OS
+(:func:`tune_cpu_allocator`).
 
 On a machine shared with other CPU-heavy processes, OpenMP threads that outnumber the free
 cores spin at every barrier while the thread they wait for is descheduled: two trainings with
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,7 @@ __all__ = [
     "parse_cpu_max",
     "parse_cfs_quota",
     "BusyMeter",
+    "tune_cpu_allocator",
 ]
 
 # A CPU counts as taken when other processes keep it busy this fraction of the time or more.
@@ -410,3 +414,27 @@ def _torch_default_threads() -> int:
 
         _default_threads = torch.get_num_threads()
     return _default_threads
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS (glibc only).
+
+    A training step allocates and frees the same large tensors every iteration, and so does
+    every image of an evaluation. glibc serves blocks above 32 MB with fresh ``mmap`` pages,
+    which the kernel must fault in and zero each time; on CPU that costs a noticeable share
+    of a step, and about half of a whole-image IRN round trip of a 512² image (measured). Disabling ``mmap`` for
+    ``malloc`` (``M_MMAP_MAX = 0``) and raising the trim threshold makes the heap reuse
+    those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
+    it applied (``False`` on a non-glibc platform).
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False

@@ -80,6 +80,7 @@ from .notebook import save_figure
 from .paths import atomic_write, cache_root, results_root, write_json
 from .profiles import PAPER_ITERATIONS
 from .provenance import native_bf16, provenance
+from .threads import tune_cpu_allocator
 from .threads import adjust_threads, apply_thread_policy
 
 try:
@@ -766,29 +767,6 @@ def _rounded(row: dict) -> dict:
 
 # ----------------------------------------------------------------------------------------
 # The runner's pieces: build, resume, one step, the run's records
-
-
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in the process instead of returning it to the OS (glibc only).
-
-    A training step allocates and frees the same large tensors every iteration. glibc
-    serves blocks above 32 MB with fresh ``mmap`` pages, which the kernel must fault in and
-    zero each time; on CPU that costs a noticeable share of a step. Disabling ``mmap`` for
-    ``malloc`` (``M_MMAP_MAX = 0``) and raising the trim threshold makes the heap reuse
-    those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
-    it applied (``False`` on a non-glibc platform).
-    """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError):
-        return False
 
 
 def _setup_distributed(config: TrainConfig) -> tuple[int, int, torch.device]:

@@ -48,7 +48,7 @@ def test_tiled_equals_untiled_in_float64(scale):
     """Tiling is exact: in float64 (NCHW) the tiled results match the network's to 1e-10."""
     net = small_net(scale, torch.float64)
     hr = torch.rand(1, 3, 45, 61, dtype=torch.float64)  # odd sizes: padded like net.downscale
-    tile = {2: 9, 4: 7, 8: 5}[scale]  # several tiles at every level, ragged last tiles
+    tile = {2: 9, 4: 5, 8: 3}[scale]  # several tiles at every level, of unequal sizes
     opts = dict(tile=tile, channels_last=False)
     with torch.inference_mode():
         padded = net.pad_to_multiple(hr)
@@ -81,6 +81,19 @@ def test_tiled_fast_path_equals_untiled_in_float32(scale):
         lr_tiled = inference.downscale(net, hr, tile=9)
     assert (lr_tiled - lr).abs().max() <= 1 / 255 + 1e-6
     assert (lr_tiled != lr).float().mean() < 1e-3
+
+
+def test_spans_cover_the_side_in_equal_parts_at_least_a_tile_long():
+    for tile in (1, 3, 16, inference.TILE):
+        for length in range(1, 4 * tile + 3):
+            spans = inference._spans(length, tile)
+            assert spans[0][0] == 0 and spans[-1][1] == length
+            assert all(stop == start for (_, stop), (start, _) in zip(spans, spans[1:]))
+            sizes = [stop - start for start, stop in spans]
+            if length < 2 * tile:
+                assert sizes == [length]  # too short to split without a tile under `tile`
+            else:
+                assert max(sizes) - min(sizes) <= 1 and tile <= min(sizes) and max(sizes) < 2 * tile
 
 
 def test_image_functions_handle_any_size_and_crop_back():

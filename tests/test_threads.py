@@ -1,6 +1,8 @@
 """The thread policy (irnlib.threads): its decisions from allowed CPUs, quota and load, the
 environment's overrides, and the machine readers on fake cgroup and /proc files. No timings."""
 
+import platform
+
 import pytest
 import torch
 
@@ -226,3 +228,11 @@ def test_busy_meter_reads_something_sane_on_this_machine():
     sum(range(10**5))
     busy = meter.read()
     assert 0.0 <= busy <= len(meter.cpus) + 0.5
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is for glibc only")
+def test_allocator_setting_applies_on_glibc():
+    from irnlib.threads import tune_cpu_allocator
+
+    assert tune_cpu_allocator() is True
+    assert tune_cpu_allocator() is True  # idempotent: applying it again is harmless
