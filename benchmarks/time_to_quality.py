@@ -199,6 +199,13 @@ def main(argv=None) -> pd.DataFrame:
     present = available_datasets()
     val_set = "Set5" if "Set5" in present else "embedded-test"
     train_set = "T91+BSD200" if {"T91", "BSD200"} <= set(present) else "embedded-train"
+    try:  # every configuration built once, so that a value only TrainConfig refuses fails before any training
+        for scale in args.scales:
+            for recipe in args.recipes:
+                for _, changes in variants:
+                    recipe_config(recipe, scale, Path("."), val_set, train_set, args.val_every, changes)
+    except ValueError as err:
+        parser.error(str(err))
     out = results_root(args.out)
     started = time.time()
     curves = []
