@@ -133,6 +133,11 @@ class DenseSubnet(nn.Module):
         nn.init.zeros_(self.conv5.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # Every convolution would cast its input to the autocast dtype; casting the block
+            # input once keeps the concatenations in that dtype (not promoted to float32 and
+            # cast again per layer). The forward values are the same; without autocast, a no-op.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         x1 = self.lrelu(self.conv1(x))
         x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
         x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))

@@ -383,17 +383,29 @@ def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> to
     return torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)).mean()
 
 
-def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False) -> torch.Tensor:
+def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False,
+                channels_last: bool = False) -> torch.Tensor:
     """``net(x)`` or ``net.inverse(x)``, optionally recomputing activations in the backward pass.
 
     With ``memory_saving`` each InvBlock is run under :func:`torch.utils.checkpoint.checkpoint`:
     only the block inputs are kept and the dense-block activations (the bulk of the memory)
     are recomputed during the backward pass. Same operations, same numbers; about one extra
     forward pass of compute.
+
+    With ``channels_last`` each InvBlock's input is made channels-last (NHWC) first. The Haar
+    levels and the concatenation of the LR with ``z`` give NCHW tensors; an InvBlock fed one
+    concatenates its dense blocks' activations in NCHW, and every convolution (forward and
+    backward) then copies its input to NHWC. Same numbers: only the layout changes.
     """
-    if not memory_saving:
+    if not memory_saving and not channels_last:
         return net.inverse(x) if inverse else net(x)
-    return net.run(x, inverse=inverse, run_block=lambda fn, x: checkpoint(fn, x, use_reentrant=False))
+
+    def run_block(fn, x):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return checkpoint(fn, x, use_reentrant=False) if memory_saving else fn(x)
+
+    return net.run(x, inverse=inverse, run_block=run_block)
 
 
 class IRNObjective(nn.Module):
@@ -407,8 +419,8 @@ class IRNObjective(nn.Module):
     ----------
     net : IRN
     config : TrainConfig
-        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale`` and
-        ``memory_saving``.
+        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale``,
+        ``memory_saving`` and ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -416,14 +428,14 @@ class IRNObjective(nn.Module):
         self.net = net
         self.lambda_forw, self.lambda_back = config.lambda_forw, config.lambda_back
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
-        self.memory_saving = config.memory_saving
+        self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
 
     def forward(self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
                 distr_factor: float = 1.0) -> dict[str, torch.Tensor]:
         # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
         c = self.net.channels
         lambda_distr = self.lambda_distr * distr_factor
-        y = run_network(self.net, hr, memory_saving=self.memory_saving).float()  # (b, 3·s², P/s, P/s)
+        y = run_network(self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last).float()  # (b, 3·s², P/s, P/s)
         lr, z = y[:, :c], y[:, c:]
         zero = y.new_zeros(())
         terms = {
@@ -434,7 +446,8 @@ class IRNObjective(nn.Module):
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
             y_hat = torch.cat((quantize(lr), self.gaussian_scale * z_prime), dim=1)
-            x_hat = run_network(self.net, y_hat, inverse=True, memory_saving=self.memory_saving)[:, :c]
+            x_hat = run_network(self.net, y_hat, inverse=True, memory_saving=self.memory_saving,
+                                channels_last=self.channels_last)[:, :c]
             terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
         return terms
 

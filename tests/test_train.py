@@ -136,6 +136,29 @@ def test_memory_saving_and_channels_last_give_the_same_gradients(scale):
         assert error < max(5 * plain_error, 1e-6), (error, plain_error)
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_channels_last_objective_feeds_every_convolution_nhwc_and_under_autocast_bf16(amp):
+    """With channels_last every dense-block convolution gets an NHWC input (none copies its
+    input to NHWC first, in forward or backward), and under bf16 autocast the dense blocks
+    concatenate in bf16 (no float32 concatenation cast again per layer)."""
+    scale = 4
+    net = randomize(IRN(scale, block_num=[1, 1]), seed=2).to(memory_format=torch.channels_last)
+    config = make_config("paper", scale=scale, channels_last=True)
+    seen = []
+    for name, conv in net.named_modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.register_forward_pre_hook(lambda m, inputs, name=name: seen.append((name, inputs[0])))
+    hr, lr_ref, z_prime = _batch(scale, p=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        IRNObjective(net, config)(hr.contiguous(memory_format=torch.channels_last), lr_ref, z_prime)
+    assert len(seen) == 2 * 2 * 3 * 5  # forward and inverse, 2 blocks, F/G/H, 5 convolutions
+    # conv1 reads a channel slice of the block's NHWC input (channel stride 1); the others the
+    # dense block's concatenations, which must be NHWC-contiguous
+    assert all(x.stride(1) == 1 for _, x in seen)
+    assert all(x.is_contiguous(memory_format=torch.channels_last) for name, x in seen if not name.endswith("conv1"))
+    assert {x.dtype for name, x in seen if not name.endswith("conv1")} == {torch.bfloat16 if amp else torch.float32}
+
+
 def test_run_network_memory_saving_is_forward_and_inverse():
     net = randomize(IRN(4, block_num=[1, 2]), seed=4)
     x = torch.rand(1, 3, 16, 16)
