@@ -289,12 +289,17 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
 def _rescale(args, up: bool) -> None:
     from tqdm.auto import tqdm
 
+    from .inference import net_device
+    from .threads import tune_cpu_allocator
+
     jobs = _plan(Path(args.input), Path(args.output))
     scale = args.scale
     if up and scale is None and not args.checkpoint:  # the scale `irn downscale` stored in the LR
         scale = _stored_scale(jobs[0][0])
     checkpoint = _checkpoint_path(args.checkpoint, scale)
     net = _load_network(checkpoint, scale, args.device)
+    if net_device(net).type == "cpu":
+        tune_cpu_allocator()  # every image allocates the same large blocks again (irnlib.threads)
     ident = _fingerprint(checkpoint)
     size = _parse_size(args.size, "--size") if up and args.size else None
     failed = []
@@ -384,16 +389,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _set_up_cpu_runtime() -> None:
-    """Size torch's thread team for this machine and its load, once (``OMP_NUM_THREADS`` or
-    ``IRN_THREADS=<n>|auto`` override it), and keep freed memory for reuse (``irnlib.threads``)."""
-    from .threads import apply_thread_policy, tune_cpu_allocator
+def _apply_thread_policy() -> None:
+    """Size torch's thread team for this machine and its load, once (``irnlib.threads``;
+    ``OMP_NUM_THREADS`` or ``IRN_THREADS=<n>|auto`` override it)."""
+    from .threads import apply_thread_policy
 
     try:
         apply_thread_policy()
     except ValueError as err:  # a malformed IRN_THREADS
         raise CommandError(str(err)) from None
-    tune_cpu_allocator()
 
 
 def main(argv=None) -> int:
@@ -404,14 +408,14 @@ def main(argv=None) -> int:
         from . import train
 
         try:
-            _set_up_cpu_runtime()
+            _apply_thread_policy()
         except CommandError as err:
             print(f"irn: error: {err}", file=sys.stderr)
             return 2
         return train.command(argv[1:], prefix="irn: error")
     args = parser.parse_args(argv)
     try:
-        _set_up_cpu_runtime()
+        _apply_thread_policy()
         if args.command == "reproduce":
             from .paths import results_root
             from .pipeline import PipelineError, reproduce

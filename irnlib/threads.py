@@ -422,9 +422,9 @@ def tune_cpu_allocator() -> bool:
     A training step allocates and frees the same large tensors every iteration, and so does
     every image of an evaluation. glibc serves blocks above 32 MB with fresh ``mmap`` pages,
     which the kernel must fault in and zero each time; on CPU that costs a noticeable share
-    of a step, and about half of a whole-image IRN round trip of a 512² image (measured). Disabling ``mmap`` for
-    ``malloc`` (``M_MMAP_MAX = 0``) and raising the trim threshold makes the heap reuse
-    those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
+    of a step, and about half of a whole-image IRN round trip of a 512² image (measured).
+    Disabling ``mmap`` for ``malloc`` (``M_MMAP_MAX = 0``) and raising the trim threshold
+    makes the heap reuse those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
     it applied (``False`` on a non-glibc platform).
     """
     import ctypes

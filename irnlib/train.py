@@ -80,8 +80,7 @@ from .notebook import save_figure
 from .paths import atomic_write, cache_root, results_root, write_json
 from .profiles import PAPER_ITERATIONS
 from .provenance import native_bf16, provenance
-from .threads import tune_cpu_allocator
-from .threads import adjust_threads, apply_thread_policy
+from .threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
 
 try:
     import fcntl
