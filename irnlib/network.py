@@ -145,11 +145,19 @@ class DenseSubnet(nn.Module):
         return self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
 
 
+def _apply(subnet: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return subnet(x)
+
+
 class InvBlock(nn.Module):
     """Affine coupling block on ``channels`` channels, split ``split`` | ``channels - split``.
 
     forward:  y1 = x1 + F(x2);  s = 2·sigmoid(H(y1)) - 1;  y2 = x2·exp(s) + G(y1)
     inverse:  s = 2·sigmoid(H(y1)) - 1;  x2 = (y2 - G(y1))·exp(-s);  x1 = y1 - F(x2)
+
+    ``forward`` and ``inverse`` take ``run_subnet(subnet, t)``, which evaluates F, G and H
+    (default ``subnet(t)``); tiled inference passes a faster evaluation of the same function
+    (:func:`irnlib.inference.subnet_nhwc`).
     """
 
     def __init__(self, channels: int, split: int = 3, growth: int = 32):
@@ -160,19 +168,19 @@ class InvBlock(nn.Module):
         self.G = DenseSubnet(split, rest, growth)
         self.H = DenseSubnet(split, rest, growth)
 
-    def _log_scale(self, y1: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.H(y1)) * 2 - 1  # clamp = 1: s in (-1, 1)
+    def _log_scale(self, y1: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
+        return torch.sigmoid(run_subnet(self.H, y1)) * 2 - 1  # clamp = 1: s in (-1, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
         x1, x2 = x[:, : self.split], x[:, self.split :]
-        y1 = x1 + self.F(x2)
-        y2 = x2 * torch.exp(self._log_scale(y1)) + self.G(y1)
+        y1 = x1 + run_subnet(self.F, x2)
+        y2 = x2 * torch.exp(self._log_scale(y1, run_subnet)) + run_subnet(self.G, y1)
         return torch.cat((y1, y2), 1)
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
         y1, y2 = y[:, : self.split], y[:, self.split :]
-        x2 = (y2 - self.G(y1)) * torch.exp(-self._log_scale(y1))
-        x1 = y1 - self.F(x2)
+        x2 = (y2 - run_subnet(self.G, y1)) * torch.exp(-self._log_scale(y1, run_subnet))
+        x1 = y1 - run_subnet(self.F, x2)
         return torch.cat((x1, x2), 1)
 
     def log_det(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from irnlib.datasets import PairedTestSet, TestPair, dataset_version
 from irnlib.imresize import imresize
 from irnlib.images import to_batch, to_image
 from irnlib.metrics import psnr
+from irnlib.network import DenseSubnet, InvBlock
 from irnlib.tables import summarize
 from irnlib.train import make_config
 
@@ -81,6 +82,37 @@ def test_tiled_fast_path_equals_untiled_in_float32(scale):
         lr_tiled = inference.downscale(net, hr, tile=9)
     assert (lr_tiled - lr).abs().max() <= 1 / 255 + 1e-6
     assert (lr_tiled != lr).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("cin, cout", [(9, 3), (3, 9), (45, 3), (3, 45)])  # F and G/H at the levels of ×2 and ×4
+def test_subnet_nhwc_is_the_dense_subnet_with_its_sums_reordered(cin, cout):
+    """In float64 the reordered sums agree to 1e-12, at every size down to 1×1 (the column
+    shifts at the borders), for narrow (by columns) and wide conv5 alike."""
+    subnet = randomize(DenseSubnet(cin, cout), seed=cin + cout).double()
+    gen = torch.Generator().manual_seed(0)
+    for size in [(1, 1), (1, 7), (5, 1), (13, 17)]:
+        x = torch.randn(2, cin + 2, *size, generator=gen, dtype=torch.float64)[:, 2:]  # a channel slice, as in a block
+        with torch.inference_mode():
+            got, want = inference.subnet_nhwc(subnet, x), subnet(x)
+        assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+        assert (got - want).abs().max() < 1e-12, size
+
+
+def test_invblock_runs_its_subnets_through_run_subnet():
+    block = randomize(InvBlock(12), seed=4).double()
+    x = torch.rand(1, 12, 9, 11, dtype=torch.float64)
+    calls = []
+
+    def run_subnet(subnet, t):
+        calls.append(subnet)
+        return inference.subnet_nhwc(subnet, t)
+
+    with torch.inference_mode():
+        y = block(x, run_subnet=run_subnet)
+        assert calls == [block.F, block.H, block.G]
+        assert (y - block(x)).abs().max() < 1e-12
+        assert (block.inverse(y, run_subnet=run_subnet) - x).abs().max() < 1e-12
+    assert calls[3:] == [block.G, block.H, block.F]
 
 
 def test_spans_cover_the_side_in_equal_parts_at_least_a_tile_long():
