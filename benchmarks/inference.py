@@ -10,7 +10,10 @@ Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, t
 - ``kit``: what ``irn downscale`` / ``irn upscale`` and the evaluation run: the allocator
   setting, :func:`irnlib.inference.downscale` / :func:`~irnlib.inference.upscale` (tiled,
   channels-last convolutions, ``torch.inference_mode``), once per ``--tile`` value, so tile
-  sizes are compared side by side in one run.
+  sizes are compared side by side in one run;
+- ``kit-official-subnets``: ``kit`` with every dense subnet run by its own
+  ``DenseSubnet.forward`` instead of :func:`irnlib.inference.subnet_nhwc`, to show that
+  function's share alone.
 
 "CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
 work it varies less than the wall-clock seconds. Every configuration runs in a fresh subprocess, so its peak RSS is its own (the resident
@@ -45,6 +48,8 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
 
     if mode != "reference":
         tune_cpu_allocator()
+    if mode == "kit-official-subnets":
+        inference.subnet_nhwc = lambda subnet, x: subnet(x)  # what the tiled steps call, looked up per call
 
     torch.manual_seed(0)
     net = IRN(scale).eval()
@@ -106,8 +111,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["512x512", "2040x1356"], help="WIDTHxHEIGHT")
     parser.add_argument("--scales", nargs="+", type=int, default=[2, 4])
-    parser.add_argument("--modes", nargs="+", default=["reference", "reference+alloc", "kit"],
-                        choices=["reference", "reference+alloc", "kit"])
+    modes = ["reference", "reference+alloc", "kit-official-subnets", "kit"]
+    parser.add_argument("--modes", nargs="+", default=modes, choices=modes)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
     parser.add_argument("--tile", type=int, nargs="+", default=None,
                         help="kit tile size(s), each a row (default: irnlib.inference.TILE)")
@@ -123,7 +128,7 @@ def main(argv=None) -> None:
     from irnlib.provenance import cpu_model, native_bf16
 
     tiles = args.tile or [TILE]
-    runs = [(mode, tile) for mode in args.modes for tile in (tiles if mode == "kit" else [None])]
+    runs = [(mode, tile) for mode in args.modes for tile in (tiles if mode.startswith("kit") else [None])]
     start_load = load_average()
     print(f"# IRN inference, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
           f"{cpu_model()} (native bf16: {native_bf16() or 'none'}), load average at start {start_load}")
