@@ -98,6 +98,16 @@ def test_subnet_nhwc_is_the_dense_subnet_with_its_sums_reordered(cin, cout):
         assert (got - want).abs().max() < 1e-12, size
 
 
+def test_untiled_inference_is_the_networks_own_arithmetic():
+    """``tile=None`` (training's validation, the explorer) runs ``net.run`` itself: bit-equal."""
+    net = small_net(4)
+    hr = torch.rand(1, 3, 24, 28)
+    with torch.inference_mode():
+        y = net(hr)
+        assert torch.equal(inference.forward(net, hr, tile=None), y)
+        assert torch.equal(inference.inverse(net, y, tile=None), net.inverse(y))
+
+
 def test_invblock_runs_its_subnets_through_run_subnet():
     block = randomize(InvBlock(12), seed=4).double()
     x = torch.rand(1, 12, 9, 11, dtype=torch.float64)
