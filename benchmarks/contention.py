@@ -48,8 +48,8 @@ def worker(policy: bool, steps: int, interval: float) -> dict:
     import torch
 
     from irnlib.network import IRN
-    from irnlib.threads import adjust_threads, apply_thread_policy
-    from irnlib.train import IRNObjective, make_config, tune_cpu_allocator
+    from irnlib.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
+    from irnlib.train import IRNObjective, make_config
 
     reason = apply_thread_policy().reason if policy else f"torch default: {torch.get_num_threads()} threads"
     start_threads = torch.get_num_threads()

@@ -15,7 +15,7 @@ family, AVX2/AVX-512/AMX) and the threads.
 Modes:
 
 - ``plain``: NCHW tensors, the default allocator: the original implementation's way.
-- ``alloc``: ``plain`` with the CPU allocator tuning of ``irnlib.train`` (``tune_cpu_allocator``).
+- ``alloc``: ``plain`` with the CPU allocator setting (``irnlib.threads.tune_cpu_allocator``).
 - ``fast``: ``alloc`` plus channels_last tensors (same mathematics, other kernels).
 - ``fast+recompute``: ``fast`` plus ``memory_saving`` (each InvBlock's activations are
   recomputed during the backward pass instead of being kept).
@@ -115,7 +115,8 @@ def cpu_step(scale: int, batch: int, patch: int, mode: str):
     training step of it on a fixed random batch (the allocator tuned unless ``plain``)."""
     import torch
 
-    from irnlib.train import train_step, tune_cpu_allocator
+    from irnlib.threads import tune_cpu_allocator
+    from irnlib.train import train_step
 
     if mode != "plain":
         tune_cpu_allocator()
