@@ -83,12 +83,15 @@ return !!k && k.status === 'idle';
 
 
 def test_explorer_renders_and_the_temperature_slider_changes_psnr(lab, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     port, token = lab
-    wait = WebDriverWait(browser, 240)
+    # The widget replaces its output when the PSNR changes: an element read at that moment is
+    # stale, and the wait reads it again (as it does while the element does not exist yet).
+    wait = WebDriverWait(browser, 240, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(f"http://127.0.0.1:{port}/lab/tree/04_explore.ipynb?token={token}")
     try:
         wait.until(lambda d: d.execute_script(KERNEL_IDLE))
