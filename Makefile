@@ -1,6 +1,7 @@
 # The kit's two commands (see README.md):
 #   make reproduce   install everything, then run the whole notebook pipeline (smoke profile)
-#   make test        install everything, then run the test suite
+#   make test        install everything, then run the linter and the whole test suite (what CI runs)
+#   make test-fast   the same without the slow tests (main job, nbval, browser): for development
 # Both create .venv/ on first use. Variables you may set:
 #   PYTHON=python3.11        interpreter for the virtual environment
 #   TORCH=torch==2.13.0      the torch requirement installed first. 2.13.0 is pinned because
@@ -23,7 +24,7 @@ PROFILE ?= smoke
 ARGS ?=
 STAMP := $(VENV)/.irnlib-installed
 
-.PHONY: install reproduce test lab bench clean
+.PHONY: install reproduce lint test test-fast lab bench clean
 
 install: $(STAMP)
 
@@ -37,8 +38,15 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(BIN)/python -m irnlib reproduce --profile $(PROFILE) $(ARGS)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest -m 'not slow' $(ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -1,5 +1,5 @@
 """Two trainings at once: smoke training step time alone, side by side, and side by side with
-the kit's thread policy (``irnlib.threads``); prints a Markdown table.
+the kit's thread policy (``irnlib.runtime.threads``); prints a Markdown table.
 
 A step is the smoke profile's (×4, batch 4, patch 48, channels_last, the tuned allocator):
 ``irnlib.train.IRNObjective``, backward, gradient clipping and Adam on random tensors, as in
@@ -47,8 +47,8 @@ def worker(policy: bool, steps: int, interval: float) -> dict:
     """Time ``steps`` training steps after a warm-up step; runs inside the subprocess."""
     import torch
 
-    from irnlib.network import IRN
-    from irnlib.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
+    from irnlib.model.network import IRN
+    from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
     from irnlib.train import IRNObjective, make_config
 
     reason = apply_thread_policy().reason if policy else f"torch default: {torch.get_num_threads()} threads"
@@ -92,14 +92,25 @@ def worker(policy: bool, steps: int, interval: float) -> dict:
 def clean_env() -> dict:
     """The environment of a case's processes: no thread settings, so each case sets its own."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "IRN_THREADS", "MKL_NUM_THREADS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH")])
+    )
     return env
 
 
 def run_case(case: str, steps: int, interval: float, timeout: float) -> list[dict] | None:
     """Start the case's processes together and collect their results (None: stopped at ``timeout``)."""
     _, processes, policy = CASES[case]
-    command = [sys.executable, __file__, "--worker", "policy" if policy else "default", "--steps", str(steps), "--interval", str(interval)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "policy" if policy else "default",
+        "--steps",
+        str(steps),
+        "--interval",
+        str(interval),
+    ]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=clean_env()) for _ in range(processes)]
     deadline, results = time.monotonic() + timeout, []
     try:
@@ -133,7 +144,7 @@ def main(argv=None):
         os.environ.pop(key, None)
     import torch
 
-    from irnlib.provenance import device_name
+    from irnlib.runtime.provenance import device_name
 
     print(
         f"Smoke training step (x{SCALE}, batch {BATCH}, patch {PATCH}), one or two processes at once; "
@@ -153,7 +164,10 @@ def main(argv=None):
             step = statistics.median(r["times"]) if r["times"] else float("nan")
             alone = step if case == "a" and alone is None else alone
             ratio = f"{step / alone:.2f}×" if alone else "–"
-            print(f"| {label} | {load} | {i} | {r['threads'][0]} → {r['threads'][1]} | {step:.2f} | {r['warmup']:.2f} | {ratio} |", flush=True)
+            print(
+                f"| {label} | {load} | {i} | {r['threads'][0]} → {r['threads'][1]} | {step:.2f} | {r['warmup']:.2f} | {ratio} |",
+                flush=True,
+            )
             if CASES[case][2]:
                 print(f"|  |  |  | {r['reason']} |  |  |  |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

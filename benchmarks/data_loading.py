@@ -44,12 +44,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from irnlib import imresize
-from irnlib.datasets import TrainingPatches, list_images, lr_reference
-from irnlib.paths import data_root
-from irnlib.images import load_image, mod_crop, save_png
-from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
+from irnlib.data.datasets import TrainingPatches, list_images, lr_reference
+from irnlib.imaging.images import load_image, mod_crop, save_png
+from irnlib.runtime.paths import data_root
 
 BATCH, PATCH, IMAGES = 16, 144, 8
 
@@ -113,7 +113,9 @@ class CachedLRPatches:
 
     def __init__(self, images: list[np.ndarray], scale: int, seed: int = 0):
         self.images, self.scale, self.seed = images, scale, seed
-        self.lrs = [imresize(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255, 1 / scale)[0] for img in images]
+        self.lrs = [
+            imresize(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255, 1 / scale)[0] for img in images
+        ]
 
     def __getitem__(self, k):
         rng = np.random.default_rng((self.seed, k))
@@ -152,8 +154,10 @@ def training_table(paths: list[Path], cache: Path) -> None:
     TrainingPatches(paths, 4, PATCH, cache_dir=cache)._image(0)  # decode + write one .npy
     npy_s = time.perf_counter() - start
     images = [load_image(p) for p in paths]
-    print(f"\nOne-time costs per image: PNG decode {decode_s * 1e3:.0f} ms; decode + write the .npy cache "
-          f"{npy_s * 1e3:.0f} ms; .npy size {images[0].nbytes / 1e6:.1f} MB.")
+    print(
+        f"\nOne-time costs per image: PNG decode {decode_s * 1e3:.0f} ms; decode + write the .npy cache "
+        f"{npy_s * 1e3:.0f} ms; .npy size {images[0].nbytes / 1e6:.1f} MB."
+    )
     print(f"\n| scale | HR pixels from | LR reference | s / batch of {BATCH} | patches/s |")
     print("| --- | --- | --- | --- | --- |")
     for scale in (2, 4):
@@ -174,8 +178,10 @@ def training_table(paths: list[Path], cache: Path) -> None:
             print(f"| ×{scale} | {source} | {lr} | {t:.4f} | {BATCH / t:.0f} |")
         if scale == 4:
             edge, inner = border_difference(cached_lr)
-    print(f"\nThe cached whole-image LR differs from imresize(HR patch) by up to {edge:.2f}/255 in the "
-          f"3-pixel LR border band and {inner:.1e}/255 inside (×4).")
+    print(
+        f"\nThe cached whole-image LR differs from imresize(HR patch) by up to {edge:.2f}/255 in the "
+        f"3-pixel LR border band and {inner:.1e}/255 inside (×4)."
+    )
 
 
 def test_pair_table(paths: list[Path], cache: Path) -> None:
@@ -194,9 +200,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default=None, help="data root (default: IRN_DATA or data/)")
     args = parser.parse_args()
-    print(f"Data loading on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, one process.")
+    print(
+        f"Data loading on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, one process."
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         div2k = data_root(args.root) / "DIV2K_train_HR"

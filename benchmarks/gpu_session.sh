@@ -5,7 +5,7 @@
 #   2. the kit reference trainings, x2 and x4 side by side on the one GPU: the quick recipe at
 #      the paper's batch (16 × 144²), as many steps as the measured step time fits in the budget
 #      (lr halved at 68 %, 86 % and 95 % of them, as the quick recipe does).
-# Every run folder is packed into OUT (without its checkpoints) for python -m irnlib.modelcard.
+# Every run folder is packed into OUT (without its checkpoints) for python -m irnlib.experiments.modelcard.
 #
 #   bash benchmarks/gpu_session.sh OUT DATA_ROOT TRAIN_SET [TRAIN_SECONDS [field=value ...]]
 #   e.g. bash benchmarks/gpu_session.sh /tmp/out ../shared/datasets T91+BSD200 300
@@ -21,7 +21,7 @@ python=${PYTHON:-python3}
 device=${DEVICE:-cuda} batch=${BATCH:-16} patch=${PATCH:-144}  # DEVICE=cpu BATCH=2 PATCH=32: a dry run
 mkdir -p "$out"
 log=$out/session.log
-{ date -u; nvidia-smi; "$python" -c "import torch, irnlib.train; from irnlib.provenance import device_name; print('torch', torch.__version__, device_name('$device'))"; } >"$log" 2>&1 \
+{ date -u; nvidia-smi; "$python" -c "import torch, irnlib.train; from irnlib.runtime.provenance import device_name; print('torch', torch.__version__, device_name('$device'))"; } >"$log" 2>&1 \
   || { cat "$log"; echo "the device or irnlib is not usable here"; exit 1; }
 
 touch "$out/bench.md"

@@ -6,13 +6,13 @@ Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, t
 - ``reference``: the network's own whole-image ``net.downscale`` / ``net.upscale`` under
   ``torch.no_grad`` (what the original implementation does), default allocator;
 - ``reference+alloc``: the same with glibc's allocator kept from returning freed memory to
-  the OS (:func:`irnlib.threads.tune_cpu_allocator`), to show that setting's share alone;
+  the OS (:func:`irnlib.runtime.threads.tune_cpu_allocator`), to show that setting's share alone;
 - ``kit``: what ``irn downscale`` / ``irn upscale`` and the evaluation run: the allocator
-  setting, :func:`irnlib.inference.downscale` / :func:`~irnlib.inference.upscale` (tiled,
+  setting, :func:`irnlib.model.inference.downscale` / :func:`~irnlib.model.inference.upscale` (tiled,
   channels-last convolutions, ``torch.inference_mode``), once per ``--tile`` value, so tile
   sizes are compared side by side in one run;
 - ``kit-official-subnets``: ``kit`` with every dense subnet run by its own
-  ``DenseSubnet.forward`` instead of :func:`irnlib.inference.subnet_nhwc`, to show that
+  ``DenseSubnet.forward`` instead of :func:`irnlib.model.inference.subnet_nhwc`, to show that
   function's share alone.
 
 "CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
@@ -43,8 +43,8 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
     if threads > 0:
         torch.set_num_threads(threads)
     from irnlib import IRN
-    from irnlib import inference
-    from irnlib.threads import tune_cpu_allocator
+    from irnlib.model import inference
+    from irnlib.runtime.threads import tune_cpu_allocator
 
     if mode != "reference":
         tune_cpu_allocator()
@@ -93,8 +93,18 @@ def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: 
 
 
 def run_in_subprocess(mode, scale, height, width, repeats, tile, threads) -> dict:
-    args = [sys.executable, __file__, "--child", mode, str(scale), str(height), str(width), str(repeats), str(tile),
-            str(threads)]
+    args = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(scale),
+        str(height),
+        str(width),
+        str(repeats),
+        str(tile),
+        str(threads),
+    ]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -114,8 +124,13 @@ def main(argv=None) -> None:
     modes = ["reference", "reference+alloc", "kit-official-subnets", "kit"]
     parser.add_argument("--modes", nargs="+", default=modes, choices=modes)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration (median)")
-    parser.add_argument("--tile", type=int, nargs="+", default=None,
-                        help="kit tile size(s), each a row (default: irnlib.inference.TILE)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=None,
+        help="kit tile size(s), each a row (default: irnlib.model.inference.TILE)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--child", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -124,14 +139,16 @@ def main(argv=None) -> None:
         tile = None if tile == "None" else int(tile)
         print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
         return
-    from irnlib.inference import TILE
-    from irnlib.provenance import cpu_model, native_bf16
+    from irnlib.model.inference import TILE
+    from irnlib.runtime.provenance import cpu_model, native_bf16
 
     tiles = args.tile or [TILE]
     runs = [(mode, tile) for mode in args.modes for tile in (tiles if mode.startswith("kit") else [None])]
     start_load = load_average()
-    print(f"# IRN inference, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-          f"{cpu_model()} (native bf16: {native_bf16() or 'none'}), load average at start {start_load}")
+    print(
+        f"# IRN inference, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{cpu_model()} (native bf16: {native_bf16() or 'none'}), load average at start {start_load}"
+    )
     print()
     print("| image | scale | mode | downscale s | upscale s | total s | CPU s | peak RSS MiB (after imports) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -144,12 +161,18 @@ def main(argv=None) -> None:
                 r = run_in_subprocess(mode, scale, height, width, args.repeats, tile, args.threads)
                 totals[name] = r["down_s"] + r["up_s"]
                 cpu[name] = r["cpu_s"]
-                print(f"| {width}×{height} | ×{scale} | {name} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
-                      f"{totals[name]:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} ({r['base_mib']:.0f}) |", flush=True)
+                print(
+                    f"| {width}×{height} | ×{scale} | {name} | {r['down_s']:.2f} | {r['up_s']:.2f} | "
+                    f"{totals[name]:.2f} | {r['cpu_s']:.2f} | {r['peak_mib']:.0f} ({r['base_mib']:.0f}) |",
+                    flush=True,
+                )
             for name in totals:
                 if "reference" in totals and name != "reference":
-                    print(f"| {width}×{height} | ×{scale} | speed-up, {name} | | | {totals['reference'] / totals[name]:.2f}× | "
-                          f"{cpu['reference'] / cpu[name]:.2f}× | |", flush=True)
+                    print(
+                        f"| {width}×{height} | ×{scale} | speed-up, {name} | | | {totals['reference'] / totals[name]:.2f}× | "
+                        f"{cpu['reference'] / cpu[name]:.2f}× | |",
+                        flush=True,
+                    )
     print()
     print(f"threads {r['threads']}, torch {r['torch']}, load average at end {load_average()}")
 

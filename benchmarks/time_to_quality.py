@@ -12,7 +12,7 @@ as functions of the iterations done and of the seconds spent in training steps (
 and checkpoint writing excluded, so both recipes are charged the same way). The
 "Bicubic & Bicubic" Y-PSNR of the same validation images is the line to cross.
 
-Recipes (see :mod:`irnlib.profiles`):
+Recipes (see :mod:`irnlib.protocol.profiles`):
 
 - ``paper``: the paper's optimiser settings (Adam 2e-4, its schedule, no weight average) at the
   quick profile's CPU-sized batches and data, so that only the optimiser settings differ;
@@ -53,9 +53,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from irnlib.modelcard import training_seconds  # noqa: E402
-from irnlib.paths import results_root, write_json  # noqa: E402
-from irnlib.provenance import provenance  # noqa: E402
+from irnlib.experiments.modelcard import training_seconds  # noqa: E402
+from irnlib.runtime.paths import results_root, write_json  # noqa: E402
+from irnlib.runtime.provenance import provenance  # noqa: E402
 
 RECIPES = ("paper", "quick")
 
@@ -65,7 +65,7 @@ def recipe_config(
 ):
     """The training configuration of one recipe: the quick profile's data and batches, and
     for ``paper`` the paper's optimiser settings on top; ``changes`` (TrainConfig fields) last."""
-    from irnlib.profiles import QUICK
+    from irnlib.protocol.profiles import QUICK
     from irnlib.train import TrainConfig, make_config
 
     changes = changes or {}
@@ -78,7 +78,16 @@ def recipe_config(
     if recipe == "quick":
         return make_config("quick", **{**changes, **common})
     paper = TrainConfig()  # the paper's defaults
-    settings = ("lr", "betas", "weight_decay", "lr_milestones", "lr_gamma", "warmup_iterations", "grad_clip", "ema_decay")
+    settings = (
+        "lr",
+        "betas",
+        "weight_decay",
+        "lr_milestones",
+        "lr_gamma",
+        "warmup_iterations",
+        "grad_clip",
+        "ema_decay",
+    )
     optimiser = {k: getattr(paper, k) for k in settings}
     quick = {k: v for k, v in QUICK.train.items() if k not in optimiser}
     return make_config("paper", **{**quick, **optimiser, **changes, **common})
@@ -130,8 +139,8 @@ def run_side_by_side(jobs: list[dict]) -> list[pd.DataFrame]:
 
 def bicubic_psnr(val_set: str, scale: int) -> float:
     """Mean "Bicubic & Bicubic" Y-PSNR of the validation images (the paper's baseline)."""
-    from irnlib.datasets import PairedTestSet
-    from irnlib.evaluate import bicubic_rescale, sr_metrics
+    from irnlib.data.datasets import PairedTestSet
+    from irnlib.protocol.evaluate import bicubic_rescale, sr_metrics
 
     dataset = PairedTestSet(val_set, scale)
     return float(np.mean([sr_metrics(bicubic_rescale(p, scale), p.hr, scale)["psnr_y"] for p in dataset]))
@@ -149,7 +158,7 @@ def plot(curves: pd.DataFrame, bicubic: dict[int, float], path: Path, title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from irnlib.paths import atomic_write
+    from irnlib.runtime.paths import atomic_write
 
     scales = sorted(curves["scale"].unique())
     fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
@@ -157,9 +166,17 @@ def plot(curves: pd.DataFrame, bicubic: dict[int, float], path: Path, title: str
         for row, x in enumerate(("train_s", "iteration")):
             ax = axes[row][col]
             for recipe, curve in curves[curves["scale"] == scale].groupby("recipe"):
-                ax.plot(curve[x] / (60 if x == "train_s" else 1), curve["psnr_y"], "o-", ms=3, label=f"{recipe}: reconstruction")
+                ax.plot(
+                    curve[x] / (60 if x == "train_s" else 1),
+                    curve["psnr_y"],
+                    "o-",
+                    ms=3,
+                    label=f"{recipe}: reconstruction",
+                )
             ax.axhline(bicubic[scale], color="k", ls="--", lw=1, label="Bicubic & Bicubic")
-            ax.set(xlabel="training minutes" if x == "train_s" else "iterations", ylabel="Y-PSNR (dB)", title=f"×{scale}")
+            ax.set(
+                xlabel="training minutes" if x == "train_s" else "iterations", ylabel="Y-PSNR (dB)", title=f"×{scale}"
+            )
             ax.legend(fontsize=8)
     fig.suptitle(textwrap.fill(title, width=60 * len(scales)), fontsize=9)  # the provenance is long: wrap, not clip
     fig.tight_layout()
@@ -175,26 +192,44 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--iterations", type=int, default=None, help="also stop each recipe after this many iterations")
     parser.add_argument("--val-every", type=int, default=50, help="iterations between validations")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
-    parser.add_argument("--change", nargs="+", default=[], metavar="field=value",
-                        help="recipe research: TrainConfig fields changed in every recipe (e.g. lr=1e-3 warmup_iterations=100)")
-    parser.add_argument("--versus", nargs="+", default=[], metavar="field=value",
-                        help="also train each recipe with these changes on top (e.g. amp=bf16), to compare the two")
-    parser.add_argument("--label", default=None, help="the recipe's name in the table (default: recipe, plus the changes)")
-    parser.add_argument("--side-by-side", action="store_true",
-                        help="train the recipes of a scale at the same time, one thread each (minutes are one core's)")
+    parser.add_argument(
+        "--change",
+        nargs="+",
+        default=[],
+        metavar="field=value",
+        help="recipe research: TrainConfig fields changed in every recipe (e.g. lr=1e-3 warmup_iterations=100)",
+    )
+    parser.add_argument(
+        "--versus",
+        nargs="+",
+        default=[],
+        metavar="field=value",
+        help="also train each recipe with these changes on top (e.g. amp=bf16), to compare the two",
+    )
+    parser.add_argument(
+        "--label", default=None, help="the recipe's name in the table (default: recipe, plus the changes)"
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="train the recipes of a scale at the same time, one thread each (minutes are one core's)",
+    )
     args = parser.parse_args(argv)
 
     from irnlib.train import parse_overrides
 
     # (words, fields) of each variant, parsed once so that a bad field=value fails before any training
     try:
-        variants = [(words, parse_overrides(words)) for words in [args.change] + ([args.change + args.versus] if args.versus else [])]
+        variants = [
+            (words, parse_overrides(words))
+            for words in [args.change] + ([args.change + args.versus] if args.versus else [])
+        ]
     except ValueError as err:
         parser.error(str(err))
     if args.label and len(variants) > 1:
         parser.error("--label names one variant; with --versus the labels are the recipes and their changes")
 
-    from irnlib.datasets import available_datasets
+    from irnlib.data.datasets import available_datasets
 
     present = available_datasets()
     val_set = "Set5" if "Set5" in present else "embedded-test"
@@ -244,8 +279,10 @@ def main(argv=None) -> pd.DataFrame:
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
     curves.to_csv(out / "benchmarks" / "time_to_quality.csv", index=False)
     write_json(out / "benchmarks" / "time_to_quality.json", {"provenance": record, "summary": rows})
-    title = (f"time to quality, validation {val_set}, training {train_set} ({record['device']}; threads: {record['threads']}; "
-             f"{record['date']}, commit {record['commit']})")
+    title = (
+        f"time to quality, validation {val_set}, training {train_set} ({record['device']}; threads: {record['threads']}; "
+        f"{record['date']}, commit {record['commit']})"
+    )
     plot(curves, bicubic, out / "figures" / "time_to_quality.png", title)
     print("| " + " | ".join(table.columns) + " |")
     print("|" + " --- |" * len(table.columns))

@@ -15,12 +15,12 @@ family, AVX2/AVX-512/AMX) and the threads.
 Modes:
 
 - ``plain``: NCHW tensors, the default allocator: the original implementation's way.
-- ``alloc``: ``plain`` with the CPU allocator setting (``irnlib.threads.tune_cpu_allocator``).
+- ``alloc``: ``plain`` with the CPU allocator setting (``irnlib.runtime.threads.tune_cpu_allocator``).
 - ``fast``: ``alloc`` plus channels_last tensors (same mathematics, other kernels).
 - ``fast+recompute``: ``fast`` plus ``memory_saving`` (each InvBlock's activations are
   recomputed during the backward pass instead of being kept).
 - ``fast+bf16``: ``fast`` under bf16 autocast (``amp="bf16"``); only worth it where the CPU
-  does bf16 natively (``irnlib.provenance.native_bf16``: AMX or AVX-512-BF16), which the
+  does bf16 natively (``irnlib.runtime.provenance.native_bf16``: AMX or AVX-512-BF16), which the
   header says; elsewhere it is emulated and slow. Not run by default.
 - ``fast+bf16+recompute``: ``fast+bf16`` plus ``memory_saving``. Not run by default.
 
@@ -107,7 +107,11 @@ def random_batch(config, device):
     s, b, p = config.scale, config.batch_size, config.patch_size
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     hr = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=memory_format)
-    return hr, torch.rand(b, 3, p // s, p // s, device=device), torch.randn(b, 3 * s * s - 3, p // s, p // s, device=device)
+    return (
+        hr,
+        torch.rand(b, 3, p // s, p // s, device=device),
+        torch.randn(b, 3 * s * s - 3, p // s, p // s, device=device),
+    )
 
 
 def cpu_step(scale: int, batch: int, patch: int, mode: str):
@@ -115,7 +119,7 @@ def cpu_step(scale: int, batch: int, patch: int, mode: str):
     training step of it on a fixed random batch (the allocator tuned unless ``plain``)."""
     import torch
 
-    from irnlib.threads import tune_cpu_allocator
+    from irnlib.runtime.threads import tune_cpu_allocator
     from irnlib.train import train_step
 
     if mode != "plain":
@@ -198,7 +202,7 @@ def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16
     against fp32 (the same network, photographs and z'), relative errors and the gradients' cosine."""
     import torch
 
-    from irnlib.imresize import imresize
+    from irnlib.imaging.imresize import imresize
     from irnlib.train import IRNObjective
 
     hr = photo_batch(batch, patch)
@@ -252,7 +256,7 @@ def table_head(title: str, columns: list[str]) -> None:
 def main_gpu(args, rows: list[str]) -> None:
     import torch
 
-    from irnlib.provenance import device_name
+    from irnlib.runtime.provenance import device_name
 
     device = torch.device(args.device)
     modes = ["plain"] + [m for m in (args.modes or GPU_MODES) if m != "plain" and m in GPU_MODES]
@@ -283,8 +287,8 @@ def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20
     import numpy as np
     import torch
 
-    from irnlib.datasets import TrainingPatches, list_images
-    from irnlib.images import save_png
+    from irnlib.data.datasets import TrainingPatches, list_images
+    from irnlib.imaging.images import save_png
     from irnlib.train import TrainingSamples
 
     with tempfile.TemporaryDirectory(prefix="irn-bench-") as folder:
@@ -292,7 +296,10 @@ def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20
             paths = list_images("DIV2K_train_HR")[:16]
         except FileNotFoundError:  # stand-ins of DIV2K's size: 2040×1356 PNGs
             rng = np.random.default_rng(0)
-            paths = [save_png(Path(folder) / f"{i}.png", rng.integers(0, 256, (1356, 2040, 3), dtype=np.uint8)) for i in range(4)]
+            paths = [
+                save_png(Path(folder) / f"{i}.png", rng.integers(0, 256, (1356, 2040, 3), dtype=np.uint8))
+                for i in range(4)
+            ]
         samples = TrainingSamples(TrainingPatches(paths, scale, patch, seed=0), scale, seed=0)
         for k in range(len(paths) * 8):  # decode (and cache) every image first
             samples[k]
@@ -308,8 +315,27 @@ OP_KINDS = (  # (kind, operator-name fragments), first match wins
     ("activation", ("leaky_relu", "sigmoid", "threshold")),
     ("copy / layout", ("copy_", "clone", "contiguous", "empty_like", "to_dense", "_to_copy")),
     ("reduction", ("sum", "norm", "mean", "stack", "abs", "sqrt")),
-    ("element-wise", ("add", "mul", "sub", "div", "exp", "lerp", "addcmul", "addcdiv", "clamp", "round", "pow", "neg",
-                      "fill_", "zero_", "where", "sign")),
+    (
+        "element-wise",
+        (
+            "add",
+            "mul",
+            "sub",
+            "div",
+            "exp",
+            "lerp",
+            "addcmul",
+            "addcdiv",
+            "clamp",
+            "round",
+            "pow",
+            "neg",
+            "fill_",
+            "zero_",
+            "where",
+            "sign",
+        ),
+    ),
 )
 
 
@@ -343,7 +369,7 @@ def profile_step(row: str, mode: str, repeats: int) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    from irnlib.provenance import device_name
+    from irnlib.runtime.provenance import device_name
 
     state, step = cpu_step(*ROWS[row], mode)
     objective = state.model.forward
@@ -392,8 +418,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="timed steps per subprocess (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=2, help="subprocesses per row and mode, interleaved")
     parser.add_argument("--rows", nargs="*", default=None, choices=list(ROWS), help="rows to run (default: all)")
-    parser.add_argument("--modes", nargs="*", default=None, choices=sorted(set(MODES + GPU_MODES)),
-                        help="plain is always run too: every ratio is against it")
+    parser.add_argument(
+        "--modes",
+        nargs="*",
+        default=None,
+        choices=sorted(set(MODES + GPU_MODES)),
+        help="plain is always run too: every ratio is against it",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device such as cuda")
     parser.add_argument("--precision", action="store_true", help="also bf16 (and on a GPU fp16) against fp32")
     parser.add_argument("--quick", action="store_true", help="skip the b16 p144 rows")
@@ -404,8 +435,10 @@ def main(argv=None):
         row, _, mode = args.profile.partition(":")
         mode = mode or "fast"
         if row not in ROWS or mode not in MODES:
-            raise SystemExit(f"--profile: want ROW:MODE with ROW one of {', '.join(ROWS)} and MODE one of {', '.join(MODES)}; "
-                             f"got {args.profile!r}")
+            raise SystemExit(
+                f"--profile: want ROW:MODE with ROW one of {', '.join(ROWS)} and MODE one of {', '.join(MODES)}; "
+                f"got {args.profile!r}"
+            )
         profile_step(row, mode, args.repeats)
         return
     if args.worker:
@@ -419,7 +452,7 @@ def main(argv=None):
     modes = ["plain"] + [m for m in (args.modes or DEFAULT_MODES) if m != "plain" and m in MODES]
     import torch
 
-    from irnlib.provenance import device_name, native_bf16
+    from irnlib.runtime.provenance import device_name, native_bf16
 
     table_head(
         f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; "

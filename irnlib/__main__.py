@@ -1,8 +1,8 @@
-"""``python -m irnlib <command>``: see :mod:`irnlib.cli` (also installed as ``irn``)."""
+"""``python -m irnlib <command>``: see :mod:`irnlib.app.cli` (also installed as ``irn``)."""
 
 import sys
 
-from .cli import main
+from irnlib.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import REPO_ROOT
+from irnlib.runtime.paths import REPO_ROOT
 
 __all__ = [
     "PAPER_CSV",
@@ -25,6 +25,7 @@ __all__ = [
     "paper_source",
     "parse_cell",
     "paper_value",
+    "PAPER_ITERATIONS",
 ]
 
 PAPER_CSV = REPO_ROOT / "data" / "paper_tables.csv"
@@ -32,6 +33,7 @@ PAPER_DATASETS = ("Set5", "Set14", "BSD100", "Urban100", "DIV2K")
 PAPER_CITATION = 'Xiao et al., "Invertible Image Rescaling", ECCV 2020, Table 1'
 BICUBIC_ROW = "Bicubic & Bicubic"
 IRN_ROW = "IRN (ours)"
+PAPER_ITERATIONS = 500_000  # the paper's training length (TrainConfig's default)
 DASH = "–"  # the paper's "no value" mark (an en dash)
 
 # Folder name of a test set on disk -> the paper's column (DIV2K is its validation set).

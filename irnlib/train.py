@@ -1,6 +1,6 @@
 """Training IRN: the paper's objective and schedule, a resumable runner, DDP under ``torchrun``.
 
-Read top to bottom: :class:`TrainConfig` (a profile's fields come from :mod:`irnlib.profiles`),
+Read top to bottom: :class:`TrainConfig` (a profile's fields come from :mod:`irnlib.protocol.profiles`),
 the three loss terms and the objective module, the data stream, checkpoints, validation, the
 runner's pieces (:func:`build`, :func:`resume_or_wipe`, :func:`train_step`, :class:`RunRecord`)
 and :func:`train` (the loop).
@@ -70,17 +70,16 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import profiles
-from .checkpoint import load_checkpoint, save_model
-from .datasets import TestPair, TrainingPatches, list_images, sha256_file
-from .evaluate import evaluation_pairs, round_trip
-from .inference import resolve_device, usable_device
-from .network import IRN, quantize
-from .notebook import save_figure
-from .paths import atomic_write, cache_root, results_root, write_json
-from .profiles import PAPER_ITERATIONS
-from .provenance import native_bf16, provenance
-from .threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
+from irnlib.data.datasets import TestPair, TrainingPatches, list_images, sha256_file
+from irnlib.model.checkpoint import load_checkpoint, save_model
+from irnlib.model.inference import usable_device
+from irnlib.model.network import IRN, quantize
+from irnlib.paper import PAPER_ITERATIONS
+from irnlib.protocol import profiles
+from irnlib.protocol.evaluate import evaluation_pairs, round_trip
+from irnlib.runtime.paths import atomic_write, cache_root, results_root, save_figure, write_json
+from irnlib.runtime.provenance import native_bf16, provenance
+from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
 
 try:
     import fcntl
@@ -124,7 +123,13 @@ __all__ = [
 
 TERMS = ("l_forw", "l_back", "l_distr")  # the loss terms, in train_log.csv's order
 LOG_COLUMNS = ["iteration", "loss", *TERMS, "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"]
-VAL_COLUMNS = ["iteration", "psnr_y", "psnr_rgb", "lr_psnr_y", "lr_psnr_rgb"]  # the metric names of irnlib.evaluate
+VAL_COLUMNS = [
+    "iteration",
+    "psnr_y",
+    "psnr_rgb",
+    "lr_psnr_y",
+    "lr_psnr_rgb",
+]  # the metric names of irnlib.protocol.evaluate
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,7 +157,7 @@ class TrainConfig:
     patch_size: int = 144  # HR patch side
     batch_size: int = 16  # global batch
     augment: bool = True  # random flips and 90° rotations
-    # How samples are made (irnlib.datasets.TrainingPatches). "epoch": the official sampling,
+    # How samples are made (irnlib.data.datasets.TrainingPatches). "epoch": the official sampling,
     # each epoch a fresh order of the images (a function of (seed, epoch)), last incomplete
     # batch dropped; "stream": a random image per sample, with replacement.
     sampling: str = "epoch"
@@ -273,8 +278,14 @@ RESUMABLE_CHANGES = {
 
 # What a checkpoint saved before a field existed was trained with (resuming such a run with
 # these values continues it exactly).
-LEGACY_VALUES = {"sampling": "stream", "lr_target": "patch", "warmup_rule": "kit", "ema_decay": 0.0,
-                 "distr_off_iterations": 0, "distr_ramp_iterations": 0}
+LEGACY_VALUES = {
+    "sampling": "stream",
+    "lr_target": "patch",
+    "warmup_rule": "kit",
+    "ema_decay": 0.0,
+    "distr_off_iterations": 0,
+    "distr_ramp_iterations": 0,
+}
 
 
 def as_trained(saved: dict) -> dict:
@@ -285,7 +296,7 @@ def as_trained(saved: dict) -> dict:
 
 def resolve_amp(amp: str, device: torch.device) -> str:
     """``amp`` with ``"auto"`` decided for ``device``: ``"bf16"`` on a CPU with native bf16
-    arithmetic (:func:`irnlib.provenance.native_bf16`), else ``"off"`` (also on CUDA, where
+    arithmetic (:func:`irnlib.runtime.provenance.native_bf16`), else ``"off"`` (also on CUDA, where
     autocast stays off until verified on your GPU). Other values pass through."""
     if amp != "auto":
         return amp
@@ -298,7 +309,7 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
     Parameters
     ----------
     profile : str
-        A profile of :mod:`irnlib.profiles` (its ``train`` fields): ``paper`` is the paper's
+        A profile of :mod:`irnlib.protocol.profiles` (its ``train`` fields): ``paper`` is the paper's
         training (DIV2K, 500k iterations of 16 × 144² patches); ``smoke`` takes a few minutes
         on 2 CPU cores (×4, the embedded photographs, 60 iterations of 4 × 48² patches): it
         shows the training path, not a useful model (``quick`` trains those, see ``models/``).
@@ -382,8 +393,9 @@ def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> to
     return torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)).mean()
 
 
-def run_network(net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False,
-                channels_last: bool = False) -> torch.Tensor:
+def run_network(
+    net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False, channels_last: bool = False
+) -> torch.Tensor:
     """``net(x)`` or ``net.inverse(x)``, optionally recomputing activations in the backward pass.
 
     With ``memory_saving`` each InvBlock is run under :func:`torch.utils.checkpoint.checkpoint`:
@@ -429,12 +441,15 @@ class IRNObjective(nn.Module):
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
         self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
 
-    def forward(self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
-                distr_factor: float = 1.0) -> dict[str, torch.Tensor]:
+    def forward(
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
+    ) -> dict[str, torch.Tensor]:
         # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
         c = self.net.channels
         lambda_distr = self.lambda_distr * distr_factor
-        y = run_network(self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last).float()  # (b, 3·s², P/s, P/s)
+        y = run_network(
+            self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last
+        ).float()  # (b, 3·s², P/s, P/s)
         lr, z = y[:, :c], y[:, c:]
         zero = y.new_zeros(())
         terms = {
@@ -445,8 +460,9 @@ class IRNObjective(nn.Module):
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
             y_hat = torch.cat((quantize(lr), self.gaussian_scale * z_prime), dim=1)
-            x_hat = run_network(self.net, y_hat, inverse=True, memory_saving=self.memory_saving,
-                                channels_last=self.channels_last)[:, :c]
+            x_hat = run_network(
+                self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
+            )[:, :c]
             terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
         return terms
 
@@ -497,7 +513,7 @@ def distr_factor(step: int, config: TrainConfig) -> float:
 
 
 class TrainingSamples(Dataset):
-    """:class:`~irnlib.datasets.TrainingPatches` plus each sample's latent draw ``z'``.
+    """:class:`~irnlib.data.datasets.TrainingPatches` plus each sample's latent draw ``z'``.
 
     Item ``k`` is ``(hr, lr_ref, z_prime)``: the patch pair ``patches[k]`` and
     ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``), float32,
@@ -581,7 +597,12 @@ def _rng_states() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "cached": cached},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -599,7 +620,9 @@ def _set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _save_checkpoint(path: Path, net, average, optimizer, scheduler, scaler, iteration: int, config: TrainConfig) -> None:
+def _save_checkpoint(
+    path: Path, net, average, optimizer, scheduler, scaler, iteration: int, config: TrainConfig
+) -> None:
     as_saved = lambda module: {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}  # noqa: E731
     state = {
         "model": as_saved(net),
@@ -655,9 +678,7 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) ->
         last_change = max([*before.lr_milestones, *config.lr_milestones, config.warmup_iterations]) + 1
         if all(lr_factor(step, before) == lr_factor(step, config) for step in range(min(done, last_change))):
             free.update(schedule)
-    diff = {
-        k: (saved.get(k), v) for k, v in current.items() if k not in free and saved.get(k) != v
-    }
+    diff = {k: (saved.get(k), v) for k, v in current.items() if k not in free and saved.get(k) != v}
     if diff:
         lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise SettingsError(
@@ -672,13 +693,15 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) ->
 
 def validation_pairs(config: TrainConfig) -> list[TestPair]:
     """The validation images: (HR, bicubic LR) pairs of ``val_set``, cropped as configured."""
-    return evaluation_pairs(config.val_set, config.scale, config.data_root, crop=config.val_crop, count=config.val_images)
+    return evaluation_pairs(
+        config.val_set, config.scale, config.data_root, crop=config.val_crop, count=config.val_images
+    )
 
 
 def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]:
     """PSNR (dB) of the reconstruction and of IRN's LR against the bicubic LR, image averages.
 
-    The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole images, with
+    The paper's protocol (:func:`irnlib.protocol.evaluate.round_trip`) on the whole images, with
     ``z ~ N(0, 1)`` drawn from one generator seeded with ``seed`` (the same draws at every
     validation). The paper reports Y-PSNR; the official training log reports RGB PSNR (its
     ``psnr`` of the validation images, from an unseeded ``z``): both are here.
@@ -688,7 +711,7 @@ def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]
     dict
         ``psnr_y``, ``psnr_rgb`` (reconstruction vs HR, border ``s``), ``lr_psnr_y`` and
         ``lr_psnr_rgb`` (IRN's 8-bit LR vs the bicubic LR, no border); the metric names of
-        :mod:`irnlib.evaluate`.
+        :mod:`irnlib.protocol.evaluate`.
     """
     was_training = net.training
     net.eval()
@@ -729,10 +752,18 @@ def plot_curves(run_dir):
         ax_psnr.plot(val["iteration"], val["psnr_y"], "o-", color="C0", label="reconstruction vs HR, Y (paper)")
         ax_psnr.plot(val["iteration"], val["lr_psnr_y"], "s-", color="C1", label="LR vs bicubic LR, Y")
         if "psnr_rgb" in val and val["psnr_rgb"].notna().any():
-            ax_psnr.plot(val["iteration"], val["psnr_rgb"], "o--", color="C0", alpha=0.6,
-                         label="reconstruction vs HR, RGB (official log)")
+            ax_psnr.plot(
+                val["iteration"],
+                val["psnr_rgb"],
+                "o--",
+                color="C0",
+                alpha=0.6,
+                label="reconstruction vs HR, RGB (official log)",
+            )
         if "lr_psnr_rgb" in val and val["lr_psnr_rgb"].notna().any():
-            ax_psnr.plot(val["iteration"], val["lr_psnr_rgb"], "s--", color="C1", alpha=0.6, label="LR vs bicubic LR, RGB")
+            ax_psnr.plot(
+                val["iteration"], val["lr_psnr_rgb"], "s--", color="C1", alpha=0.6, label="LR vs bicubic LR, RGB"
+            )
     ax_psnr.set(xlabel="iteration", ylabel="PSNR (dB)", title="validation (solid: Y, dashed: RGB)")
     ax_psnr.legend()
     fig.suptitle(run_dir.name)
@@ -891,8 +922,9 @@ def build(config: TrainConfig, device: torch.device, world: int = 1) -> Training
     return TrainingState(net, model, optimizer, scheduler, scaler, amp_dtype, average)
 
 
-def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.device, resume: bool, is_main: bool,
-                   world: int = 1) -> int:
+def resume_or_wipe(
+    state: TrainingState, config: TrainConfig, device: torch.device, resume: bool, is_main: bool, world: int = 1
+) -> int:
     """Continue from ``checkpoints/last.pt`` (returns its iteration), or start afresh (0), from
     ``config.init_from``'s weights if it names a model.
 
@@ -948,7 +980,7 @@ def resume_or_wipe(state: TrainingState, config: TrainConfig, device: torch.devi
 
 def training_loader(config: TrainConfig, start: int, rank: int, world: int, device: torch.device) -> DataLoader:
     """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``
-    (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.datasets.TrainingPatches`.
+    (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.data.datasets.TrainingPatches`.
 
     Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
     not once per worker process).
@@ -975,8 +1007,15 @@ class NonFiniteStep(FloatingPointError):
         self.values = values
 
 
-def train_step(state: TrainingState, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor,
-               config: TrainConfig, step: int, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, float]:
+def train_step(
+    state: TrainingState,
+    hr: torch.Tensor,
+    lr_ref: torch.Tensor,
+    z_prime: torch.Tensor,
+    config: TrainConfig,
+    step: int,
+    world: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Optimiser step ``step`` (0-based) on one batch (already on the device); the step of :func:`train`.
 
     The objective (under autocast if ``config.amp``; L_distr weighted by the curriculum's
@@ -1033,8 +1072,16 @@ class RunRecord:
     writes the checkpoints and the exported model.
     """
 
-    def __init__(self, config: TrainConfig, state: TrainingState, device: torch.device, world: int, start: int,
-                 resume: bool, threads: str | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        state: TrainingState,
+        device: torch.device,
+        world: int,
+        start: int,
+        resume: bool,
+        threads: str | None = None,
+    ):
         self.config, self.state, self.device = config, state, device
         self.run_dir = config.run_dir
         self.last_path = self.run_dir / "checkpoints" / "last.pt"
@@ -1044,7 +1091,7 @@ class RunRecord:
             validation=config.val_set, iterations=config.iterations, processes=world, status="running",
         )  # fmt: skip
         if threads:
-            self.record["threads"] = threads  # the thread policy's decision (irnlib.threads)
+            self.record["threads"] = threads  # the thread policy's decision (irnlib.runtime.threads)
         if config.init_from and not start:
             self.record["init_from"] = {"file": config.init_from, "sha256": sha256_file(config.init_from)}
         if start:
@@ -1075,16 +1122,22 @@ class RunRecord:
         write_json(self.run_dir / "provenance.json", self.record)
 
     def validate(self, iteration: int) -> None:
-        self.val_log.append({"iteration": iteration, **_rounded(validate(self.state.exported_net, self.pairs, self.config.seed))})
+        self.val_log.append(
+            {"iteration": iteration, **_rounded(validate(self.state.exported_net, self.pairs, self.config.seed))}
+        )
 
-    def step(self, done: int, values: torch.Tensor, grad_norm, lr_now: float, tic: float, data_time: float, bar) -> None:
+    def step(
+        self, done: int, values: torch.Tensor, grad_norm, lr_now: float, tic: float, data_time: float, bar
+    ) -> None:
         """Log iteration ``done`` (completed, begun at ``time.perf_counter() == tic``); validate
         and save when they are due."""
         config = self.config
         row = dict(zip(["loss", *TERMS], values.tolist()))  # .tolist() waits for the GPU
         busy = time.perf_counter() - tic  # the step's time, bookkeeping excluded
         self.busy, self.data_time, self.steps = self.busy + busy, self.data_time + data_time, self.steps + 1
-        bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{self.steps * config.batch_size / self.busy:.1f}", refresh=False)
+        bar.set_postfix(
+            loss=f"{row['loss']:.4g}", img_s=f"{self.steps * config.batch_size / self.busy:.1f}", refresh=False
+        )
         bar.update(1)
         if done % config.log_every == 0 or done == config.iterations:
             row.update(
@@ -1133,7 +1186,9 @@ class RunRecord:
         _save_curves(self.run_dir)
         self.record.update(status="finished", iterations_done=self.config.iterations)
         if self.val_log.rows:
-            as_numbers = lambda row: {k: (int(v) if k == "iteration" else float(v)) for k, v in row.items() if v not in (None, "")}  # noqa: E731
+            as_numbers = lambda row: {
+                k: (int(v) if k == "iteration" else float(v)) for k, v in row.items() if v not in (None, "")
+            }  # noqa: E731
             self.record["validation_first"] = as_numbers(self.val_log.rows[0])
             self.record["validation_last"] = as_numbers(self.val_log.rows[-1])
         self.write()
@@ -1141,7 +1196,9 @@ class RunRecord:
 
 def _divergence(iteration: int, err: NonFiniteStep, last_path: Path) -> TrainingDiverged:
     """The error that stops a run: nothing is saved, so the last good checkpoint stays what it was."""
-    kept = f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
+    kept = (
+        f"the last good checkpoint {last_path} is kept" if last_path.is_file() else "no checkpoint had been written yet"
+    )
     return TrainingDiverged(
         f"training diverged at iteration {iteration}: non-finite value(s) {err.values}; the update was not "
         f"applied and {kept}. Try a lower learning rate (lr=...), or amp='off' if it was on."
@@ -1196,8 +1253,7 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
             os.close(lock)  # releases the run folder
 
 
-def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device,
-                  threads: str) -> Path:
+def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device, threads: str) -> Path:
     """:func:`train` once the thread policy, the device and the run folder's lock are settled."""
     from tqdm.auto import tqdm
 
@@ -1214,7 +1270,13 @@ def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, devi
     if run:
         run.reconcile(start)
 
-    bar = tqdm(total=config.iterations, initial=start, desc=config.run_name, unit="it", disable=not (is_main and config.progress))
+    bar = tqdm(
+        total=config.iterations,
+        initial=start,
+        desc=config.run_name,
+        unit="it",
+        disable=not (is_main and config.progress),
+    )
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     state.model.train()
     batches = iter(loader)

@@ -9,12 +9,12 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN
-from irnlib.checkpoint import load_checkpoint, save_model
-from irnlib import ablations as ab
-from irnlib import evaluate as ev
-from irnlib.datasets import TestPair
-from irnlib.imresize import imresize
-from irnlib.network import LearnedDownsampling
+from irnlib.data.datasets import TestPair
+from irnlib.experiments import ablations as ab
+from irnlib.imaging.imresize import imresize
+from irnlib.model.checkpoint import load_checkpoint, save_model
+from irnlib.model.network import LearnedDownsampling
+from irnlib.protocol import evaluate as ev
 from irnlib.train import IRNObjective
 
 
@@ -87,7 +87,9 @@ def test_conditions_change_what_is_sampled_and_what_is_upscaled():
     rows = {}
     for name in ("z ~ N(0, 1)", "z = 0", "z temperature 0.5", "LR as JPEG q75"):
         c = by_name[name]
-        rows[name] = ev.evaluate_pair(pair, 2, "toy", net=net, draws=3, temperature=c.temperature, lr_transform=c.lr_transform())
+        rows[name] = ev.evaluate_pair(
+            pair, 2, "toy", net=net, draws=3, temperature=c.temperature, lr_transform=c.lr_transform()
+        )
     psnr = {k: [r["psnr_y"] for r in v] for k, v in rows.items()}
     assert len(set(psnr["z = 0"])) == 1  # no randomness left
     assert len(set(psnr["z ~ N(0, 1)"])) == 3

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import randomize
 
-from irnlib import CheckpointError, IRN, load_checkpoint, save_model
+from irnlib import IRN, CheckpointError, load_checkpoint, save_model
 
 
 @pytest.mark.parametrize("scale,blocks", [(2, [8]), (4, [8, 8]), (8, [2, 3, 1])])
@@ -117,7 +117,9 @@ def test_wrong_shape_expects_what_the_network_needs_not_what_the_bad_tensor_says
     state = IRN(2, block_num=[3]).state_dict()
     state["operations.1.F.conv1.weight"] = torch.zeros(16, 9, 3, 3)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError, match=r"operations\.1\.F\.conv1\.weight: \(16, 9, 3, 3\) \(expected \(32, 9, 3, 3\)\)"):
+    with pytest.raises(
+        CheckpointError, match=r"operations\.1\.F\.conv1\.weight: \(16, 9, 3, 3\) \(expected \(32, 9, 3, 3\)\)"
+    ):
         load_checkpoint(tmp_path / "bad.pth")
 
 
@@ -128,6 +130,9 @@ def test_non_finite_weights_are_refused(tmp_path, bad):
     state["operations.2.G.conv3.weight"][0, 0, 0, 0] = bad
     path = tmp_path / "diverged.pth"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"diverged.pth: 1 of \d+ tensors hold NaN or infinite values "
-                       r"\(operations.2.G.conv3.weight \(1 of \d+\)\).*use another checkpoint"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"diverged.pth: 1 of \d+ tensors hold NaN or infinite values "
+        r"\(operations.2.G.conv3.weight \(1 of \d+\)\).*use another checkpoint",
+    ):
         load_checkpoint(path)

@@ -1,4 +1,4 @@
-"""The command line (irnlib.cli): downscale → upscale round trips on real PNG files, and its errors."""
+"""The command line (irnlib.app.cli): downscale → upscale round trips on real PNG files, and its errors."""
 
 import subprocess
 import sys
@@ -11,10 +11,10 @@ from conftest import randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.cli import KEY_SCALE, KEY_SIZE, main
-from irnlib.inference import downscale_image, upscale_image
-from irnlib.images import load_image, save_png
-from irnlib.metrics import psnr
+from irnlib.app.cli import KEY_SCALE, KEY_SIZE, main
+from irnlib.imaging.images import load_image, save_png
+from irnlib.imaging.metrics import psnr
+from irnlib.model.inference import downscale_image, upscale_image
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +98,22 @@ def test_folders_are_processed_and_a_bad_file_is_named_without_stopping_the_othe
     [
         (lambda d, c: ["downscale", str(d / "missing.png"), str(d / "o.png"), "--checkpoint", str(c)], "no such file"),
         (lambda d, c: ["downscale", str(d / "photo.png"), str(d / "o.jpg"), "--checkpoint", str(c)], "must be a .png"),
-        (lambda d, c: ["downscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(c), "--scale", "4"],
-         "is an x2 checkpoint, but --scale 4"),
-        (lambda d, c: ["downscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(d / "none.pth")],
-         "none.pth not found"),
-        (lambda d, c: ["downscale", str(d / "empty.png"), str(d / "o.png"), "--checkpoint", str(c)], "empty.png: the file is empty"),
-        (lambda d, c: ["upscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(c), "--size", "3x"],
-         "not of the form HxW"),
+        (
+            lambda d, c: ["downscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(c), "--scale", "4"],
+            "is an x2 checkpoint, but --scale 4",
+        ),
+        (
+            lambda d, c: ["downscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(d / "none.pth")],
+            "none.pth not found",
+        ),
+        (
+            lambda d, c: ["downscale", str(d / "empty.png"), str(d / "o.png"), "--checkpoint", str(c)],
+            "empty.png: the file is empty",
+        ),
+        (
+            lambda d, c: ["upscale", str(d / "photo.png"), str(d / "o.png"), "--checkpoint", str(c), "--size", "3x"],
+            "not of the form HxW",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error_and_writes_nothing(tmp_path, checkpoint, capsys, make_args, message):

@@ -8,10 +8,8 @@ real ``kill -9`` of a process in the middle of writing. ``tests/BAD_INPUTS.md`` 
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +19,8 @@ from conftest import kill_at_marker, randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.cli import KEY_SCALE, KEY_SIZE, main
-from irnlib.images import load_image, save_png
+from irnlib.app.cli import KEY_SCALE, KEY_SIZE, main
+from irnlib.imaging.images import load_image, save_png
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,10 +182,14 @@ def test_results_folder_that_cannot_be_created(tmp_path, capsys):
 def _can_unshare() -> bool:
     if not shutil.which("unshare"):
         return False
-    return subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True).returncode == 0
+    )
 
 
-needs_namespace = pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -rm` (user and mount namespaces) to mount")
+needs_namespace = pytest.mark.skipif(
+    not _can_unshare(), reason="needs `unshare -rm` (user and mount namespaces) to mount"
+)
 
 
 def in_namespace(mount: str, *args, after: str = "true") -> subprocess.CompletedProcess:
@@ -250,7 +252,7 @@ def test_kill_9_while_writing_leaves_a_temporary_that_the_next_run_removes(tmp_p
 import time
 from pathlib import Path
 from PIL import Image
-from irnlib.cli import main
+from irnlib.app.cli import main
 def stalled_save(self, fp, *args, **kwargs):  # half the PNG is on disk when the process dies
     Path(fp).write_bytes(b"\\x89PNG half a file")
     Path({str(marker)!r}).touch()

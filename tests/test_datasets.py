@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
-from irnlib import datasets as ds
-from irnlib.datasets import (
+from irnlib.data import datasets as ds
+from irnlib.data.datasets import (
     PairedTestSet,
     TrainingPatches,
     available_datasets,
@@ -25,10 +25,10 @@ from irnlib.datasets import (
     verify_folder,
     write_checksums,
 )
-from irnlib.images import load_image, mod_crop, save_png
-from irnlib.paths import REPO_ROOT, cache_root, data_root
-from irnlib.imresize import imresize
-from irnlib.registry import DatasetInfo
+from irnlib.data.registry import DatasetInfo
+from irnlib.imaging.images import load_image, mod_crop, save_png
+from irnlib.imaging.imresize import imresize
+from irnlib.runtime.paths import REPO_ROOT, cache_root, data_root
 
 SKIMAGE = Path(skimage.data.data_dir)
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
@@ -126,7 +126,15 @@ def test_verify_expected_names(tmp_path):
 def test_dataset_table_reports_presence(tmp_path):
     make_dataset(tmp_path, "Set5", PHOTOS[:2])
     table = dataset_table(["Set5", "Set14", "embedded-test"], tmp_path)
-    assert list(table.columns) == ["dataset", "purpose", "images", "expected", "verified", "size on disk (MB)", "problems"]
+    assert list(table.columns) == [
+        "dataset",
+        "purpose",
+        "images",
+        "expected",
+        "verified",
+        "size on disk (MB)",
+        "problems",
+    ]
     rows = table.set_index("dataset")
     assert rows.loc["Set5", "images"] == 2 and not rows.loc["Set5", "verified"]
     assert "2 images, expected 5" in rows.loc["Set5", "problems"]
@@ -232,7 +240,9 @@ def coordinate_image(path: Path, h: int = 300, w: int = 500) -> Path:
 
 SYMMETRIES = {  # the 8 symmetries of the square, as functions of an (H, W, ...) array
     f"{'h' if hf else ''}{'v' if vf else ''}{'t' if tr else ''}": (hf, vf, tr)
-    for hf in (False, True) for vf in (False, True) for tr in (False, True)
+    for hf in (False, True)
+    for vf in (False, True)
+    for tr in (False, True)
 }
 
 
@@ -351,8 +361,12 @@ def run_notebook_00(tmp_path, **parameters):
 
     out = tmp_path / "00_out.ipynb"
     papermill.execute_notebook(
-        str(NOTEBOOK), str(out), parameters={"cache_dir": str(tmp_path / "cache"), **parameters},
-        cwd=str(NOTEBOOK.parent), progress_bar=False, kernel_name="python3",
+        str(NOTEBOOK),
+        str(out),
+        parameters={"cache_dir": str(tmp_path / "cache"), **parameters},
+        cwd=str(NOTEBOOK.parent),
+        progress_bar=False,
+        kernel_name="python3",
     )
     import nbformat
 

@@ -3,15 +3,12 @@
 import dataclasses
 import hashlib
 import io
-import os
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import tarfile
 import threading
-import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-
 from conftest import kill_at_marker
-from irnlib import download as dl
-from irnlib.datasets import CHECKSUM_FILE, list_images, verify_dataset
-from irnlib.images import load_image
-from irnlib.registry import DATASETS, Archive, DatasetInfo, dataset_info
+
+from irnlib.data import download as dl
+from irnlib.data.datasets import CHECKSUM_FILE, list_images, verify_dataset
+from irnlib.data.registry import DATASETS, Archive, DatasetInfo, dataset_info
+from irnlib.imaging.images import load_image
 
 SKIMAGE = Path(skimage.data.data_dir)
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")  # PNG members, copied verbatim
@@ -150,8 +147,14 @@ def make_tgz(files: dict[str, bytes]) -> bytes:
 
 def tiny(url: str, **changes) -> DatasetInfo:
     info = DatasetInfo(
-        name="Tiny", purpose="test", count=4, description="four scikit-image photographs",
-        min_side=250, max_side=700, archive=Archive(url), members="Tiny/HR/*",
+        name="Tiny",
+        purpose="test",
+        count=4,
+        description="four scikit-image photographs",
+        min_side=250,
+        max_side=700,
+        archive=Archive(url),
+        members="Tiny/HR/*",
     )
     return dataclasses.replace(info, **changes)
 
@@ -404,8 +407,8 @@ def test_killed_extraction_leaves_no_dataset(server, tmp_path):
     script = f"""
 import time
 from pathlib import Path
-from irnlib import download as dl
-from irnlib.registry import Archive, DatasetInfo
+from irnlib.data import download as dl
+from irnlib.data.registry import Archive, DatasetInfo
 written = []
 original = dl._write_png
 def slow_write(folder, member, data):

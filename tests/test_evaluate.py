@@ -1,4 +1,4 @@
-"""Evaluation protocol (irnlib.evaluate) and tiled inference (irnlib.inference)."""
+"""Evaluation protocol (irnlib.protocol.evaluate) and tiled inference (irnlib.model.inference)."""
 
 import dataclasses
 import json
@@ -10,20 +10,18 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN, save_model
-from irnlib import evaluate as ev
-from irnlib import inference
-from irnlib.checkpoint import describe_checkpoint
-from irnlib.datasets import PairedTestSet, TestPair, dataset_version
-from irnlib.imresize import imresize
-from irnlib.images import to_batch, to_image
-from irnlib.metrics import psnr
-from irnlib.network import DenseSubnet, InvBlock
-from irnlib.tables import summarize
+from irnlib.data.datasets import PairedTestSet, TestPair, dataset_version
+from irnlib.experiments.tables import summarize
+from irnlib.imaging.images import to_batch, to_image
+from irnlib.imaging.imresize import imresize
+from irnlib.imaging.metrics import psnr
+from irnlib.model import inference
+from irnlib.model.checkpoint import describe_checkpoint
+from irnlib.model.network import DenseSubnet, InvBlock
+from irnlib.protocol import evaluate as ev
 from irnlib.train import make_config
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: see conftest.one_thread
-
 
 
 def small_net(scale: int, dtype=torch.float32) -> IRN:
@@ -192,8 +190,21 @@ def test_mean_and_spread_over_draws():
     rows = []
     for draw, (a, b) in enumerate([(30.0, 32.0), (30.2, 32.0), (29.9, 32.1)]):
         for image, value in (("x", a), ("y", b)):
-            rows.append(dict(dataset="d", image=image, method="irn", scale=4, draw=draw, checkpoint="c",
-                             psnr_y=value, ssim_y=0.5, psnr_rgb=value - 1, lr_psnr_y=40.0, lr_ssim_y=0.99))
+            rows.append(
+                dict(
+                    dataset="d",
+                    image=image,
+                    method="irn",
+                    scale=4,
+                    draw=draw,
+                    checkpoint="c",
+                    psnr_y=value,
+                    ssim_y=0.5,
+                    psnr_rgb=value - 1,
+                    lr_psnr_y=40.0,
+                    lr_ssim_y=0.99,
+                )
+            )
     s = summarize(pd.DataFrame(rows)).iloc[0]
     per_draw = [31.0, 31.1, 31.0]
     assert s["psnr_y"] == pytest.approx(np.mean(per_draw))
@@ -223,7 +234,9 @@ def test_evaluate_dataset_columns_and_bicubic_rows():
 
 def test_evaluate_dataset_irn_with_max_images_and_errors():
     net = small_net(2)
-    frame = ev.evaluate_dataset("embedded-test", 2, net=net, draws=2, max_images=1, checkpoint="toy.pth", progress=False)
+    frame = ev.evaluate_dataset(
+        "embedded-test", 2, net=net, draws=2, max_images=1, checkpoint="toy.pth", progress=False
+    )
     assert len(frame) == 2 and set(frame["checkpoint"]) == {"toy.pth"}
     assert frame["lr_psnr_y"].notna().all()
     with pytest.raises(ValueError, match="x2"):
@@ -255,7 +268,7 @@ def test_describe_checkpoint(tmp_path):
 def test_dataset_version_changes_with_content(tmp_path):
     folder = tmp_path / "Toy"
     folder.mkdir()
-    from irnlib.images import save_png
+    from irnlib.imaging.images import save_png
 
     save_png(folder / "a.png", _pair().hr)
     first = dataset_version("Toy", tmp_path)

@@ -9,9 +9,9 @@ from conftest import randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.explore import Explorer, UNTRAINED, error_map, sample_spread, view_round_trip, view_figure
-from irnlib.metrics import psnr
-from irnlib.paths import pretrained_checkpoint, reference_checkpoint
+from irnlib.app.explore import UNTRAINED, Explorer, error_map, sample_spread, view_figure, view_round_trip
+from irnlib.imaging.metrics import psnr
+from irnlib.runtime.paths import pretrained_checkpoint, reference_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,9 @@ def test_spread_is_zero_without_temperature_and_positive_with_it(photo):
 def test_controls_drive_the_view(explorer):
     # The official checkpoint (absent here), the kit's reference model (models/, when committed), the runs;
     # the default is the best of them that exists.
-    reference = ("kit reference x2",) if reference_checkpoint(2).is_file() and not pretrained_checkpoint(2).is_file() else ()
+    reference = (
+        ("kit reference x2",) if reference_checkpoint(2).is_file() and not pretrained_checkpoint(2).is_file() else ()
+    )
     assert explorer.checkpoint.options == (UNTRAINED, *reference, "run tiny")
     assert explorer.checkpoint.value == (reference or ("run tiny",))[0]
     explorer.checkpoint.value = "run tiny"
@@ -91,7 +93,7 @@ def test_upload_adds_a_real_png_and_refuses_bad_files_with_a_message(explorer, p
 def test_network_is_loaded_once_per_choice(explorer, monkeypatch):
     explorer.update()
     calls = []
-    monkeypatch.setattr("irnlib.explore.load_checkpoint", lambda path: calls.append(path) or IRN(2))
+    monkeypatch.setattr("irnlib.app.explore.load_checkpoint", lambda path: calls.append(path) or IRN(2))
     explorer.temperature.value = 0.5
     assert calls == []
     assert torch.is_tensor(next(explorer.network().parameters()))

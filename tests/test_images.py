@@ -13,8 +13,8 @@ import skimage.data
 import torch
 from PIL import Image
 
-from irnlib.images import ImageFileError, image_size, load_image, mod_crop, save_png, to_batch, to_image
-from irnlib.paths import atomic_write, remove_stale_temporaries
+from irnlib.imaging.images import ImageFileError, image_size, load_image, mod_crop, save_png, to_batch, to_image
+from irnlib.runtime.paths import atomic_write, remove_stale_temporaries
 
 ASTRONAUT = skimage.data.astronaut()  # uint8 (512, 512, 3)
 
@@ -34,7 +34,9 @@ def write_png16(path: Path, values: np.ndarray) -> Path:
 
     scanlines = b"".join(b"\0" + arr[y].tobytes() for y in range(h))
     header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from irnlib import imresize
-from irnlib.imresize import contributions, cubic
+from irnlib.imaging.imresize import contributions, cubic
 
 
 def reference_resize_1d(signal: np.ndarray, scale: float) -> np.ndarray:
@@ -57,8 +57,10 @@ def reference_imresize(img: np.ndarray, scale: float) -> np.ndarray:
 
 def test_cubic_kernel_values():
     assert cubic(np.array([0.0]))[0] == 1
-    np.testing.assert_allclose(cubic(np.array([0.25, 0.75, 1.25, 1.75, 1.0, 2.0, 2.5])),
-                               [0.8671875, 0.2265625, -0.0703125, -0.0234375, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(
+        cubic(np.array([0.25, 0.75, 1.25, 1.75, 1.0, 2.0, 2.5])),
+        [0.8671875, 0.2265625, -0.0703125, -0.0234375, 0.0, 0.0, 0.0],
+    )
 
 
 def test_halving_uses_the_known_antialiased_weights():

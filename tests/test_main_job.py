@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irnlib.images import load_image
-from irnlib.paths import REPO_ROOT, reference_checkpoint
-from irnlib.pipeline import notebooks
+from irnlib.app.pipeline import notebooks
+from irnlib.imaging.images import load_image
+from irnlib.runtime.paths import REPO_ROOT, reference_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -86,7 +86,9 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     reference = x2_irn["row"].str.startswith("IRN (kit reference")
     assert x2_irn[~reference]["status"].eq("not available").all()
     # The committed kit reference model (models/kit_reference_x2) has its own, measured row.
-    assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(reference_checkpoint(2).is_file())
+    assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(
+        reference_checkpoint(2).is_file()
+    )
     assert x2_irn[reference]["psnr"].between(20, 45).all()
 
     ablations = pd.read_csv(tables / "ablations.csv")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from irnlib.datasets import PairedTestSet
-from irnlib.imresize import imresize
-from irnlib.metrics import psnr, rgb_to_y, ssim
+from irnlib.data.datasets import PairedTestSet
+from irnlib.imaging.imresize import imresize
+from irnlib.imaging.metrics import psnr, rgb_to_y, ssim
 
 
 def test_y_channel_of_known_colours():
@@ -73,9 +73,12 @@ def test_errors_say_what_was_passed_and_what_is_expected():
 
 # The reference row of ../shared/datasets/README.md ("this data" columns).
 BICUBIC_REFERENCE = {
-    ("Set5", 2): (33.67, 0.9303), ("Set5", 4): (28.43, 0.8111),
-    ("Set14", 2): (30.32, 0.8699), ("Set14", 4): (26.09, 0.7048),
-    ("BSD100", 2): (29.56, 0.8434), ("BSD100", 4): (25.96, 0.6681),
+    ("Set5", 2): (33.67, 0.9303),
+    ("Set5", 4): (28.43, 0.8111),
+    ("Set14", 2): (30.32, 0.8699),
+    ("Set14", 4): (26.09, 0.7048),
+    ("BSD100", 2): (29.56, 0.8434),
+    ("BSD100", 4): (25.96, 0.6681),
 }
 
 

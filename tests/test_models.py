@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irnlib.checkpoint import load_checkpoint
-from irnlib.datasets import PairedTestSet, sha256_file
-from irnlib.evaluate import evaluate_pair
-from irnlib.modelcard import MODELS_DIR, publish, recipe_overrides, reference_dir, training_deviations
+from irnlib.data.datasets import PairedTestSet, sha256_file
+from irnlib.experiments.modelcard import MODELS_DIR, publish, recipe_overrides, reference_dir, training_deviations
+from irnlib.model.checkpoint import load_checkpoint
+from irnlib.protocol.evaluate import evaluate_pair
 from irnlib.train import RESUMABLE_CHANGES, as_trained, make_config, parse_overrides, train
 
 REFERENCE_FOLDERS = sorted(MODELS_DIR.glob("kit_reference_x*"))
@@ -33,8 +33,11 @@ def test_a_reference_model_is_the_file_its_card_describes(folder):
     assert {m["dataset"] for m in card["measured"]} >= {"embedded-test"}
 
 
-@pytest.mark.parametrize("folder", [f for p in REFERENCE_FOLDERS for f in (p, p / "started_from")],
-                         ids=lambda p: p.relative_to(MODELS_DIR).as_posix())
+@pytest.mark.parametrize(
+    "folder",
+    [f for p in REFERENCE_FOLDERS for f in (p, p / "started_from")],
+    ids=lambda p: p.relative_to(MODELS_DIR).as_posix(),
+)
 def test_a_cards_retrain_command_trains_what_its_run_trained(folder):
     trained = as_trained(json.loads((folder / "config.json").read_text()))  # fields it predates: their old values
     card = json.loads((folder / "card.json").read_text())
@@ -73,7 +76,14 @@ def test_deviations_list_what_differs_from_the_papers_training_and_nothing_else(
 @pytest.mark.slow
 def test_publishing_a_run_copies_the_model_and_writes_its_card(tmp_path, one_thread):
     config = make_config(
-        "smoke", scale=2, iterations=2, patch_size=32, batch_size=2, val_crop=64, runs_dir=str(tmp_path / "runs"), progress=False
+        "smoke",
+        scale=2,
+        iterations=2,
+        patch_size=32,
+        batch_size=2,
+        val_crop=64,
+        runs_dir=str(tmp_path / "runs"),
+        progress=False,
     )
     run_dir = train(config)
     dest = publish(run_dir, tmp_path / "models", datasets=["embedded-test"], draws=1, progress=False)
@@ -96,9 +106,17 @@ def test_publishing_a_run_copies_the_model_and_writes_its_card(tmp_path, one_thr
 
 @pytest.mark.slow
 def test_a_second_stage_keeps_the_first_stages_card(tmp_path, one_thread):
-    tiny = dict(scale=2, iterations=2, patch_size=32, batch_size=2, val_crop=64, runs_dir=str(tmp_path / "runs"), progress=False)
+    tiny = dict(
+        scale=2, iterations=2, patch_size=32, batch_size=2, val_crop=64, runs_dir=str(tmp_path / "runs"), progress=False
+    )
     models = tmp_path / "models"
-    first = publish(train(make_config("smoke", run_name="first", **tiny)), models, datasets=["embedded-test"], draws=1, progress=False)
+    first = publish(
+        train(make_config("smoke", run_name="first", **tiny)),
+        models,
+        datasets=["embedded-test"],
+        draws=1,
+        progress=False,
+    )
     first_card = json.loads((first / "card.json").read_text())
     second_run = train(make_config("smoke", run_name="second", init_from=str(first / "IRN_x2.pth"), lr=1e-4, **tiny))
     dest = publish(second_run, models, datasets=["embedded-test"], draws=1, progress=False, note="made for a test")

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import randomize
 
 from irnlib import IRN, quantize
-from irnlib.network import DenseSubnet, HaarDownsampling, InvBlock
+from irnlib.model.network import DenseSubnet, HaarDownsampling, InvBlock
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

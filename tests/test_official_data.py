@@ -14,12 +14,12 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN
-from irnlib import evaluate as ev
-from irnlib.datasets import TestPair, TrainingPatches
-from irnlib.images import load_image, save_png, to_batch, to_image
-from irnlib.imresize import imresize
-from irnlib.network import quantize
-from irnlib.tables import KitRow, build_table, render_markdown
+from irnlib.data.datasets import TestPair, TrainingPatches
+from irnlib.experiments.tables import KitRow, build_table, render_markdown
+from irnlib.imaging.images import load_image, save_png, to_batch, to_image
+from irnlib.imaging.imresize import imresize
+from irnlib.model.network import quantize
+from irnlib.protocol import evaluate as ev
 from irnlib.train import lr_factor, make_config, validate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,8 +82,9 @@ def test_awkward_sizes_follow_the_official_rescale_rule(tmp_path, size):
     path = save_png(tmp_path / "a.png", img)
     target = (max(patch, size[0] // scale * scale), max(patch, size[1] // scale * scale))
     # cv2.resize(img / 255, (W, H), INTER_LINEAR) as scikit-image computes it: bilinear, half-pixel centres, edge
-    want_hr = skimage.transform.resize(img.astype(np.float64) / 255, (*target, 3), order=1, mode="edge",
-                                       anti_aliasing=False)
+    want_hr = skimage.transform.resize(
+        img.astype(np.float64) / 255, (*target, 3), order=1, mode="edge", anti_aliasing=False
+    )
     want_lr = imresize(want_hr, 1 / scale)
     patches = TrainingPatches([path], scale, patch=patch, seed=0, lr_target="image")
     hr, lr = patches.prepared(0)
@@ -200,8 +201,11 @@ def test_dataset_evaluation_at_z_zero_and_its_table_row():
     one = ev.evaluate_dataset("embedded-test", 2, net=net, draws=2, max_images=1, progress=False)
     bic = ev.evaluate_dataset("embedded-test", 2, max_images=1, progress=False)
     per_image = pd.concat([bic, one, frame], ignore_index=True)
-    rows = [KitRow("Bicubic", "bicubic", "Bicubic & Bicubic"), KitRow("IRN", "irn", "IRN (ours)"),
-            KitRow("IRN, z = 0", "irn", "IRN (ours)", temperature=0.0)]
+    rows = [
+        KitRow("Bicubic", "bicubic", "Bicubic & Bicubic"),
+        KitRow("IRN", "irn", "IRN (ours)"),
+        KitRow("IRN, z = 0", "irn", "IRN (ours)", temperature=0.0),
+    ]
     table = build_table(per_image, 2, rows, ["embedded-test"])
     kit = table[table["source"] == "this kit"].set_index("row")
     assert kit.loc["IRN, z = 0", "psnr_rgb"] == pytest.approx(frame["psnr_rgb"].mean())

@@ -1,9 +1,10 @@
 """The set-up stays coherent: pyproject and environment.yml agree, CI runs the README's test command."""
 
+import ast
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def test_readme_gives_two_commands_and_ci_runs_the_test_one():
     assert re.search(r"^make test$", ci, re.M)
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^reproduce:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
-    assert 'TORCH ?= torch==' in makefile  # a pinned torch, never a bare requirement
+    assert "TORCH ?= torch==" in makefile  # a pinned torch, never a bare requirement
 
 
 def test_public_api():
@@ -41,7 +42,7 @@ def test_public_api():
 
     for name in ("IRN", "load_checkpoint", "quantize", "imresize"):
         assert hasattr(irnlib, name)
-    from irnlib.metrics import psnr, ssim  # noqa: F401
+    from irnlib.imaging.metrics import psnr, ssim  # noqa: F401
 
 
 def test_every_notebook_is_committed_stripped_with_a_profile_parameter():
@@ -55,3 +56,44 @@ def test_every_notebook_is_committed_stripped_with_a_profile_parameter():
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
         params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1 and re.search(r"^profile = ", params[0].source, re.M), path.name
+
+
+# The package's layers, lowest first: a module may import from its own layer and the ones below.
+LAYERS = ["runtime", "paper", "imaging", "model", "data", "protocol", "training", "experiments", "app"]
+ROOT_MODULES = {"paper": "paper", "train": "training", "__main__": "app"}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "irnlib" or len(parts) < 2:
+        return None  # the package's __init__ re-exports for users and belongs to no layer
+    return parts[1] if parts[1] in LAYERS else ROOT_MODULES[parts[1]]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "irnlib":
+            names = [f"irnlib.{a.name}" for a in node.names] if node.module == "irnlib" else [node.module]
+            found += [(node.lineno, name) for name in names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "irnlib"]
+    return found
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = []
+    for path in sorted((ROOT / "irnlib").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        mine = _layer(module)
+        for line, target in _imports(path) if mine else []:
+            theirs = _layer(target)
+            if theirs and LAYERS.index(theirs) > LAYERS.index(mine):
+                upward.append(f"{path.relative_to(ROOT)}:{line} ({mine}) imports {target} ({theirs})")
+    assert upward == []
+
+
+def test_every_folder_of_the_package_is_a_layer():
+    folders = {p.name for p in (ROOT / "irnlib").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    modules = {p.stem for p in (ROOT / "irnlib").glob("*.py")} - {"__init__"}
+    assert folders <= set(LAYERS) and modules == set(ROOT_MODULES)

@@ -6,7 +6,7 @@ import os
 import nbformat
 import pytest
 
-from irnlib.pipeline import PipelineError, reproduce
+from irnlib.app.pipeline import PipelineError, reproduce
 
 
 def _notebook(path, *cells):
@@ -56,7 +56,9 @@ def test_failure_names_notebook_and_cell_and_keeps_the_executed_copy(pipeline):
     book, results = pipeline
     _notebook(book / "00_first.ipynb", "x = 1", "raise ValueError('bad input file data/x.png')")
     # In [4]: the parameters cell, papermill's injected parameters, "x = 1", then the failure.
-    with pytest.raises(PipelineError, match=r"00_first.ipynb failed in cell In \[4\] `raise ValueError.*`: ValueError: bad input file"):
+    with pytest.raises(
+        PipelineError, match=r"00_first.ipynb failed in cell In \[4\] `raise ValueError.*`: ValueError: bad input file"
+    ):
         reproduce("smoke", notebook_dir=book, results=results)
     record = json.loads((results / "RUN.json").read_text())
     assert record["status"] == "failed" and "00_first.ipynb" in record["error"]

@@ -4,7 +4,7 @@ import io
 
 import nbformat
 
-from irnlib.pipeline import KERNEL_NOISE, forward_kernel_stderr, reproduce
+from irnlib.app.pipeline import KERNEL_NOISE, forward_kernel_stderr, reproduce
 
 
 def test_each_notebook_shows_a_bar_of_cells_and_the_kernel_tcp_warning_is_left_out(tmp_path, capfd):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from irnlib.provenance import device_name, provenance, provenance_markdown
+from irnlib.runtime.provenance import device_name, provenance, provenance_markdown
 
 
 def test_record_holds_environment_and_extra_fields():
@@ -22,5 +22,7 @@ def test_the_device_names_the_cpu_model_and_its_vector_capabilities():
     name = device_name("cpu")
     assert name.startswith("CPU (") and name.endswith(f"; {torch.get_num_threads()} threads)")
     if Path("/proc/cpuinfo").is_file():
-        first_model = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        first_model = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
         assert first_model.partition(":")[2].strip() in name

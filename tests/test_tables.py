@@ -1,4 +1,4 @@
-"""The paper's numbers (irnlib.paper), tables built from per-image CSVs (irnlib.tables), notebook 02."""
+"""The paper's numbers (irnlib.paper), tables built from per-image CSVs (irnlib.experiments.tables), notebook 02."""
 
 import json
 import math
@@ -9,13 +9,12 @@ import pandas as pd
 import pytest
 from conftest import randomize
 
-from irnlib import IRN, save_model
-from irnlib import evaluate as ev
-from irnlib import paper
-from irnlib import profiles
-from irnlib import tables as tb
-from irnlib.notebook import parse_parameter
-from irnlib.paths import REPO_ROOT
+from irnlib import IRN, paper, save_model
+from irnlib.app.notebook import parse_parameter
+from irnlib.experiments import tables as tb
+from irnlib.protocol import evaluate as ev
+from irnlib.protocol import profiles
+from irnlib.runtime.paths import REPO_ROOT
 
 matplotlib.use("Agg")
 
@@ -24,10 +23,30 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: see co
 
 
 PAPER_ROWS = {
-    2: ["Bicubic & Bicubic", "Bicubic & SRCNN", "Bicubic & EDSR", "Bicubic & RDN", "Bicubic & RCAN", "Bicubic & SAN",
-        "TAD & TAU", "CNN-CR & CNN-SR", "CAR & EDSR", "IRN (ours)"],
-    4: ["Bicubic & Bicubic", "Bicubic & SRCNN", "Bicubic & EDSR", "Bicubic & RDN", "Bicubic & RCAN",
-        "Bicubic & ESRGAN", "Bicubic & SAN", "TAD & TAU", "CAR & EDSR", "IRN (ours)"],
+    2: [
+        "Bicubic & Bicubic",
+        "Bicubic & SRCNN",
+        "Bicubic & EDSR",
+        "Bicubic & RDN",
+        "Bicubic & RCAN",
+        "Bicubic & SAN",
+        "TAD & TAU",
+        "CNN-CR & CNN-SR",
+        "CAR & EDSR",
+        "IRN (ours)",
+    ],
+    4: [
+        "Bicubic & Bicubic",
+        "Bicubic & SRCNN",
+        "Bicubic & EDSR",
+        "Bicubic & RDN",
+        "Bicubic & RCAN",
+        "Bicubic & ESRGAN",
+        "Bicubic & SAN",
+        "TAD & TAU",
+        "CAR & EDSR",
+        "IRN (ours)",
+    ],
 }
 
 
@@ -58,7 +77,9 @@ def test_paper_values_spot_checks_and_dashes():
     assert all(math.isnan(v) for v in paper.paper_value("Bicubic & SRCNN", 2, "DIV2K"))
     assert all(math.isnan(v) for v in paper.paper_value("IRN (ours)", 4, "embedded-test"))
     params = paper.paper_table(4).set_index("method")["params"]
-    assert params["IRN (ours)"] == "4.35M" and paper.paper_table(2).set_index("method")["params"]["IRN (ours)"] == "1.66M"
+    assert (
+        params["IRN (ours)"] == "4.35M" and paper.paper_table(2).set_index("method")["params"]["IRN (ours)"] == "1.66M"
+    )
     assert "pkuxmq/Invertible-Image-Rescaling" in paper.paper_source()
 
 
@@ -75,12 +96,42 @@ def test_parse_cell_refuses_garbage():
 def fake_per_image() -> pd.DataFrame:
     rows = []
     for image, value in (("a", 28.0), ("b", 29.0)):
-        rows.append(dict(dataset="Set5", image=image, method="bicubic", scale=4, draw=0, seed="", height=8, width=8,
-                         psnr_y=value, ssim_y=0.8, psnr_rgb=value - 1, checkpoint=""))
+        rows.append(
+            dict(
+                dataset="Set5",
+                image=image,
+                method="bicubic",
+                scale=4,
+                draw=0,
+                seed="",
+                height=8,
+                width=8,
+                psnr_y=value,
+                ssim_y=0.8,
+                psnr_rgb=value - 1,
+                checkpoint="",
+            )
+        )
         for draw in range(3):
-            rows.append(dict(dataset="Set5", image=image, method="irn", scale=4, draw=draw, seed=draw, height=8,
-                             width=8, psnr_y=value + 8 + 0.01 * draw, ssim_y=0.95, psnr_rgb=value + 7,
-                             lr_psnr_y=40.0, lr_ssim_y=0.99, lr_psnr_rgb=39.0, checkpoint="ck.pth"))
+            rows.append(
+                dict(
+                    dataset="Set5",
+                    image=image,
+                    method="irn",
+                    scale=4,
+                    draw=draw,
+                    seed=draw,
+                    height=8,
+                    width=8,
+                    psnr_y=value + 8 + 0.01 * draw,
+                    ssim_y=0.95,
+                    psnr_rgb=value + 7,
+                    lr_psnr_y=40.0,
+                    lr_ssim_y=0.99,
+                    lr_psnr_rgb=39.0,
+                    checkpoint="ck.pth",
+                )
+            )
     return pd.DataFrame(rows, columns=ev.CSV_COLUMNS)
 
 
@@ -115,7 +166,9 @@ def test_bicubic_on_the_irn_rows_images_compares_like_with_like():
     # IRN measured on image "b" only (the first N of a set): a bicubic row over "b" alone
     frame = fake_per_image()
     frame = frame[(frame["method"] == "bicubic") | (frame["image"] == "b")]
-    same = tb.KitRow("Bicubic & Bicubic (this kit, on the IRN rows' images)", "bicubic", "", params="/", images_of="ck.pth")
+    same = tb.KitRow(
+        "Bicubic & Bicubic (this kit, on the IRN rows' images)", "bicubic", "", params="/", images_of="ck.pth"
+    )
     table = tb.build_table(frame, 4, [KIT_ROWS[0], same, KIT_ROWS[1]], ["Set5"])
     kit = table[table["source"] == "this kit"].set_index("row")
     assert kit.loc["Bicubic & Bicubic (this kit)", "psnr"] == pytest.approx(28.5)  # every image
@@ -125,7 +178,9 @@ def test_bicubic_on_the_irn_rows_images_compares_like_with_like():
 
 
 def test_not_available_rows_say_how_to_get_them():
-    missing_ckpt = tb.KitRow("IRN (this kit, x.pth)", "irn", "IRN (ours)", missing="checkpoint x.pth not found: train it")
+    missing_ckpt = tb.KitRow(
+        "IRN (this kit, x.pth)", "irn", "IRN (ours)", missing="checkpoint x.pth not found: train it"
+    )
     rows = [KIT_ROWS[0], missing_ckpt]
     table = tb.build_table(fake_per_image(), 4, rows, ["Set5", "Urban100"], {"Urban100": tb.fetch_command("Urban100")})
     kit = table[table["source"] == "this kit"]
@@ -174,8 +229,15 @@ def tiny_checkpoint(folder, scale=4, iterations=50):
 
 def test_make_table1_end_to_end(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "run")
-    result = tb.make_table1(4, datasets=["embedded-test", "Urban100"], checkpoint=ckpt, draws=2, root=tmp_path / "nodata",
-                            out_dir=tmp_path / "tables", progress=False)
+    result = tb.make_table1(
+        4,
+        datasets=["embedded-test", "Urban100"],
+        checkpoint=ckpt,
+        draws=2,
+        root=tmp_path / "nodata",
+        out_dir=tmp_path / "tables",
+        progress=False,
+    )
     per_image = pd.read_csv(result.per_image_path)
     assert set(per_image["method"]) == {"bicubic", "irn"}
     irn_rows = per_image[per_image["method"] == "irn"]

@@ -3,8 +3,8 @@
 import papermill
 import pytest
 
-from irnlib.pipeline import NOTEBOOK_DIR
-from irnlib.tables import make_table1
+from irnlib.app.pipeline import NOTEBOOK_DIR
+from irnlib.experiments.tables import make_table1
 
 
 def test_make_table1_refuses_a_named_checkpoint_that_does_not_exist(tmp_path):
@@ -17,7 +17,9 @@ def test_make_table1_refuses_a_named_checkpoint_that_does_not_exist(tmp_path):
 def test_notebook_02_fails_on_a_named_checkpoint_that_does_not_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("IRN_RESULTS", str(tmp_path / "results"))
     missing = tmp_path / "IRN_x4_typo.pth"
-    with pytest.raises(papermill.PapermillExecutionError, match="checkpoints given but not found: x4: .*IRN_x4_typo.pth"):
+    with pytest.raises(
+        papermill.PapermillExecutionError, match="checkpoints given but not found: x4: .*IRN_x4_typo.pth"
+    ):
         papermill.execute_notebook(str(NOTEBOOK_DIR / "02_results_tables.ipynb"), str(tmp_path / "02.ipynb"),
                                    parameters={"profile": "smoke", "scales": [4], "checkpoints": {"4": str(missing)}},
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The thread policy (irnlib.threads): its decisions from allowed CPUs, quota and load, the
+"""The thread policy (irnlib.runtime.threads): its decisions from allowed CPUs, quota and load, the
 environment's overrides, and the machine readers on fake cgroup and /proc files. No timings."""
 
 import platform
@@ -6,12 +6,12 @@ import platform
 import pytest
 import torch
 
-from irnlib import threads
-from irnlib.cli import main
-from irnlib.threads import (
+from irnlib.app.cli import main
+from irnlib.runtime import threads
+from irnlib.runtime.threads import (
     BusyMeter,
-    apply_thread_policy,
     adjust_threads,
+    apply_thread_policy,
     cpu_capacity,
     decide_threads,
     next_threads,
@@ -165,7 +165,9 @@ def test_the_command_line_refuses_a_malformed_irn_threads(monkeypatch, capsys, t
 def test_the_command_line_applies_the_policy(monkeypatch, tmp_path):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("IRN_THREADS", "1")
-    main(["downscale", str(tmp_path / "missing.png"), str(tmp_path / "b.png"), "--scale", "2"])  # fails later: no matter
+    main(
+        ["downscale", str(tmp_path / "missing.png"), str(tmp_path / "b.png"), "--scale", "2"]
+    )  # fails later: no matter
     assert threads._policy.decision.source == "IRN_THREADS" and torch.get_num_threads() == 1
 
 
@@ -181,7 +183,9 @@ def test_parse_cpu_max(text, expected):
     assert parse_cpu_max(text) == expected
 
 
-@pytest.mark.parametrize("quota, period, expected", [("-1\n", "100000\n", None), ("50000", "100000", 0.5), ("300000", "100000", 3.0)])
+@pytest.mark.parametrize(
+    "quota, period, expected", [("-1\n", "100000\n", None), ("50000", "100000", 0.5), ("300000", "100000", 3.0)]
+)
 def test_parse_cfs_quota(quota, period, expected):
     assert parse_cfs_quota(quota, period) == expected
 
@@ -232,7 +236,7 @@ def test_busy_meter_reads_something_sane_on_this_machine():
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is for glibc only")
 def test_allocator_setting_applies_on_glibc():
-    from irnlib.threads import tune_cpu_allocator
+    from irnlib.runtime.threads import tune_cpu_allocator
 
     assert tune_cpu_allocator() is True
     assert tune_cpu_allocator() is True  # idempotent: applying it again is harmless

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import randomize
 
-from irnlib.datasets import TrainingPatches, list_images
-from irnlib.network import IRN, quantize
+from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.model.network import IRN, quantize
 from irnlib.train import (
     IRNObjective,
     IterationBatches,
@@ -27,7 +27,6 @@ from irnlib.train import (
     resolve_amp,
     run_network,
 )
-
 
 # ---------------------------------------------------------------- each loss term by hand
 
@@ -254,7 +253,13 @@ def test_distr_curriculum_switches_l_distr_on_then_ramps_it_to_its_weight():
 
 def test_overrides_and_errors():
     config = make_config("smoke", iterations=7, lambda_forw=1.5, run_name="mine")
-    assert (config.profile, config.iterations, config.lambda_forw, config.run_name, config.scale) == ("smoke", 7, 1.5, "mine", 4)
+    assert (config.profile, config.iterations, config.lambda_forw, config.run_name, config.scale) == (
+        "smoke",
+        7,
+        1.5,
+        "mine",
+        4,
+    )
     assert make_config("smoke").run_dir.parts[-3:] == ("results", "runs", "smoke_x4")
     with pytest.raises(ValueError, match="unknown TrainConfig field.*'itertions'"):
         make_config("smoke", itertions=3)
@@ -338,7 +343,7 @@ def test_bf16_autocast_stays_within_its_accuracy_bound():
     differs by 7 %."""
     import skimage.data
 
-    from irnlib.imresize import imresize
+    from irnlib.imaging.imresize import imresize
 
     img = torch.from_numpy(skimage.data.astronaut()[100:132, 100:132].copy()).permute(2, 0, 1)[None].float() / 255
     hr = torch.cat([img, img.flip(-1)])

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import irnlib.train as train_module
-from irnlib.checkpoint import save_model
-from irnlib.network import IRN
+from irnlib.model.checkpoint import save_model
+from irnlib.model.network import IRN
 from irnlib.train import CheckpointUnreadable, SettingsError, make_config, train
 
 TINY = dict(scale=2, patch_size=16, batch_size=2, val_images=1, val_crop=32, progress=False, num_workers=0)
@@ -152,6 +152,7 @@ def test_a_second_training_on_a_busy_run_folder_fails_at_once_and_kill_9_frees_i
             assert first.poll() is None, first.stderr.read()
             assert time.monotonic() < deadline, "the first run did not start"
             time.sleep(0.2)
+
         def saved_iteration():
             return torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["iteration"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from irnlib.paths import REPO_ROOT
+from irnlib.runtime.paths import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "01_train.ipynb"
 
@@ -15,7 +15,17 @@ def test_notebook_is_committed_without_outputs_and_has_parameters():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    for name in ("profile", "scale", "iterations", "batch_size", "patch_size", "data_root", "device", "run_name", "resume"):
+    for name in (
+        "profile",
+        "scale",
+        "iterations",
+        "batch_size",
+        "patch_size",
+        "data_root",
+        "device",
+        "run_name",
+        "resume",
+    ):
         assert f"{name} =" in tagged[0].source
     for cell in nb.cells:
         if cell.cell_type == "code":

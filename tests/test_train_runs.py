@@ -47,13 +47,17 @@ def test_run_folder_contents(tmp_path):
                            "samples_per_s", "data_share"}  # fmt: skip
     assert [float(r["lr"]) for r in log] == [5e-4, 2.5e-4]  # the rate used by steps 2 and 4
     row = log[-1]
-    assert float(row["loss"]) == pytest.approx(float(row["l_forw"]) + float(row["l_back"]) + float(row["l_distr"]), rel=1e-5)
+    assert float(row["loss"]) == pytest.approx(
+        float(row["l_forw"]) + float(row["l_back"]) + float(row["l_distr"]), rel=1e-5
+    )
     val = read_csv(run_dir / "val_log.csv")
     assert [r["iteration"] for r in val] == ["0", "2", "4"]
     assert all(float(r["psnr_y"]) > 0 and float(r["lr_psnr_y"]) > 0 for r in val)
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["status"] == "finished" and record["iterations_done"] == 4 and record["commit"]
-    assert record["validation_last"]["iteration"] == 4 and record["validation_last"]["psnr_y"] == float(val[-1]["psnr_y"])
+    assert record["validation_last"]["iteration"] == 4 and record["validation_last"]["psnr_y"] == float(
+        val[-1]["psnr_y"]
+    )
     # The export is the official format; the training checkpoint holds everything to resume.
     exported = load_checkpoint(run_dir / "IRN_x2.pth")
     state = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)
@@ -95,7 +99,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
     monkeypatch.setattr(IRNObjective, "forward", forward_that_fails_at_the_third_step)
     config = tiny_config(tmp_path, iterations=6, checkpoint_every=2, run_name="nan")
-    with pytest.raises(TrainingDiverged, match=r"diverged at iteration 3: .*'l_back': nan.*last good checkpoint .*last.pt"):
+    with pytest.raises(
+        TrainingDiverged, match=r"diverged at iteration 3: .*'l_back': nan.*last good checkpoint .*last.pt"
+    ):
         train(config)
     state = torch.load(config.run_dir / "checkpoints/last.pt", weights_only=True)
     assert state["iteration"] == 2
@@ -124,7 +130,9 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     subprocess.run(_cli("straight", tmp_path, iterations), check=True, env=env, capture_output=True)
 
     # The same run, killed with SIGKILL while it writes a checkpoint (after the first one).
-    proc = subprocess.Popen(_cli("killed", tmp_path, iterations), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cli("killed", tmp_path, iterations), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ckpt_dir = tmp_path / "killed" / "checkpoints"
     deadline, mid_save = time.monotonic() + 300, False
     while time.monotonic() < deadline and proc.poll() is None:
@@ -166,8 +174,8 @@ def _ddp_gradients(rank, world, init_file, out_dir):
     """One process of the gloo test: the DDP-averaged gradient of its slice of a global batch."""
     import torch.distributed as dist
 
-    from irnlib.datasets import TrainingPatches, list_images
-    from irnlib.network import IRN
+    from irnlib.data.datasets import TrainingPatches, list_images
+    from irnlib.model.network import IRN
     from irnlib.train import IterationBatches, TrainingSamples
 
     torch.set_num_threads(1)
@@ -232,7 +240,10 @@ def test_two_process_ddp_run_matches_one_process(tmp_path):
         first = a["iteration"] == "1"
         assert float(b["grad_norm"]) == pytest.approx(float(a["grad_norm"]), rel=1e-5 if first else 1e-3)
         for column in ("loss", "l_forw", "l_back", "l_distr"):  # to 1e-5 of the total loss
-            assert float(b[column]) == pytest.approx(float(a[column]), abs=1e-5 * float(a["loss"])), (a["iteration"], column)
+            assert float(b[column]) == pytest.approx(float(a[column]), abs=1e-5 * float(a["loss"])), (
+                a["iteration"],
+                column,
+            )
     one, two = _weights(tmp_path / "single/IRN_x2.pth"), _weights(tmp_path / "ddp/IRN_x2.pth")
     diff = torch.cat([(two[k] - one[k]).abs().flatten() for k in one])
     assert diff.max() <= 2 * lr * steps
@@ -250,7 +261,9 @@ def test_autocast_runs_on_cpu(tmp_path, amp):
 
 
 def test_trains_on_t91_and_validates_on_set5(tmp_path, shared_data):
-    config = tiny_config(tmp_path, iterations=2, train_set="T91", val_set="Set5", data_root=str(shared_data), run_name="t91")
+    config = tiny_config(
+        tmp_path, iterations=2, train_set="T91", val_set="Set5", data_root=str(shared_data), run_name="t91"
+    )
     run_dir = train(config)
     assert [r["iteration"] for r in read_csv(run_dir / "val_log.csv")] == ["0", "2"]
     record = json.loads((run_dir / "provenance.json").read_text())
@@ -295,7 +308,7 @@ def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
     assert all(torch.equal(a[k], b[k]) for k in a)  # no step taken: the weights it started from
     assert read_csv(second / "val_log.csv")[0]["psnr_y"] == read_csv(first / "val_log.csv")[-1]["psnr_y"]
     record = json.loads((second / "provenance.json").read_text())
-    from irnlib.datasets import sha256_file
+    from irnlib.data.datasets import sha256_file
 
     assert record["init_from"] == {"file": str(source), "sha256": sha256_file(source)}
     # Resumed after the file it started from has changed: the record keeps what it started from.
@@ -343,7 +356,9 @@ def test_the_weight_average_is_validated_and_exported_and_changes_no_step(tmp_pa
     assert float(read_csv(averaged / "val_log.csv")[-1]["psnr_y"]) == pytest.approx(measured["psnr_y"], abs=1e-4)
     assert read_csv(averaged / "val_log.csv")[-1]["psnr_y"] != read_csv(plain / "val_log.csv")[-1]["psnr_y"]
     # A run that starts from a model's weights validates and exports them until its first step.
-    started = train(tiny_config(tmp_path, iterations=0, run_name="from", ema_decay=d, init_from=str(averaged / "IRN_x2.pth")))
+    started = train(
+        tiny_config(tmp_path, iterations=0, run_name="from", ema_decay=d, init_from=str(averaged / "IRN_x2.pth"))
+    )
     again = load_checkpoint(started / "IRN_x2.pth").state_dict()
     assert all(torch.equal(again[k], v) for k, v in exported.items())
     # The average is part of the run's mathematics (it is what the run exports).
@@ -359,8 +374,19 @@ def test_the_distr_curriculum_is_applied_by_step_and_is_part_of_the_run(tmp_path
     assert l_distr[:2] == [0, 0] and all(v > 0 for v in l_distr[2:])
     # Resumed in one-step chunks, the same run reaches the same weights: the factor is the step's.
     for done in (1, 2, 3, 4):
-        chunked = train(tiny_config(tmp_path, iterations=done, run_name="chunked", log_every=1, distr_off_iterations=2, distr_ramp_iterations=2))
+        chunked = train(
+            tiny_config(
+                tmp_path,
+                iterations=done,
+                run_name="chunked",
+                log_every=1,
+                distr_off_iterations=2,
+                distr_ramp_iterations=2,
+            )
+        )
     a, b = (torch.load(r / "checkpoints/last.pt", weights_only=True)["model"] for r in (run, chunked))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match=r"different settings \(distr_off_iterations: 2 -> 0, distr_ramp_iterations: 2 -> 0\)"):
+    with pytest.raises(
+        ValueError, match=r"different settings \(distr_off_iterations: 2 -> 0, distr_ramp_iterations: 2 -> 0\)"
+    ):
         train(tiny_config(tmp_path, iterations=5))

@@ -351,7 +351,9 @@ def apply_thread_policy(environ=None, sample_seconds: float = 0.25, force: bool 
 
     source, fixed = read_override(os.environ if environ is None else environ)
     if source == "OMP_NUM_THREADS":
-        decision = ThreadDecision(torch.get_num_threads(), source, f"OMP_NUM_THREADS: {torch.get_num_threads()} threads")
+        decision = ThreadDecision(
+            torch.get_num_threads(), source, f"OMP_NUM_THREADS: {torch.get_num_threads()} threads"
+        )
         _policy = _Policy(decision, None, decision.threads)
         return decision
     if source == "IRN_THREADS":

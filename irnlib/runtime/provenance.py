@@ -14,9 +14,17 @@ import sys
 
 import torch
 
-from .paths import REPO_ROOT
+from irnlib.runtime.paths import REPO_ROOT
 
-__all__ = ["git_commit", "cpu_model", "device_name", "make_run_id", "current_run_id", "provenance", "provenance_markdown"]
+__all__ = [
+    "git_commit",
+    "cpu_model",
+    "device_name",
+    "make_run_id",
+    "current_run_id",
+    "provenance",
+    "provenance_markdown",
+]
 
 
 def make_run_id(now: _dt.datetime | None = None) -> str:
@@ -69,7 +77,11 @@ def cpu_model() -> str:
     if not fields:
         return platform.processor() or platform.machine()
     flags = set(fields.get("flags", "").split())
-    caps = [name for name, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("avx512_bf16", "avx512_bf16"), ("amx", "amx_bf16")) if flag in flags]
+    caps = [
+        name
+        for name, flag in (("avx2", "avx2"), ("avx512", "avx512f"), ("avx512_bf16", "avx512_bf16"), ("amx", "amx_bf16"))
+        if flag in flags
+    ]
     family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
     return f"{fields.get('model name', platform.machine())}; {family}; {', '.join(caps) or 'no avx2'}"
 

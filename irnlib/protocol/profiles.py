@@ -21,11 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import data_root, pretrained_checkpoint, results_root
-from .registry import PAPER_TEST, PAPER_TRAINING
+from irnlib.data.registry import PAPER_TEST, PAPER_TRAINING
+from irnlib.runtime.paths import data_root, pretrained_checkpoint, results_root
 
 __all__ = [
-    "PAPER_ITERATIONS",
     "AblationPlan",
     "Profile",
     "SMOKE",
@@ -39,8 +38,6 @@ __all__ = [
     "default_checkpoint",
 ]
 
-PAPER_ITERATIONS = 500_000  # the paper's training length (TrainConfig's default)
-
 
 @dataclass(frozen=True)
 class AblationPlan:
@@ -48,7 +45,7 @@ class AblationPlan:
 
     ``train`` holds :class:`irnlib.train.TrainConfig` fields set on top of the profile's
     training for every variant; the variants then change a few more
-    (:func:`irnlib.ablations.variants`).
+    (:func:`irnlib.experiments.ablations.variants`).
     """
 
     scale: int  # default scale of the study
@@ -130,13 +127,22 @@ SMOKE = Profile(
     draws=2,  # the paper: 5; two keep the main job near 10 minutes and still show the spread over z
     official_checkpoints=False,
     indicative=True,
-    table_note=("**Smoke profile** - a quick check of the pipeline on CPU, not the paper's experiment: the embedded "
-                "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk"),
+    table_note=(
+        "**Smoke profile** - a quick check of the pipeline on CPU, not the paper's experiment: the embedded "
+        "test photographs (not in the paper) and whichever of Set5/Set14/BSD100 are on disk"
+    ),
     ablation=AblationPlan(
         scale=2,
         # 14 tiny runs (7 variants, 2 seeds) in about 3 minutes on 2 cores
-        train=dict(patch_size=24, iterations=30, lr_milestones=(22, 27), val_every=30, checkpoint_every=30,
-                   log_every=10, progress=False),
+        train=dict(
+            patch_size=24,
+            iterations=30,
+            lr_milestones=(22, 27),
+            val_every=30,
+            checkpoint_every=30,
+            log_every=10,
+            progress=False,
+        ),
         eval_set="embedded-test",
         eval_crop=160,
         eval_images=None,
@@ -159,8 +165,13 @@ PAPER = Profile(
     ablation=AblationPlan(
         scale=4,
         # a fifth of the paper's schedule, learning-rate milestones scaled alike
-        train=dict(iterations=100_000, lr_milestones=(40_000, 60_000, 80_000, 90_000), val_every=10_000,
-                   checkpoint_every=5_000, keep_every=0),
+        train=dict(
+            iterations=100_000,
+            lr_milestones=(40_000, 60_000, 80_000, 90_000),
+            val_every=10_000,
+            checkpoint_every=5_000,
+            keep_every=0,
+        ),
         eval_set="DIV2K_valid_HR",
         eval_crop=None,
         eval_images=None,
@@ -202,13 +213,21 @@ QUICK = Profile(
     draws=5,
     official_checkpoints=False,
     indicative=True,
-    table_note=("**Quick profile** - the kit's CPU training recipe (T91 + BSD200, small batches, hours not days): "
-                "the paper's network and protocol, a far shorter training than the paper's"),
+    table_note=(
+        "**Quick profile** - the kit's CPU training recipe (T91 + BSD200, small batches, hours not days): "
+        "the paper's network and protocol, a far shorter training than the paper's"
+    ),
     ablation=AblationPlan(
         scale=2,
         # every variant and seed: the quick recipe for 500 steps (about 7 minutes on 2 cores)
-        train=dict(iterations=500, lr_milestones=(350, 425, 475), val_every=250, checkpoint_every=100, keep_every=0,
-                   progress=False),
+        train=dict(
+            iterations=500,
+            lr_milestones=(350, 425, 475),
+            val_every=250,
+            checkpoint_every=100,
+            keep_every=0,
+            progress=False,
+        ),
         eval_set="Set5",
         eval_crop=None,
         eval_images=None,
@@ -248,7 +267,7 @@ def default_datasets(profile: str, root=None) -> list[str]:
 
 def datasets_to_prepare(profile: str, root=None) -> list[str]:
     """What notebook 00 checks and prepares: the profile's data, or every dataset on disk."""
-    from .datasets import available_datasets
+    from irnlib.data.datasets import available_datasets
 
     p = get(profile)
     return list(p.data) if p.data is not None else available_datasets(root)

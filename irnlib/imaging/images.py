@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .paths import atomic_write
+from irnlib.runtime.paths import atomic_write
 
 __all__ = [
     "ImageFileError",

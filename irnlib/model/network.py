@@ -157,7 +157,7 @@ class InvBlock(nn.Module):
 
     ``forward`` and ``inverse`` take ``run_subnet(subnet, t)``, which evaluates F, G and H
     (default ``subnet(t)``); tiled inference passes a faster evaluation of the same function
-    (:func:`irnlib.inference.subnet_nhwc`).
+    (:func:`irnlib.model.inference.subnet_nhwc`).
     """
 
     def __init__(self, channels: int, split: int = 3, growth: int = 32):
@@ -251,7 +251,7 @@ class IRN(nn.Module):
         ``run_block(fn, x)``, if given, runs every :class:`InvBlock` step ``fn`` (the block or
         its inverse) on ``x`` instead of ``fn(x)``; the Haar levels always run directly. This
         is the one loop over the network: :meth:`forward`, :meth:`inverse`, tiled inference
-        (:mod:`irnlib.inference`, a tile at a time) and training's recomputation
+        (:mod:`irnlib.model.inference`, a tile at a time) and training's recomputation
         (:func:`irnlib.train.run_network`, under activation checkpointing) all use it.
         """
         for op in reversed(self.operations) if inverse else self.operations:
@@ -315,7 +315,7 @@ class IRN(nn.Module):
 
         The latent is drawn as ``z ~ N(0, temperature²)``; ``generator`` (on any device)
         makes the draw reproducible. The result is not clamped (round it with
-        :func:`irnlib.images.to_image`). ``size=(H, W)`` crops the result to the original
+        :func:`irnlib.imaging.images.to_image`). ``size=(H, W)`` crops the result to the original
         HR size after :meth:`downscale` padded it.
         """
         z = self.sample_latent(lr, temperature, generator)

@@ -3,7 +3,7 @@
 ``reproduce()`` runs ``notebooks/00_*.ipynb`` .. ``04_*.ipynb`` in order, saves each executed
 copy under ``results/executed/``, records the run in ``results/RUN.json`` and prints a summary
 (what ran, how long, which tables and figures were written, where). Every notebook sees the
-run's id in ``$IRN_RUN_ID``; :func:`irnlib.provenance.provenance` puts it on every table, so a
+run's id in ``$IRN_RUN_ID``; :func:`irnlib.runtime.provenance.provenance` puts it on every table, so a
 table left over from an earlier run never passes for a current one.
 """
 
@@ -18,9 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import profiles
-from .paths import REPO_ROOT, results_root, write_json
-from .provenance import make_run_id, provenance
+from irnlib.protocol import profiles
+from irnlib.runtime.paths import REPO_ROOT, results_root, write_json
+from irnlib.runtime.provenance import make_run_id, provenance
 
 __all__ = ["NotebookRun", "PipelineError", "notebooks", "reproduce"]
 
@@ -74,11 +74,11 @@ def reproduce(
     Parameters
     ----------
     profile : str
-        A profile of :mod:`irnlib.profiles`; passed to every notebook as its ``profile`` parameter.
+        A profile of :mod:`irnlib.protocol.profiles`; passed to every notebook as its ``profile`` parameter.
     notebook_dir : Path
         Folder holding the ``NN_name.ipynb`` notebooks.
     results : path, optional
-        Results folder (default :func:`irnlib.paths.results_root`); exported to the notebooks
+        Results folder (default :func:`irnlib.runtime.paths.results_root`); exported to the notebooks
         as ``$IRN_RESULTS``.
     parameters : dict, optional
         Further parameters passed to every notebook.
@@ -100,15 +100,24 @@ def reproduce(
     executed_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     run_id = make_run_id()
-    record = {"run_id": run_id, "profile": profile, "status": "running", "notebooks": [],
-              **provenance(None)}  # commit, date (the start), CPU, host, versions
+    record = {
+        "run_id": run_id,
+        "profile": profile,
+        "status": "running",
+        "notebooks": [],
+        **provenance(None),
+    }  # commit, date (the start), CPU, host, versions
     write_json(results / "RUN.json", record)
     params = {"profile": profile, **(parameters or {})}
     todo = notebooks(notebook_dir)
     print(f"run {run_id}: {len(todo)} notebooks, profile {profile!r}, results in {results}")
     runs: list[NotebookRun] = []
     # Kernels inherit these; they run in notebooks/, so relative folders are made absolute here.
-    folders = {key: str(Path(os.environ[key]).expanduser().resolve()) for key in ("IRN_DATA", "IRN_CACHE") if os.environ.get(key)}
+    folders = {
+        key: str(Path(os.environ[key]).expanduser().resolve())
+        for key in ("IRN_DATA", "IRN_CACHE")
+        if os.environ.get(key)
+    }
     with _environment(IRN_RUN_ID=run_id, IRN_RESULTS=str(results), **folders):
         for nb in todo:
             out = executed_dir / nb.name
@@ -196,7 +205,12 @@ def _environment(**variables: str):
 
 
 def _summary(runs: list[NotebookRun], written: list[Path], results: Path, seconds: float) -> str:
-    lines = [f"\nPipeline complete in {seconds / 60:.1f} min.", "", "| notebook | seconds | executed copy |", "| --- | --- | --- |"]
+    lines = [
+        f"\nPipeline complete in {seconds / 60:.1f} min.",
+        "",
+        "| notebook | seconds | executed copy |",
+        "| --- | --- | --- |",
+    ]
     lines += [f"| {r.notebook} | {r.seconds:.0f} | {results / r.executed} |" for r in runs]
     lines += ["", f"Written under {results}:"]
     lines += [f"  {p.relative_to(results)}" for p in written] or ["  (no tables or figures)"]

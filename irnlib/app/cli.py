@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .profiles import PROFILES
+from irnlib.protocol.profiles import PROFILES
 
 __all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
 
@@ -61,16 +61,18 @@ class CommandError(Exception):
 
 
 def _checkpoint_path(checkpoint, scale: int | None) -> Path:
-    """The checkpoint to use: the given one, else :func:`irnlib.paths.rescaling_checkpoint`
+    """The checkpoint to use: the given one, else :func:`irnlib.runtime.paths.rescaling_checkpoint`
     (the official one in data/pretrained/, else the kit's reference model in models/)."""
-    from .paths import pretrained_checkpoint, rescaling_checkpoint, short_path
+    from irnlib.runtime.paths import pretrained_checkpoint, rescaling_checkpoint, short_path
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
     elif scale:
         path = rescaling_checkpoint(scale)
     else:
-        raise CommandError("give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth or the kit's reference model)")
+        raise CommandError(
+            "give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth or the kit's reference model)"
+        )
     if not path.is_file():
         raise CommandError(
             f"checkpoint {path} not found: pass --checkpoint PATH, or place the official IRN_x{scale or 'S'}.pth "
@@ -78,20 +80,24 @@ def _checkpoint_path(checkpoint, scale: int | None) -> Path:
             "or train one with `irn train`"
         )
     if not checkpoint:  # say which default was taken: the official model or the kit's own
-        kind = "the official checkpoint" if path == pretrained_checkpoint(scale) else "the kit's reference model, see its README.md"
+        kind = (
+            "the official checkpoint"
+            if path == pretrained_checkpoint(scale)
+            else "the kit's reference model, see its README.md"
+        )
         print(f"irn: using {short_path(path)} ({kind})", file=sys.stderr)
     return path
 
 
 def _fingerprint(path: Path) -> str:
-    from .datasets import sha256_file
+    from irnlib.data.datasets import sha256_file
 
     return f"{path.name} sha256:{sha256_file(path)[:16]}"
 
 
 def _device(name: str):
     """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
-    from .inference import usable_device
+    from irnlib.model.inference import usable_device
 
     try:
         return usable_device(name, "--device {}")
@@ -100,7 +106,7 @@ def _device(name: str):
 
 
 def _load_network(checkpoint: Path, scale: int | None, device: str):
-    from .checkpoint import CheckpointError, load_checkpoint
+    from irnlib.model.checkpoint import CheckpointError, load_checkpoint
 
     try:
         net = load_checkpoint(checkpoint, map_location=_device(device))
@@ -112,7 +118,7 @@ def _load_network(checkpoint: Path, scale: int | None, device: str):
 
 
 def _load(path: Path):
-    from .images import ImageFileError, load_image
+    from irnlib.imaging.images import ImageFileError, load_image
 
     try:
         return load_image(path)
@@ -122,7 +128,7 @@ def _load(path: Path):
 
 def _save(dst: Path, img, metadata: dict[str, str]) -> None:
     """Write the output PNG atomically; a failure to write names the file and leaves it as it was."""
-    from .images import save_png
+    from irnlib.imaging.images import save_png
 
     try:
         save_png(dst, img, metadata)
@@ -143,7 +149,7 @@ def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, 
 
     The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks.
     """
-    from .inference import downscale_image
+    from irnlib.model.inference import downscale_image
 
     hr = _load(src)
     lr = downscale_image(net, hr)
@@ -211,7 +217,7 @@ def upscale_file(
     The size is ``size`` if given, else the original size stored by :func:`downscale_file`,
     else ``s`` times the LR's size.
     """
-    from .inference import upscale_image
+    from irnlib.model.inference import upscale_image
 
     lr = _load(src)
     meta = _read_metadata(src)
@@ -232,7 +238,7 @@ def upscale_file(
 
 def _pairs(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     """(input, output) files: one file, or every image of a folder into a folder of PNGs."""
-    from .datasets import IMAGE_SUFFIXES
+    from irnlib.data.datasets import IMAGE_SUFFIXES
 
     suffixes = (*IMAGE_SUFFIXES, ".webp")  # a dataset's kinds of file, and WebP photos
     if src.is_dir():
@@ -264,7 +270,7 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
     ``x.png``), and temporary files left in the output folder by a killed run are removed.
     A refusal raises :class:`CommandError` before anything is written.
     """
-    from .paths import remove_stale_temporaries
+    from irnlib.runtime.paths import remove_stale_temporaries
 
     jobs = _pairs(src, dst)
     if src.is_dir() and dst.exists() and _same(src, dst):
@@ -289,8 +295,8 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
 def _rescale(args, up: bool) -> None:
     from tqdm.auto import tqdm
 
-    from .inference import net_device
-    from .threads import tune_cpu_allocator
+    from irnlib.model.inference import net_device
+    from irnlib.runtime.threads import tune_cpu_allocator
 
     jobs = _plan(Path(args.input), Path(args.output))
     scale = args.scale
@@ -299,7 +305,7 @@ def _rescale(args, up: bool) -> None:
     checkpoint = _checkpoint_path(args.checkpoint, scale)
     net = _load_network(checkpoint, scale, args.device)
     if net_device(net).type == "cpu":
-        tune_cpu_allocator()  # every image allocates the same large blocks again (irnlib.threads)
+        tune_cpu_allocator()  # every image allocates the same large blocks again (irnlib.runtime.threads)
     ident = _fingerprint(checkpoint)
     size = _parse_size(args.size, "--size") if up and args.size else None
     failed = []
@@ -366,8 +372,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="paper", choices=list(PROFILES),
                    help="paper (default): data/pretrained/IRN_x{s}.pth on the paper's test sets; "
                    "smoke: the smoke model of notebook 01 on the embedded photographs")  # fmt: skip
-    p.add_argument("--datasets", nargs="+", metavar="NAME", help="test sets, e.g. Set5 Set14 BSD100 (default: the profile's)")
-    p.add_argument("--draws", type=int, default=None, help="draws of z per image (default: the profile's; smoke 2, quick and paper 5 as the paper)")
+    p.add_argument(
+        "--datasets", nargs="+", metavar="NAME", help="test sets, e.g. Set5 Set14 BSD100 (default: the profile's)"
+    )
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="draws of z per image (default: the profile's; smoke 2, quick and paper 5 as the paper)",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", metavar="DIR", help="tables folder (default results/tables)")
 
@@ -384,15 +397,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
         if name == "upscale":
             p.add_argument("--seed", type=int, default=0, help="seed of the latent draw (default 0)")
-            p.add_argument("--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)")
+            p.add_argument(
+                "--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)"
+            )
             p.add_argument("--size", metavar="HxW", help="crop to this size (default: the size stored by downscale)")
     return parser
 
 
 def _apply_thread_policy() -> None:
-    """Size torch's thread team for this machine and its load, once (``irnlib.threads``;
+    """Size torch's thread team for this machine and its load, once (``irnlib.runtime.threads``;
     ``OMP_NUM_THREADS`` or ``IRN_THREADS=<n>|auto`` override it)."""
-    from .threads import apply_thread_policy
+    from irnlib.runtime.threads import apply_thread_policy
 
     try:
         apply_thread_policy()
@@ -405,7 +420,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     if argv[:1] == ["train"]:  # everything after `train` belongs to irnlib.train's own parser
-        from . import train
+        from irnlib import train
 
         try:
             _apply_thread_policy()
@@ -417,8 +432,8 @@ def main(argv=None) -> int:
     try:
         _apply_thread_policy()
         if args.command == "reproduce":
-            from .paths import results_root
-            from .pipeline import PipelineError, reproduce
+            from irnlib.app.pipeline import PipelineError, reproduce
+            from irnlib.runtime.paths import results_root
 
             _require_writable(results_root(args.results), "--results")
             try:
@@ -427,7 +442,7 @@ def main(argv=None) -> int:
                 print(f"irn: {err}", file=sys.stderr)
                 return 1
         elif args.command == "evaluate":
-            from .tables import make_table1
+            from irnlib.experiments.tables import make_table1
 
             if args.checkpoint and len(args.scale) > 1:
                 raise CommandError("--checkpoint is for one scale: give --scale too, e.g. --scale 4")

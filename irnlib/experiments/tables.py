@@ -1,7 +1,7 @@
 """Table 1 regenerated: the paper's rows as printed next to the kit's measured rows.
 
 Everything the kit reports is computed here from the per-image CSVs that
-:func:`irnlib.evaluate.evaluate_dataset` writes (never typed in); the paper's numbers come
+:func:`irnlib.protocol.evaluate.evaluate_dataset` writes (never typed in); the paper's numbers come
 from :mod:`irnlib.paper`. The table is kept in two forms:
 
 - a *long* CSV (one line per row × dataset, machine-readable; columns :data:`TABLE_COLUMNS`),
@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import evaluate as ev
-from . import profiles
-from .checkpoint import describe_checkpoint, load_checkpoint
-from .datasets import dataset_version, sha256_file
-from .inference import resolve_device
-from .metrics import psnr
-from .paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, paper_value, parse_cell
-from .paths import atomic_write, data_root, reference_checkpoint, results_root, short_path
-from .provenance import current_run_id, provenance
+from irnlib.data.datasets import dataset_version, sha256_file
+from irnlib.imaging.metrics import psnr
+from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
+from irnlib.model.inference import resolve_device
+from irnlib.paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, paper_value, parse_cell
+from irnlib.protocol import evaluate as ev
+from irnlib.protocol import profiles
+from irnlib.runtime.paths import atomic_write, data_root, reference_checkpoint, results_root, short_path
+from irnlib.runtime.provenance import current_run_id, provenance
 
 __all__ = [
     "KitRow",
@@ -157,18 +157,28 @@ def _paper_lines(scale: int, run_id: str, generated: str) -> list[dict]:
             psnr, ssim = parse_cell(prow[dataset])
             lines.append(
                 dict(
-                    run_id=run_id, generated=generated, source="paper", row=prow["method"], scale=scale,
-                    params=prow["params"], dataset=dataset, psnr=psnr, ssim=ssim,
+                    run_id=run_id,
+                    generated=generated,
+                    source="paper",
+                    row=prow["method"],
+                    scale=scale,
+                    params=prow["params"],
+                    dataset=dataset,
+                    psnr=psnr,
+                    ssim=ssim,
                     status="not printed" if math.isnan(psnr) else "printed",
                 )
             )
     return lines
 
 
-def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, missing_data: dict[str, str],
-              paper: pd.DataFrame) -> dict:
+def _kit_line(
+    kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, missing_data: dict[str, str], paper: pd.DataFrame
+) -> dict:
     """One kit row × dataset: measured values, or 'not available' with the reason."""
-    line = dict(source="this kit", row=kit.label, scale=scale, params=kit.params, dataset=dataset, paper_row=kit.paper_row)
+    line = dict(
+        source="this kit", row=kit.label, scale=scale, params=kit.params, dataset=dataset, paper_row=kit.paper_row
+    )
     paper_psnr, paper_ssim = paper_value(kit.paper_row, scale, dataset, paper)
     line.update(paper_psnr=paper_psnr, paper_ssim=paper_ssim)
     if kit.missing or dataset in missing_data:
@@ -186,10 +196,18 @@ def _kit_line(kit: KitRow, scale: int, dataset: str, summary: pd.DataFrame, miss
         return line
     r = hit.iloc[0]
     line.update(
-        status="measured", psnr=r["psnr_y"], ssim=r["ssim_y"], images=int(r["images"]), draws=int(r["draws"]),
-        psnr_spread=r["psnr_y_spread"], ssim_spread=r["ssim_y_spread"], psnr_rgb=r["psnr_rgb"],
-        lr_psnr_y=r["lr_psnr_y"], lr_ssim_y=r["lr_ssim_y"],
-        diff_psnr=r["psnr_y"] - paper_psnr, diff_ssim=r["ssim_y"] - paper_ssim,
+        status="measured",
+        psnr=r["psnr_y"],
+        ssim=r["ssim_y"],
+        images=int(r["images"]),
+        draws=int(r["draws"]),
+        psnr_spread=r["psnr_y_spread"],
+        ssim_spread=r["ssim_y_spread"],
+        psnr_rgb=r["psnr_rgb"],
+        lr_psnr_y=r["lr_psnr_y"],
+        lr_ssim_y=r["lr_ssim_y"],
+        diff_psnr=r["psnr_y"] - paper_psnr,
+        diff_ssim=r["ssim_y"] - paper_ssim,
     )
     return line
 
@@ -289,7 +307,7 @@ def render_markdown(
         From :func:`build_table` (or read back from its CSV).
     scale : int
     provenance : dict, optional
-        Shown at the foot (:func:`irnlib.provenance.provenance` plus run details).
+        Shown at the foot (:func:`irnlib.runtime.provenance.provenance` plus run details).
     conditions : str
         One paragraph under the title that says under what conditions the kit measured
         (profile, data, checkpoint; a shortened run must say so).
@@ -299,7 +317,10 @@ def render_markdown(
     run_id = str(table["run_id"].iloc[0]) if len(table) else ""
     generated = str(table["generated"].iloc[0]) if len(table) else ""
     lines = [f"# Table 1, ×{scale}: reconstruction PSNR / SSIM (Y channel, border {scale})", ""]
-    lines += [f"Run `{run_id}`, generated {generated}. Generated by `irnlib.tables` from the per-image CSV; do not edit.", ""]
+    lines += [
+        f"Run `{run_id}`, generated {generated}. Generated by `irnlib.experiments.tables` from the per-image CSV; do not edit.",
+        "",
+    ]
     if conditions:
         lines += [conditions, ""]
 
@@ -324,11 +345,17 @@ def render_markdown(
         by_ds = {r["dataset"]: r for _, r in group.iterrows()}
         measured.append(
             [name, group["params"].iloc[0] or "–"]
-            + [_pair(r["psnr"], r["ssim"]) if r["status"] == "measured" else mark(r["note"]) for r in map(by_ds.get, datasets)]
+            + [
+                _pair(r["psnr"], r["ssim"]) if r["status"] == "measured" else mark(r["note"])
+                for r in map(by_ds.get, datasets)
+            ]
         )
         diffs.append(
             [f"{_short_label(name)} − paper's {group['paper_row'].iloc[0]}"]
-            + [_pair(r["diff_psnr"], r["diff_ssim"], signed=True) if r["status"] == "measured" else "–" for r in map(by_ds.get, datasets)]
+            + [
+                _pair(r["diff_psnr"], r["diff_ssim"], signed=True) if r["status"] == "measured" else "–"
+                for r in map(by_ds.get, datasets)
+            ]
         )
     header = [_dataset_header(d) for d in datasets]
     lines += _md_table(["Row (this kit)", "Param"] + header, measured) + [""]
@@ -338,17 +365,36 @@ def render_markdown(
     lines += ["## Details of the kit's measurements", ""]
     detail_rows = []
     for _, r in kit[kit["status"] == "measured"].iterrows():
-        detail_rows.append([
-            _short_label(r["row"]), r["dataset"], int(r["images"]), int(r["draws"]), _num(r["psnr_spread"], 3),
-            _num(r["ssim_spread"], 4), _num(r["psnr_rgb"], 2), _pair(r["lr_psnr_y"], r["lr_ssim_y"]),
-        ])
+        detail_rows.append(
+            [
+                _short_label(r["row"]),
+                r["dataset"],
+                int(r["images"]),
+                int(r["draws"]),
+                _num(r["psnr_spread"], 3),
+                _num(r["ssim_spread"], 4),
+                _num(r["psnr_rgb"], 2),
+                _pair(r["lr_psnr_y"], r["lr_ssim_y"]),
+            ]
+        )
     lines += _md_table(
-        ["Row", "Dataset", "Images", "Draws", "Y-PSNR spread across draws (dB)", "Y-SSIM spread", "RGB PSNR (dB)",
-         "LR vs bicubic LR (Y-PSNR / SSIM)"],
+        [
+            "Row",
+            "Dataset",
+            "Images",
+            "Draws",
+            "Y-PSNR spread across draws (dB)",
+            "Y-SSIM spread",
+            "RGB PSNR (dB)",
+            "LR vs bicubic LR (Y-PSNR / SSIM)",
+        ],
         detail_rows,
     ) + [""]
-    lines += ["Spread: max − min of the dataset average over the draws of z (the paper: under 0.02 dB). "
-              "LR vs bicubic LR: IRN's 8-bit LR against the MATLAB-bicubic LR, no border.", ""]
+    lines += [
+        "Spread: max − min of the dataset average over the draws of z (the paper: under 0.02 dB). "
+        "LR vs bicubic LR: IRN's 8-bit LR against the MATLAB-bicubic LR, no border.",
+        "",
+    ]
 
     if notes:
         lines += ["## Not available", ""]
@@ -458,7 +504,6 @@ def qualitative_figure(
     """
     import matplotlib.pyplot as plt
 
-
     size = crop or min(32 * scale, hr.shape[0], hr.shape[1])
     size -= size % scale
     top, left = _crop_box(hr, size)
@@ -491,6 +536,7 @@ def qualitative_figure(
 # --------------------------------------------------------------------------------------
 # The whole job for one scale (what notebook 02 runs)
 # --------------------------------------------------------------------------------------
+
 
 def fetch_command(dataset: str) -> str:
     """How to get a missing test set: the data notebook's command."""
@@ -542,22 +588,30 @@ def _temperature_label(temperature: float) -> str:
     return "z = 0" if float(temperature) == 0 else f"temperature {float(temperature):g}"
 
 
-def _conditions(profile: profiles.Profile, draws: int, irn: KitRow | None, max_images: int | None,
-                temperatures=(1.0,)) -> str:
+def _conditions(
+    profile: profiles.Profile, draws: int, irn: KitRow | None, max_images: int | None, temperatures=(1.0,)
+) -> str:
     text = profile.table_note
     if profile.indicative:
         if irn is not None and not irn.missing:
-            text += (f"; IRN is the {profile.name}-trained checkpoint named in its row (and, where present, the kit's "
-                     f"reference model, trained on a CPU far shorter than the paper), measured on at most {max_images} "
-                     "images per dataset, so its numbers are not comparable with the paper's")
+            text += (
+                f"; IRN is the {profile.name}-trained checkpoint named in its row (and, where present, the kit's "
+                f"reference model, trained on a CPU far shorter than the paper), measured on at most {max_images} "
+                "images per dataset, so its numbers are not comparable with the paper's"
+            )
         text += "."
-    text += (f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
-             f"{draws} seeded draws of z, Y-channel PSNR/SSIM with a border of the scale; "
-             "Bicubic & Bicubic is MATLAB bicubic down and up with uint8 in between.")
+    text += (
+        f" Protocol: HR mod-cropped to the scale, IRN's LR quantized to 8 bits, upscaled with z ~ N(0, 1), "
+        f"{draws} seeded draws of z, Y-channel PSNR/SSIM with a border of the scale; "
+        "Bicubic & Bicubic is MATLAB bicubic down and up with uint8 in between."
+    )
     others = [float(t) for t in temperatures if float(t) != 1.0]
     if others:
-        text += (" Rows marked " + ", ".join(f"\"{_temperature_label(t)}\"" for t in others)
-                 + " upscale with z ~ N(0, T²) at that temperature T instead (z = 0: T = 0), not the paper's protocol.")
+        text += (
+            " Rows marked "
+            + ", ".join(f'"{_temperature_label(t)}"' for t in others)
+            + " upscale with z ~ N(0, T²) at that temperature T instead (z = 0: T = 0), not the paper's protocol."
+        )
     return text
 
 
@@ -588,12 +642,12 @@ def make_table1(
     ----------
     scale : int
     profile : str
-        A profile of :mod:`irnlib.profiles`: defaults for ``datasets``, ``checkpoint`` and
+        A profile of :mod:`irnlib.protocol.profiles`: defaults for ``datasets``, ``checkpoint`` and
         ``max_images``, and the label of the page.
     datasets : list of str, optional
-        Default :func:`irnlib.profiles.default_datasets`.
+        Default :func:`irnlib.protocol.profiles.default_datasets`.
     checkpoint : path, optional
-        IRN checkpoint for this scale; default :func:`irnlib.profiles.default_checkpoint`. A given
+        IRN checkpoint for this scale; default :func:`irnlib.protocol.profiles.default_checkpoint`. A given
         path that does not exist raises ``FileNotFoundError`` (an absent default is "not available").
     draws : int, optional
         Draws of z per image for IRN (default: the profile's ``draws``; the paper: 5).
@@ -604,7 +658,7 @@ def make_table1(
     out_dir : path, optional
         Default ``results/tables``.
     run_id : str, optional
-        Default :func:`irnlib.provenance.current_run_id` (the pipeline's run id, or a new one).
+        Default :func:`irnlib.runtime.provenance.current_run_id` (the pipeline's run id, or a new one).
     seed : int
         Base seed of the draws of z.
     max_images : int, optional
@@ -621,8 +675,10 @@ def make_table1(
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     datasets = list(datasets) if datasets else profiles.default_datasets(profile.name, root)
     if checkpoint and not Path(checkpoint).is_file():  # named by the caller: must exist (a default may be absent)
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found: correct the path, or pass checkpoint=None "
-                                f"for the profile's ({profiles.default_checkpoint(profile.name, scale)})")
+        raise FileNotFoundError(
+            f"checkpoint {checkpoint} not found: correct the path, or pass checkpoint=None "
+            f"for the profile's ({profiles.default_checkpoint(profile.name, scale)})"
+        )
     checkpoint = Path(checkpoint) if checkpoint else profiles.default_checkpoint(profile.name, scale)
     if max_images is None:
         max_images = profile.irn_images
@@ -658,7 +714,9 @@ def make_table1(
     irn_rows = []  # (row, network or None), one per model and temperature
     for base, net in models:
         for t in temperatures:
-            row = KitRow(base.label, base.method, base.paper_row, base.checkpoint, base.params, base.missing, temperature=t)
+            row = KitRow(
+                base.label, base.method, base.paper_row, base.checkpoint, base.params, base.missing, temperature=t
+            )
             if t != 1.0:
                 row.label = f"{base.label}, {_temperature_label(t)}"
             irn_rows.append((row, net))
@@ -670,8 +728,16 @@ def make_table1(
             if net is not None:
                 frames.append(
                     ev.evaluate_dataset(
-                        name, scale, net=net, draws=draws, seed=seed, root=root, checkpoint=row.checkpoint,
-                        max_images=max_images, progress=progress, temperature=row.temperature,
+                        name,
+                        scale,
+                        net=net,
+                        draws=draws,
+                        seed=seed,
+                        root=root,
+                        checkpoint=row.checkpoint,
+                        max_images=max_images,
+                        progress=progress,
+                        temperature=row.temperature,
                     )
                 )
     per_image = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ev.CSV_COLUMNS)
@@ -691,10 +757,17 @@ def make_table1(
         profile=profile.name,
         scale=scale,
         data_root=str(data_root(root)),
-        data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values()) or "none",
-        checkpoint=f"{short_path(checkpoint)} ({info.training})" if info.exists else f"{short_path(checkpoint)} (missing)",
-        reference_model=(f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: "
-                         f"{short_path(reference.parent / 'README.md')})") if len(models) > 1 else "none",
+        data=", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values())
+        or "none",
+        checkpoint=f"{short_path(checkpoint)} ({info.training})"
+        if info.exists
+        else f"{short_path(checkpoint)} (missing)",
+        reference_model=(
+            f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: "
+            f"{short_path(reference.parent / 'README.md')})"
+        )
+        if len(models) > 1
+        else "none",
         checkpoint_config=short_path(info.config_path) if info.config_path else "none",
         draws=draws,
         temperatures=", ".join(f"{t:g}" for t in temperatures),

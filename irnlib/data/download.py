@@ -37,9 +37,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from .datasets import IMAGE_SUFFIXES, data_root, dataset_dir, sha256_file, verify_folder, write_checksums
-from .images import ImageFileError, load_image, save_png
-from .registry import Archive, DatasetInfo, dataset_info
+from irnlib.data.datasets import IMAGE_SUFFIXES, data_root, dataset_dir, sha256_file, verify_folder, write_checksums
+from irnlib.data.registry import Archive, DatasetInfo, dataset_info
+from irnlib.imaging.images import ImageFileError, load_image, save_png
 
 __all__ = ["DownloadError", "download", "fetch", "extract"]
 
@@ -79,7 +79,7 @@ def download(
         entry of your own (another mirror, say). The embedded datasets need no download:
         their folder is returned.
     root : path, optional
-        Data root (see :func:`irnlib.datasets.data_root`); must be writable unless the
+        Data root (see :func:`irnlib.data.datasets.data_root`); must be writable unless the
         dataset is already there.
     progress : bool
         tqdm bars for the transfer, the extraction and the verification.
@@ -117,7 +117,9 @@ def download(
         raise DownloadError(f"{info.name}: cannot create the data root {root} ({err})") from err
     for stale in root.glob(f".{info.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)  # left by a crashed extraction
-    archive = fetch(info.archive, root / "downloads", label=info.name, progress=progress, retries=retries, timeout=timeout)
+    archive = fetch(
+        info.archive, root / "downloads", label=info.name, progress=progress, retries=retries, timeout=timeout
+    )
     extract(info, archive, target, progress=progress)
     if not keep_archive:
         archive.unlink(missing_ok=True)
@@ -127,8 +129,15 @@ def download(
 # --------------------------------------------------------------------------- transfer
 
 
-def fetch(archive: Archive, folder, *, label: str | None = None, progress: bool = True,
-          retries: int = 3, timeout: float = 60.0) -> Path:
+def fetch(
+    archive: Archive,
+    folder,
+    *,
+    label: str | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    timeout: float = 60.0,
+) -> Path:
     """Download ``archive`` into ``folder`` (resuming ``<file>.part``), check it, return its path.
 
     An archive already in ``folder`` is checked (size, SHA-256 where known) and reused.
@@ -195,14 +204,23 @@ def _transfer(archive: Archive, part: Path, label: str, progress: bool, timeout:
             offset = 0  # the server sends the whole file (it does not do ranges)
         remaining = response.headers.get("Content-Length")
         total = offset + int(remaining) if remaining else archive.size
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=f"{label}: {archive.filename}", disable=not progress)
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{label}: {archive.filename}",
+            disable=not progress,
+        )
         with open(part, "ab" if offset else "wb") as f, bar:
             while True:
                 try:
                     chunk = response.read(CHUNK_BYTES)
                 except (http.client.HTTPException, OSError) as err:
-                    raise _Interrupted(f"the connection broke after {f.tell()} bytes ({type(err).__name__}: {err})") from err
+                    raise _Interrupted(
+                        f"the connection broke after {f.tell()} bytes ({type(err).__name__}: {err})"
+                    ) from err
                 if not chunk:
                     break
                 f.write(chunk)
@@ -277,15 +295,23 @@ def _write_png(folder: Path, member: str, data: bytes) -> None:
 def _extract_verified(info: DatasetInfo, archive_path: Path, folder: Path, progress: bool) -> None:
     """Write the dataset's members into ``folder`` and verify them; raise :class:`_BadContent` if they fail."""
     try:
-        members = tqdm(_archive_images(archive_path, info.members), desc=f"{info.name}: extract",
-                       unit=" images", total=info.count, disable=not progress, leave=False)
+        members = tqdm(
+            _archive_images(archive_path, info.members),
+            desc=f"{info.name}: extract",
+            unit=" images",
+            total=info.count,
+            disable=not progress,
+            leave=False,
+        )
         for member, data in members:
             _write_png(folder, member, data)
     except _CORRUPT_ARCHIVE as err:
         raise _BadContent(f"the archive is corrupt ({err})") from err
     check = verify_folder(folder, info, thorough=True, progress=progress)
     if not check.ok:
-        problems = "; ".join(p.replace(f"{folder}/", "").replace(str(folder), "extracted folder") for p in check.problems[:5])
+        problems = "; ".join(
+            p.replace(f"{folder}/", "").replace(str(folder), "extracted folder") for p in check.problems[:5]
+        )
         raise _BadContent(f"the images matching {info.members!r} do not verify: {problems}")
 
 
@@ -299,8 +325,10 @@ def _discard(archive_path: Path, info: DatasetInfo) -> str:
     if info.archive is None:
         return f"fix or replace {archive_path}"
     if info.archive.sha256 is not None:
-        return ("the archive matches its published SHA-256 and is kept, so the dataset's entry "
-                "(count, names, sizes, member pattern) does not describe it: correct the entry")
+        return (
+            "the archive matches its published SHA-256 and is kept, so the dataset's entry "
+            "(count, names, sizes, member pattern) does not describe it: correct the entry"
+        )
     archive_path.unlink(missing_ok=True)
     return "the archive was deleted: run download again to fetch it anew"
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate
-from .checkpoint import load_checkpoint
-from .datasets import TestPair, list_images
-from .images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
-from .imresize import imresize
-from .metrics import rgb_to_y
-from .network import IRN
-from .paths import pretrained_checkpoint, reference_checkpoint, rescaling_checkpoint, results_root
+from irnlib.data.datasets import TestPair, list_images
+from irnlib.imaging.images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
+from irnlib.imaging.imresize import imresize
+from irnlib.imaging.metrics import rgb_to_y
+from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.network import IRN
+from irnlib.protocol import evaluate
+from irnlib.runtime.paths import pretrained_checkpoint, reference_checkpoint, rescaling_checkpoint, results_root
 
 __all__ = [
     "View",
@@ -53,10 +53,12 @@ class View:
     metrics: dict  # Y-PSNR/SSIM of both reconstructions and of IRN's LR vs bicubic LR
 
 
-def view_round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0, lr: np.ndarray | None = None) -> View:
+def view_round_trip(
+    net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: int = 0, lr: np.ndarray | None = None
+) -> View:
     """Downscale ``hr`` with IRN, upscale with ``z ~ N(0, temperature²)`` (draw ``seed``), and compare.
 
-    The paper's protocol (:func:`irnlib.evaluate.round_trip`) on the whole image, next to
+    The paper's protocol (:func:`irnlib.protocol.evaluate.round_trip`) on the whole image, next to
     Bicubic & Bicubic.
 
     Parameters
@@ -74,8 +76,9 @@ def view_round_trip(net: IRN, hr: np.ndarray, temperature: float = 1.0, seed: in
     s = net.scale
     hr = mod_crop(hr, s)
     pair = TestPair("view", hr, imresize(hr, 1 / s))
-    trip = evaluate.round_trip(net, pair, [torch.Generator().manual_seed(int(seed))], temperature=temperature,
-                               tile=None, lr=lr)
+    trip = evaluate.round_trip(
+        net, pair, [torch.Generator().manual_seed(int(seed))], temperature=temperature, tile=None, lr=lr
+    )
     bic_sr = evaluate.bicubic_rescale(pair, s)
     irn, bicubic = trip.sr_metrics[0], evaluate.sr_metrics(bic_sr, hr, s)
     metrics = {  # display labels
@@ -239,7 +242,10 @@ class Explorer:
         self.samples.layout.width = "230px"
         self.message = w.HTML()
         self.metrics = w.HTML()
-        self.panels = {k: w.Image(format="png") for k in ("hr", "irn_lr", "bic_lr", "irn_sr", "bic_sr", "irn_err", "bic_err", "spread")}
+        self.panels = {
+            k: w.Image(format="png")
+            for k in ("hr", "irn_lr", "bic_lr", "irn_sr", "bic_sr", "irn_err", "bic_err", "spread")
+        }
         for key, widget in self.panels.items():
             widget.layout.width = "230px"
             widget.add_class(f"irn-panel-{key}")
@@ -311,10 +317,14 @@ class Explorer:
             try:
                 img = decode_upload(name, content)
             except ImageFileError as err:
-                self.message.value = f"<b style='color:#b00'>Cannot use {name}:</b> {err}. Upload a PNG, JPEG, BMP or TIFF image."
+                self.message.value = (
+                    f"<b style='color:#b00'>Cannot use {name}:</b> {err}. Upload a PNG, JPEG, BMP or TIFF image."
+                )
                 continue
             if min(img.shape[:2]) < 2 * self.scale.value:
-                self.message.value = f"<b style='color:#b00'>Cannot use {name}:</b> {img.shape[1]}×{img.shape[0]} is too small."
+                self.message.value = (
+                    f"<b style='color:#b00'>Cannot use {name}:</b> {img.shape[1]}×{img.shape[0]} is too small."
+                )
                 continue
             label = f"upload: {name}"
             self.images[label] = img
@@ -342,8 +352,10 @@ class Explorer:
 
     def describe(self) -> str:
         """One line naming what the current view shows (for figure titles)."""
-        return (f"{self.image.value} · ×{self.scale.value} · {self.checkpoint.value} · "
-                f"z temperature {self.temperature.value:g}, draw {self.seed.value}")
+        return (
+            f"{self.image.value} · ×{self.scale.value} · {self.checkpoint.value} · "
+            f"z temperature {self.temperature.value:g}, draw {self.seed.value}"
+        )
 
     def widget(self):
         """The whole explorer as one ipywidgets box (display it in a notebook)."""
@@ -352,17 +364,34 @@ class Explorer:
         def tile(key, title):
             return w.VBox([w.HTML(f"<small>{title}</small>"), self.panels[key]])
 
-        controls = w.VBox([
-            w.HBox([self.image, self.scale, self.checkpoint]),
-            w.HBox([self.temperature, self.seed, self.samples]),
-            w.HBox([self.zoom, self.zoom_x, self.zoom_y]),
-            w.HBox([self.upload, self.message]),
-        ])
-        grid = w.VBox([
-            w.HBox([tile("hr", "HR"), tile("irn_lr", "IRN LR"), tile("bic_lr", "bicubic LR"), tile("spread", "std over z draws")]),
-            w.HBox([tile("irn_sr", "IRN reconstruction"), tile("bic_sr", "bicubic reconstruction"),
-                    tile("irn_err", "|error| IRN"), tile("bic_err", "|error| bicubic")]),
-        ])
+        controls = w.VBox(
+            [
+                w.HBox([self.image, self.scale, self.checkpoint]),
+                w.HBox([self.temperature, self.seed, self.samples]),
+                w.HBox([self.zoom, self.zoom_x, self.zoom_y]),
+                w.HBox([self.upload, self.message]),
+            ]
+        )
+        grid = w.VBox(
+            [
+                w.HBox(
+                    [
+                        tile("hr", "HR"),
+                        tile("irn_lr", "IRN LR"),
+                        tile("bic_lr", "bicubic LR"),
+                        tile("spread", "std over z draws"),
+                    ]
+                ),
+                w.HBox(
+                    [
+                        tile("irn_sr", "IRN reconstruction"),
+                        tile("bic_sr", "bicubic reconstruction"),
+                        tile("irn_err", "|error| IRN"),
+                        tile("bic_err", "|error| bicubic"),
+                    ]
+                ),
+            ]
+        )
         return w.VBox([controls, self.metrics, grid])
 
 
@@ -377,5 +406,3 @@ def default_images(root=None, max_images: int = 12) -> dict[str, np.ndarray]:
         for p in paths[: max(0, max_images - len(images))]:
             images[f"{name}: {p.stem}"] = load_image(p)
     return images
-
-

@@ -1,7 +1,7 @@
 """Loading and saving IRN weights in the official checkpoint format.
 
 The official release (``IRN_x2.pth``, ``IRN_x4.pth``, ``IRN_x8.pth``) stores a plain state
-dict whose keys are those of :class:`irnlib.network.IRN`, sometimes prefixed with
+dict whose keys are those of :class:`irnlib.model.network.IRN`, sometimes prefixed with
 ``module.`` (saved from a ``DataParallel`` wrapper). The kit's training checkpoints hold
 the same state dict under ``"model"``. Files are read with ``weights_only=True``: no code
 from a checkpoint is ever executed.
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .network import IRN, SCALES
-from .paths import atomic_write, short_path
-from .profiles import PAPER_ITERATIONS
+from irnlib.model.network import IRN, SCALES
+from irnlib.paper import PAPER_ITERATIONS
+from irnlib.runtime.paths import atomic_write, short_path
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_state_dict", "save_model", "infer_architecture", "check_finite"]
 
@@ -119,8 +119,7 @@ def infer_architecture(state: dict[str, torch.Tensor], source: str = "checkpoint
         downsampling = "learned"
     if not haar or haar[0] != 0:
         raise CheckpointError(
-            f"{source}: not an IRN state dict - no 'operations.0.haar_weights' key "
-            f"(first keys: {sorted(state)[:5]})"
+            f"{source}: not an IRN state dict - no 'operations.0.haar_weights' key (first keys: {sorted(state)[:5]})"
         )
     blocks_at = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
     last = max(blocks_at | set(haar))

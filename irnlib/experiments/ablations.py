@@ -4,7 +4,7 @@ Variants trained with the same budget each (:func:`variants`):
 
 - the objective: full; without L_forw (no LR guidance); without L_back; without L_distr;
 - the downsampling: Haar wavelet (the paper) vs. a learned invertible 1×1 mixing of the
-  space-to-depth channels initialised at random (:class:`irnlib.network.LearnedDownsampling`);
+  space-to-depth channels initialised at random (:class:`irnlib.model.network.LearnedDownsampling`);
 - capacity: 2, 4 and 8 InvBlocks per level.
 
 Every variant is trained once per seed of the plan (two by default), so that the table can
@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import evaluate as ev
-from . import profiles
-from .checkpoint import describe_checkpoint, load_checkpoint
-from .images import jpeg_round_trip
-from .inference import resolve_device
-from .network import SCALES
-from .paths import atomic_write, pretrained_checkpoint, rescaling_checkpoint, short_path
-from .train import TrainConfig, TrainingDiverged, make_config, train
+from irnlib.imaging.images import jpeg_round_trip
+from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
+from irnlib.model.inference import resolve_device
+from irnlib.model.network import SCALES
+from irnlib.protocol import evaluate as ev
+from irnlib.protocol import profiles
+from irnlib.runtime.paths import atomic_write, pretrained_checkpoint, rescaling_checkpoint, short_path
+from irnlib.train import TrainConfig, TrainingDiverged, make_config, train
 
 __all__ = [
     "Variant",
@@ -131,7 +131,7 @@ def condition_model(scale: int) -> tuple[str, Path] | None:
 class AblationSetup:
     """The study's settings: one training budget for every variant and seed, and the test protocol."""
 
-    profile: str  # a profile of irnlib.profiles
+    profile: str  # a profile of irnlib.protocol.profiles
     scale: int
     train: TrainConfig  # the full model's training configuration; variants change a few fields
     eval_set: str
@@ -144,12 +144,14 @@ class AblationSetup:
 
     def budget(self) -> str:
         t = self.train
-        return (f"{t.iterations:,} iterations, batch {t.batch_size} of {t.patch_size}² patches from "
-                f"{t.train_set}, lr {t.lr:g}, seeds {', '.join(map(str, self.seeds))}")
+        return (
+            f"{t.iterations:,} iterations, batch {t.batch_size} of {t.patch_size}² patches from "
+            f"{t.train_set}, lr {t.lr:g}, seeds {', '.join(map(str, self.seeds))}"
+        )
 
 
 def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_overrides) -> AblationSetup:
-    """Settings of the study: the profile's :class:`irnlib.profiles.AblationPlan`.
+    """Settings of the study: the profile's :class:`irnlib.protocol.profiles.AblationPlan`.
 
     ``smoke`` trains tiny versions on the CPU in about 12 s each at ×2 (30 iterations of
     4 patches of 24² from the embedded photographs, two seeds) and tests on 160² centre crops
@@ -163,8 +165,9 @@ def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_ove
     plan = profiles.get(profile).ablation
     scale = scale or plan.scale
     config = make_config(profile, scale=scale, **plan.train)
-    setup = AblationSetup(profile, scale, config, plan.eval_set, plan.eval_crop, plan.eval_images, plan.draws,
-                          tuple(plan.seeds))
+    setup = AblationSetup(
+        profile, scale, config, plan.eval_set, plan.eval_crop, plan.eval_images, plan.draws, tuple(plan.seeds)
+    )
     if train_overrides:
         setup.train = dataclasses.replace(setup.train, **train_overrides)
     setup.data_root, setup.device = setup.train.data_root, setup.train.device  # tests run where training does
@@ -179,8 +182,9 @@ def variant_config(setup: AblationSetup, variant: Variant, seed: int | None = No
     return dataclasses.replace(setup.train, run_name=name, runs_dir=runs_dir, seed=seed, **variant.changes)
 
 
-def train_variants(setup: AblationSetup, chosen: list[Variant], runs_dir=None,
-                   fresh: bool = False) -> dict[tuple[str, int], Path]:
+def train_variants(
+    setup: AblationSetup, chosen: list[Variant], runs_dir=None, fresh: bool = False
+) -> dict[tuple[str, int], Path]:
     """Train every variant once per seed (or finish it: finished runs are reused);
     ``(name, seed)`` -> run folder.
 
@@ -215,26 +219,35 @@ def trained_model(run_dir, scale: int) -> Path:
     return last if diverged_at(run_dir) is not None and last.is_file() else Path(run_dir) / f"IRN_x{scale}.pth"
 
 
-def evaluate_ablations(setup: AblationSetup, runs: dict[tuple[str, int], Path], chosen: list[Variant],
-                       tests: list[Condition], seed: int = 0) -> pd.DataFrame:
+def evaluate_ablations(
+    setup: AblationSetup,
+    runs: dict[tuple[str, int], Path],
+    chosen: list[Variant],
+    tests: list[Condition],
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per-image, per-draw metrics of every trained variant and of every condition.
 
     Every trained variant and seed is measured under the paper's condition (the first of
     ``tests``); every condition on :func:`condition_model` (or, without one, on the study's
     full model of its first seed) and, where it has no latent, on Bicubic & Bicubic. ``seed``
     seeds the draws of z. Columns: ``variant, group, train_seed, condition, temperature,
-    jpeg_quality`` + :data:`irnlib.evaluate.CSV_COLUMNS` (``train_seed`` is empty for models
+    jpeg_quality`` + :data:`irnlib.protocol.evaluate.CSV_COLUMNS` (``train_seed`` is empty for models
     not trained by the study).
     """
     from tqdm.auto import tqdm
 
     device = resolve_device(setup.device)
-    pairs = ev.evaluation_pairs(setup.eval_set, setup.scale, setup.data_root, crop=setup.eval_crop, count=setup.eval_images)
+    pairs = ev.evaluation_pairs(
+        setup.eval_set, setup.scale, setup.data_root, crop=setup.eval_crop, count=setup.eval_images
+    )
     jobs = []  # (variant name, group, training seed or None, condition, network or None, diverged at or None)
     for variant in chosen:
         for train_seed in setup.seeds:
             net = load_checkpoint(trained_model(runs[variant.name, train_seed], setup.scale), map_location=device)
-            jobs.append((variant.name, variant.group, train_seed, tests[0], net, diverged_at(runs[variant.name, train_seed])))
+            jobs.append(
+                (variant.name, variant.group, train_seed, tests[0], net, diverged_at(runs[variant.name, train_seed]))
+            )
     model = condition_model(setup.scale)
     if model is not None:
         label, path = model
@@ -254,9 +267,18 @@ def evaluate_ablations(setup: AblationSetup, runs: dict[tuple[str, int], Path], 
                 pair, setup.scale, setup.eval_set, net=net, draws=draws, seed=seed,
                 temperature=condition.temperature, lr_transform=condition.lr_transform(), checkpoint=name,
             ):  # fmt: skip
-                rows.append({"variant": name, "group": group, "train_seed": train_seed, "diverged_at": diverged,
-                             "condition": condition.name, "temperature": condition.temperature,
-                             "jpeg_quality": condition.jpeg_quality, **row})
+                rows.append(
+                    {
+                        "variant": name,
+                        "group": group,
+                        "train_seed": train_seed,
+                        "diverged_at": diverged,
+                        "condition": condition.name,
+                        "temperature": condition.temperature,
+                        "jpeg_quality": condition.jpeg_quality,
+                        **row,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -267,7 +289,7 @@ def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFram
     ``psnr_y``/``ssim_y`` measure the reconstruction against the HR (border = scale);
     ``lr_psnr_y`` IRN's LR against the bicubic LR; ``draw_spread_db`` is the standard
     deviation, over the draws of z, of the image-averaged Y-PSNR (averaged over seeds; not
-    Table 1's spread, which is a range: see :mod:`irnlib.evaluate`); ``psnr_y_by_seed`` lists
+    Table 1's spread, which is a range: see :mod:`irnlib.protocol.evaluate`); ``psnr_y_by_seed`` lists
     each training seed's Y-PSNR and ``seed_range_db`` is their range (max - min).
     """
     keys = ["group", "variant", "condition"]
@@ -292,7 +314,7 @@ def ablation_table(per_image: pd.DataFrame, setup: AblationSetup) -> pd.DataFram
 
 
 def _divergences(part: pd.DataFrame) -> str:
-    """"seed 1 at iteration 232" for each training seed of ``part`` whose run diverged ("" if none)."""
+    """ "seed 1 at iteration 232" for each training seed of ``part`` whose run diverged ("" if none)."""
     if "diverged_at" not in part:
         return ""
     runs = part.dropna(subset=["diverged_at"]).drop_duplicates("train_seed")
@@ -322,8 +344,14 @@ def ordering_table(per_image: pd.DataFrame) -> pd.DataFrame:
         verdict = ("holds for every seed" if held == len(margins) else
                    "reversed for every seed" if held == 0 else "mixed: within the seed-to-seed noise")  # fmt: skip
         label = f"{better} (8 InvBlocks per level)" if better == FULL and worse.endswith("per level") else better
-        rows.append({"claim": f"{label} > {worse}", "margin_db": float(margins.mean()),
-                     "holds": f"{held} of {len(margins)}", "verdict": verdict})
+        rows.append(
+            {
+                "claim": f"{label} > {worse}",
+                "margin_db": float(margins.mean()),
+                "holds": f"{held} of {len(margins)}",
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows, columns=["claim", "margin_db", "holds", "verdict"])
 
 
@@ -335,7 +363,9 @@ def render_ablation_markdown(table: pd.DataFrame, ordering: pd.DataFrame, setup:
     """The ablation page in Markdown: what was trained, the numbers, the paper's ordering
     checked seed by seed, provenance."""
     label = profiles.get(setup.profile).ablation.label
-    conditioned = table.loc[table["group"].isin(["model", "reference"]) & (table["condition"] != PAPER_CONDITION), "variant"]
+    conditioned = table.loc[
+        table["group"].isin(["model", "reference"]) & (table["condition"] != PAPER_CONDITION), "variant"
+    ]
     lines = [
         f"# Ablations of IRN ×{setup.scale} ({label})",
         "",
@@ -343,7 +373,11 @@ def render_ablation_markdown(table: pd.DataFrame, ordering: pd.DataFrame, setup:
         f"(one run per seed; the Y-PSNR is their mean). Test set: {setup.eval_set}"
         + (f", {setup.eval_crop}² centre crops" if setup.eval_crop else "")
         + f"; Y-channel PSNR/SSIM, border {setup.scale}; mean over {setup.draws} draws of z. "
-        + (f"The test-time conditions (latent, JPEG) are measured on **{conditioned.iloc[0]}**. " if len(conditioned) else "")
+        + (
+            f"The test-time conditions (latent, JPEG) are measured on **{conditioned.iloc[0]}**. "
+            if len(conditioned)
+            else ""
+        )
         + "The paper's networks train for 500,000 iterations; none of these numbers is the paper's.",
         "",
         "| group | variant | condition | Y-PSNR (dB) | per training seed (dB) | SSIM | LR vs bicubic LR, Y-PSNR (dB) "
@@ -351,15 +385,26 @@ def render_ablation_markdown(table: pd.DataFrame, ordering: pd.DataFrame, setup:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table.itertuples():
-        lines.append(f"| {r.group} | {r.variant} | {r.condition} | {_fmt(r.psnr_y, 2)} | {r.psnr_y_by_seed or '–'} | "
-                     f"{_fmt(r.ssim_y, 4)} | {_fmt(r.lr_psnr_y, 2)} | {_fmt(r.draw_spread_db, 3)} |")
+        lines.append(
+            f"| {r.group} | {r.variant} | {r.condition} | {_fmt(r.psnr_y, 2)} | {r.psnr_y_by_seed or '–'} | "
+            f"{_fmt(r.ssim_y, 4)} | {_fmt(r.lr_psnr_y, 2)} | {_fmt(r.draw_spread_db, 3)} |"
+        )
     diverged = table[table["diverged"].fillna("") != ""] if "diverged" in table else table.iloc[:0]
     if len(diverged):
-        lines += [""] + [f"- **{r.variant}: training diverged** ({r.diverged}); that run is measured with the last "
-                         f"checkpoint written before (`checkpoints/last.pt`, every {setup.train.checkpoint_every} "
-                         "iterations)." for r in diverged.drop_duplicates("variant").itertuples()]
-    lines += ["", f"**Does the paper's ordering hold at this budget?** (seed by seed, z ~ N(0, 1); the paper: "
-              "every design choice helps)", "", "| claim | mean margin (dB) | holds for | verdict |", "| --- | --- | --- | --- |"]
+        lines += [""] + [
+            f"- **{r.variant}: training diverged** ({r.diverged}); that run is measured with the last "
+            f"checkpoint written before (`checkpoints/last.pt`, every {setup.train.checkpoint_every} "
+            "iterations)."
+            for r in diverged.drop_duplicates("variant").itertuples()
+        ]
+    lines += [
+        "",
+        "**Does the paper's ordering hold at this budget?** (seed by seed, z ~ N(0, 1); the paper: "
+        "every design choice helps)",
+        "",
+        "| claim | mean margin (dB) | holds for | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {r.claim} | {r.margin_db:+.2f} | {r.holds} seeds | {r.verdict} |" for r in ordering.itertuples()]
     lines += ["", "**Provenance**", ""] + [f"- {k}: {v}" for k, v in record.items()]
     return "\n".join(lines) + "\n"
@@ -372,8 +417,13 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [2.2, 1, 1]})
     paper = table[(table["condition"] == PAPER_CONDITION) & (table["group"] != "model")].reset_index(drop=True)
-    colors = {"reference": "tab:blue", "objective": "tab:orange", "downsampling": "tab:green",
-              "capacity": "tab:purple", "baseline": "tab:gray"}
+    colors = {
+        "reference": "tab:blue",
+        "objective": "tab:orange",
+        "downsampling": "tab:green",
+        "capacity": "tab:purple",
+        "baseline": "tab:gray",
+    }
     axes[0].barh(paper["variant"], paper["psnr_y"], color=[colors.get(g, "k") for g in paper["group"]])
     for i, by_seed in enumerate(paper["psnr_y_by_seed"].fillna("")):
         values = [float(v) for v in str(by_seed).split(" / ") if v]
@@ -390,9 +440,15 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     axes[1].set_ylabel("Y-PSNR (dB)")
     axes[1].set_title("the latent at upscaling")
     for variant, marker in ((name, "o-"), ("Bicubic & Bicubic", "s--")):
-        part = table[(table["variant"] == variant) & ((table["condition"] == PAPER_CONDITION) | table["jpeg_quality"].notna())]
-        axes[2].plot(part["jpeg_quality"].fillna(100).astype(float), part["psnr_y"], marker,
-                     label="IRN" if variant == name else variant)
+        part = table[
+            (table["variant"] == variant) & ((table["condition"] == PAPER_CONDITION) | table["jpeg_quality"].notna())
+        ]
+        axes[2].plot(
+            part["jpeg_quality"].fillna(100).astype(float),
+            part["psnr_y"],
+            marker,
+            label="IRN" if variant == name else variant,
+        )
     axes[2].set_xlabel("JPEG quality of the LR (100: lossless)")
     axes[2].set_ylabel("Y-PSNR (dB)")
     axes[2].invert_xaxis()
@@ -406,7 +462,9 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     return fig
 
 
-def write_tables(per_image: pd.DataFrame, setup: AblationSetup, out_dir, record: dict) -> tuple[pd.DataFrame, str, dict]:
+def write_tables(
+    per_image: pd.DataFrame, setup: AblationSetup, out_dir, record: dict
+) -> tuple[pd.DataFrame, str, dict]:
     """Write ``ablations_per_image.csv``, then build ``ablations.csv``, ``ablation_ordering.csv``
     and ``ablations.md`` from it (read back).
 

@@ -1,6 +1,6 @@
 """Running IRN: the device, and tiled inference for images of any size.
 
-Tiling. An :class:`~irnlib.network.InvBlock` output pixel depends on input pixels within a
+Tiling. An :class:`~irnlib.model.network.InvBlock` output pixel depends on input pixels within a
 radius of :data:`HALO` = 10 at its level's resolution: ``y1 = x1 + F(x2)`` reads 5 pixels
 around (five 3×3 convolutions), and ``G(y1)``, ``H(y1)`` read another 5 around ``y1``. The
 Haar levels are exact 2×2 block transforms. The tiled functions below therefore run the
@@ -13,7 +13,7 @@ channels) exist for one tile at a time. What stays image-sized is the network's 
 ``3·H·W`` float values (12 bytes per HR pixel), plus the input and output.
 
 Faster dense subnets. On CPU with channels-last convolutions, the InvBlocks' subnets run
-through :func:`subnet_nhwc`: the same function as :class:`~irnlib.network.DenseSubnet`,
+through :func:`subnet_nhwc`: the same function as :class:`~irnlib.model.network.DenseSubnet`,
 summed in a different order (equal up to float rounding) to skip its largest concatenation
 and the CPU's slow case of a 3×3 convolution with few output channels.
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import to_batch, to_image
-from .network import IRN, DenseSubnet, quantize
+from irnlib.imaging.images import to_batch, to_image
+from irnlib.model.network import IRN, DenseSubnet, quantize
 
 __all__ = [
     "HALO",

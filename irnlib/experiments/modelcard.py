@@ -2,7 +2,7 @@
 
 A reference model is a training run's exported ``IRN_x{s}.pth`` (the official format) copied
 into ``models/kit_reference_x{s}/`` together with the run's ``config.json`` and
-``provenance.json`` (so :func:`irnlib.evaluate.describe_checkpoint` describes it like any
+``provenance.json`` (so :func:`irnlib.protocol.evaluate.describe_checkpoint` describes it like any
 run), its training curves as ``val_log.csv``, and a card: ``card.json`` (every number, with
 the file's SHA-256), ``measured_per_image.csv`` (what the numbers average) and ``README.md``
 (the same for people). The card's numbers are measured
@@ -11,8 +11,8 @@ them, labelled as the paper's.
 
 Publishing a run::
 
-    python -m irnlib.modelcard results/runs/quick_x2            # measure, copy, write the card
-    python -m irnlib.modelcard results/runs/quick_x2 --draws 1  # faster, labelled as such
+    python -m irnlib.experiments.modelcard results/runs/quick_x2            # measure, copy, write the card
+    python -m irnlib.experiments.modelcard results/runs/quick_x2 --draws 1  # faster, labelled as such
 """
 
 from __future__ import annotations
@@ -26,18 +26,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from .datasets import available_datasets, dataset_version, sha256_file
-from .paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
-from .provenance import provenance
+from irnlib.data.datasets import available_datasets, dataset_version, sha256_file
+from irnlib.runtime.paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
+from irnlib.runtime.provenance import provenance
 
-__all__ = ["MODELS_DIR", "CARD_DATASETS", "STARTED_FROM", "reference_dir", "training_deviations", "recipe_overrides", "training_seconds", "measure", "card_summary", "publish"]
+__all__ = [
+    "MODELS_DIR",
+    "CARD_DATASETS",
+    "STARTED_FROM",
+    "reference_dir",
+    "training_deviations",
+    "recipe_overrides",
+    "training_seconds",
+    "measure",
+    "card_summary",
+    "publish",
+]
 
 CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
 
 
 def reference_dir(scale: int, models_dir=MODELS_DIR) -> Path:
     """``models/kit_reference_x{scale}/``: where the kit's reference model of a scale lives
-    (:func:`irnlib.paths.reference_checkpoint`'s folder, or the same name under ``models_dir``)."""
+    (:func:`irnlib.runtime.paths.reference_checkpoint`'s folder, or the same name under ``models_dir``)."""
     return Path(models_dir) / reference_checkpoint(scale).parent.name
 
 
@@ -47,19 +58,21 @@ def training_deviations(config: dict) -> dict[str, tuple]:
     Fields that do not change the mathematics (bookkeeping, device, speed settings) are left
     out; the number of iterations is kept.
     """
-    from .train import RESUMABLE_CHANGES, TrainConfig
+    from irnlib.train import RESUMABLE_CHANGES, TrainConfig
 
     paper = dataclasses.asdict(TrainConfig(scale=int(config["scale"])))
     ignore = RESUMABLE_CHANGES - {"iterations"}  # bookkeeping and speed settings; the length of training counts
     norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has lists)
-    return {k: (norm(paper[k]), config[k]) for k in paper if k not in ignore and k in config and norm(paper[k]) != config[k]}
+    return {
+        k: (norm(paper[k]), config[k]) for k in paper if k not in ignore and k in config and norm(paper[k]) != config[k]
+    }
 
 
 def recipe_overrides(config: dict, profile: str = "quick") -> list[str]:
     """``field=value`` arguments that make ``profile``'s training equal to a run's configuration
     (its mathematics and its length; bookkeeping and speed settings aside), ``scale`` first.
     ``config`` holds every field (:func:`irnlib.train.as_trained` fills those a run predates)."""
-    from .train import RESUMABLE_CHANGES, make_config
+    from irnlib.train import RESUMABLE_CHANGES, make_config
 
     base = json.loads(json.dumps(dataclasses.asdict(make_config(profile, scale=int(config["scale"])))))
     ignore = RESUMABLE_CHANGES - {"iterations"}
@@ -71,16 +84,16 @@ def recipe_overrides(config: dict, profile: str = "quick") -> list[str]:
 def measure(checkpoint, datasets=None, draws: int = 5, progress: bool = True) -> pd.DataFrame:
     """Per-image metrics of a checkpoint and of Bicubic & Bicubic on each test set present.
 
-    The paper's protocol (:func:`irnlib.evaluate.evaluate_dataset`): 8-bit LR, ``draws``
+    The paper's protocol (:func:`irnlib.protocol.evaluate.evaluate_dataset`): 8-bit LR, ``draws``
     draws of z ~ N(0, 1) per image, Y channel, border = scale.
 
     Returns
     -------
     pandas.DataFrame
-        The per-image CSV rows (columns of :data:`irnlib.evaluate.CSV_COLUMNS`), IRN and bicubic.
+        The per-image CSV rows (columns of :data:`irnlib.protocol.evaluate.CSV_COLUMNS`), IRN and bicubic.
     """
-    from .checkpoint import load_checkpoint
-    from .evaluate import evaluate_dataset
+    from irnlib.model.checkpoint import load_checkpoint
+    from irnlib.protocol.evaluate import evaluate_dataset
 
     net = load_checkpoint(checkpoint).eval()
     present = set(available_datasets())
@@ -93,7 +106,7 @@ def measure(checkpoint, datasets=None, draws: int = 5, progress: bool = True) ->
 
 def card_summary(per_image: pd.DataFrame) -> list[dict]:
     """One record per test set: IRN and bicubic averages, their margin, IRN's LR fidelity."""
-    from .tables import summarize
+    from irnlib.experiments.tables import summarize
 
     summary = summarize(per_image)
     rows = []
@@ -118,7 +131,7 @@ def training_seconds(run_dir) -> pd.DataFrame:
 
 
 def _card_markdown(card: dict) -> str:
-    from .paper import BICUBIC_ROW, IRN_ROW, paper_value
+    from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
 
     s, run, cfg = card["scale"], card["training"], card["config"]
     start = run.get("init_from")  # a second stage: started from another model's weights
@@ -136,9 +149,15 @@ def _card_markdown(card: dict) -> str:
         f"- training: {done:,} of the run's {planned:,} planned iterations"
         + (" (**run not finished: a shortened model**)" if done < planned else "")
         + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
-        + f"; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
-        *([f"- second stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), the model "
-           "described in `started_from/`, with a fresh optimiser and learning-rate schedule"] if start else []),
+        + "; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
+        *(
+            [
+                f"- second stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), the model "
+                "described in `started_from/`, with a fresh optimiser and learning-rate schedule"
+            ]
+            if start
+            else []
+        ),
         f"- training time: {run['train_hours']:.2f} h of training steps"
         + (" (this stage)" if start else "")
         + f"; begun on {run['started'].get('device')}, last resumed on {run['device']}",
@@ -186,12 +205,12 @@ def _card_markdown(card: dict) -> str:
         lines += [
             "# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then".format(s=s),
             f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage2",
-            f"python -m irnlib.modelcard results/runs/quick_x{s}_stage2  # measure and publish here",
+            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage2  # measure and publish here",
         ]
     else:
         lines += [
             f"python -m irnlib.train --profile quick {' '.join(card['recipe_overrides'])}  # results/runs/quick_x{s}; resumes it if there",
-            f"python -m irnlib.modelcard results/runs/quick_x{s}  # measure and publish here",
+            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}  # measure and publish here",
         ]
     lines += ["```", ""]
     return "\n".join(lines)
@@ -207,8 +226,15 @@ def _copy_present(src: Path, dest: Path, names) -> None:
             atomic_write(dest / name, lambda tmp, f=src / name: shutil.copyfile(f, tmp))
 
 
-def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progress: bool = True,
-            data_root=None, note: str | None = None) -> Path:
+def publish(
+    run_dir,
+    models_dir=MODELS_DIR,
+    datasets=None,
+    draws: int = 5,
+    progress: bool = True,
+    data_root=None,
+    note: str | None = None,
+) -> Path:
     """Copy a run's exported model into ``models/kit_reference_x{s}/``, measure it, write its card.
 
     A run that started from the model published there (``init_from``, same SHA-256) is its
@@ -233,7 +259,7 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         The model folder.
     """
     run_dir = Path(run_dir)
-    from .train import as_trained, make_config
+    from irnlib.train import as_trained, make_config
 
     config = as_trained(json.loads((run_dir / "config.json").read_text()))  # older runs lack newer fields
     record = json.loads((run_dir / "provenance.json").read_text())
@@ -244,12 +270,16 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
     dest = reference_dir(s, models_dir)
     dest.mkdir(parents=True, exist_ok=True)
     init = record.get("init_from")
-    if init and (dest / "card.json").is_file() and json.loads((dest / "card.json").read_text())["sha256"] == init["sha256"]:
+    if (
+        init
+        and (dest / "card.json").is_file()
+        and json.loads((dest / "card.json").read_text())["sha256"] == init["sha256"]
+    ):
         (dest / STARTED_FROM).mkdir(exist_ok=True)
         _copy_present(dest, dest / STARTED_FROM, ("README.md", "card.json", "config.json", "provenance.json",
                                                   "val_log.csv", "measured_per_image.csv"))  # fmt: skip
     _copy_present(run_dir, dest, (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"))
-    from .evaluate import write_csv
+    from irnlib.protocol.evaluate import write_csv
 
     per_image = measure(dest / f"IRN_x{s}.pth", datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
@@ -266,7 +296,9 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
         "training": {
             "iterations_done": int(record.get("iterations_done", 0)),
             "status": record.get("status"),
-            "train_hours": float(training_seconds(run_dir)["train_s"].iloc[-1]) / 3600 if (run_dir / "train_log.csv").is_file() else math.nan,
+            "train_hours": float(training_seconds(run_dir)["train_s"].iloc[-1]) / 3600
+            if (run_dir / "train_log.csv").is_file()
+            else math.nan,
             "device": record.get("device"),
             "commit": record.get("commit"),
             "date": record.get("date"),
@@ -284,13 +316,22 @@ def publish(run_dir, models_dir=MODELS_DIR, datasets=None, draws: int = 5, progr
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(prog="python -m irnlib.modelcard", description="Publish a training run as the kit's reference model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m irnlib.experiments.modelcard",
+        description="Publish a training run as the kit's reference model.",
+    )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--draws", type=int, default=5, help="draws of z per image (the paper: 5)")
-    parser.add_argument("--datasets", nargs="+", default=None, help=f"test sets (default: those of {CARD_DATASETS} present)")
+    parser.add_argument(
+        "--datasets", nargs="+", default=None, help=f"test sets (default: those of {CARD_DATASETS} present)"
+    )
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="where the run's training data is on this machine (for its fingerprint; default: the run's data_root)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="where the run's training data is on this machine (for its fingerprint; default: the run's data_root)",
+    )
     parser.add_argument("--note", default=None, help="a sentence for the card (how its training data was made, say)")
     args = parser.parse_args(argv)
     dest = publish(args.run_dir, args.models_dir, args.datasets, args.draws, data_root=args.data_root, note=args.note)

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
+    "save_figure",
     "REPO_ROOT",
     "data_root",
     "results_root",
@@ -35,7 +36,7 @@ __all__ = [
     "write_json",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = REPO_ROOT / "models"  # the kit's reference models, one folder per scale
 
 
@@ -72,7 +73,7 @@ def pretrained_checkpoint(scale: int) -> Path:
 
 def reference_checkpoint(scale: int) -> Path:
     """The kit's own reference model of a scale, committed with its card:
-    ``<repo>/models/kit_reference_x{scale}/IRN_x{scale}.pth`` (see :mod:`irnlib.modelcard`)."""
+    ``<repo>/models/kit_reference_x{scale}/IRN_x{scale}.pth`` (see :mod:`irnlib.experiments.modelcard`)."""
     return MODELS_DIR / f"kit_reference_x{scale}" / f"IRN_x{scale}.pth"
 
 
@@ -168,3 +169,13 @@ def atomic_write(path, write) -> Path:
 def write_json(path, record) -> Path:
     """Write a record (run configuration, provenance, RUN.json) as indented JSON, atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+
+
+def save_figure(fig, name: str, folder=None, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as PNG atomically, as ``<folder>/<name>``.
+
+    ``folder`` defaults to the results' ``figures/`` (:func:`irnlib.runtime.paths.results_root`).
+    Returns the path written.
+    """
+    folder = Path(folder) if folder is not None else results_root() / "figures"
+    return atomic_write(folder / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))

@@ -1,7 +1,7 @@
 """Where the images are, how the kit checks them, and the torch datasets it trains and tests on.
 
 Layout. A dataset on disk is a folder of HR images named after the dataset under the *data
-root* (``<root>/Set5/*.png``, ``<root>/DIV2K_valid_HR/*.png``; see :mod:`irnlib.registry`).
+root* (``<root>/Set5/*.png``, ``<root>/DIV2K_valid_HR/*.png``; see :mod:`irnlib.data.registry`).
 The data root is, in order: an explicit ``root`` argument, the ``IRN_DATA`` environment
 variable, or ``data/`` in the repository. The embedded default datasets (``embedded-train``,
 ``embedded-test``) are the colour photographs bundled with scikit-image and need no download.
@@ -10,10 +10,10 @@ Caches. The data root may be read-only (a shared copy), so everything the kit de
 the images goes to a separate, writable *cache folder*: an explicit ``cache_dir``, else the
 ``IRN_CACHE`` environment variable, else ``results/cache/`` in the repository (git-ignored,
 removed by ``make clean``). Nothing is ever written into the data root except by
-:func:`irnlib.download.download`. Two caches, both optional and both safe to delete:
+:func:`irnlib.data.download.download`. Two caches, both optional and both safe to delete:
 
 - ``<cache>/<dataset>/LRbicx<s>/<stem>.png``: the MATLAB-bicubic LR reference of a test
-  image (uint8, as :func:`irnlib.imresize` gives it). Each PNG records the SHA-256 of its
+  image (uint8, as :func:`irnlib.imaging.imresize` gives it). Each PNG records the SHA-256 of its
   source file and the cache version in its text chunks; it is reused only if both match,
   otherwise recomputed and replaced.
 - ``<cache>/decoded/<stem>-<key>.npy``: a decoded training image (uint8 ``H×W×3``), read
@@ -36,10 +36,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .images import ImageFileError, image_size, load_image, mod_crop, save_png
-from .paths import atomic_write, cache_root, data_root
-from .imresize import imresize
-from .registry import DATASETS, EMBEDDED, DatasetInfo, dataset_info
+from irnlib.data.registry import DATASETS, EMBEDDED, DatasetInfo, dataset_info
+from irnlib.imaging.images import ImageFileError, image_size, load_image, mod_crop, save_png
+from irnlib.imaging.imresize import imresize
+from irnlib.runtime.paths import atomic_write, cache_root, data_root
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -134,7 +134,7 @@ def list_images(name: str, root=None) -> list[Path]:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"dataset {name!r} not found: no folder {folder} (set IRN_DATA or pass the data root; "
-            f"irnlib.download.download({name!r}) or notebooks/00_data_preparation.ipynb fetches it)"
+            f"irnlib.data.download.download({name!r}) or notebooks/00_data_preparation.ipynb fetches it)"
         )
     paths = _image_files(folder)
     if not paths:
@@ -225,8 +225,10 @@ def _check_sums(folder: Path, paths: list[Path]) -> tuple[str, list[str]]:
     return f"{len(sums)} files checked against SHA256SUMS", problems
 
 
-def verify_folder(folder, info: DatasetInfo | None = None, *, thorough: bool = True, progress: bool = False) -> Verification:
-    """Check a folder of images against a registry entry (see :mod:`irnlib.registry`).
+def verify_folder(
+    folder, info: DatasetInfo | None = None, *, thorough: bool = True, progress: bool = False
+) -> Verification:
+    """Check a folder of images against a registry entry (see :mod:`irnlib.data.registry`).
 
     Parameters
     ----------
@@ -236,7 +238,7 @@ def verify_folder(folder, info: DatasetInfo | None = None, *, thorough: bool = T
         Expected count, file names and sizes. Without it only decoding (and SHA256SUMS) is
         checked.
     thorough : bool
-        Decode every image with :func:`irnlib.images.load_image` and check ``SHA256SUMS``
+        Decode every image with :func:`irnlib.imaging.images.load_image` and check ``SHA256SUMS``
         when the folder has one. Otherwise read image headers only (fast, for "is it there").
     progress : bool
         Show a tqdm bar.
@@ -292,21 +294,23 @@ def dataset_table(names=None, root=None, *, thorough: bool = True, progress: boo
         info = dataset_info(name)
         check = verify_dataset(info.name, root, thorough=thorough, progress=progress)
         if check.images == 0 and info.archive is not None:
-            note = f"missing: irnlib.download.download({info.name!r}) fetches {info.archive.filename}"
+            note = f"missing: irnlib.data.download.download({info.name!r}) fetches {info.archive.filename}"
         elif check.problems:
             more = f" (+{len(check.problems) - 1} more)" if len(check.problems) > 1 else ""
             note = check.problems[0] + more
         else:
             note = ""
-        rows.append({
-            "dataset": info.name,
-            "purpose": info.purpose,
-            "images": check.images,
-            "expected": info.count,
-            "verified": check.ok,
-            "size on disk (MB)": round(check.size_bytes / 1e6, 1),
-            "problems": note,
-        })
+        rows.append(
+            {
+                "dataset": info.name,
+                "purpose": info.purpose,
+                "images": check.images,
+                "expected": info.count,
+                "verified": check.ok,
+                "size on disk (MB)": round(check.size_bytes / 1e6, 1),
+                "problems": note,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -393,15 +397,17 @@ def prepare_lr_references(name: str, scales=(2, 4), root=None, *, cache_dir=None
         reused = 0
         for i in tqdm(range(len(test_set)), desc=f"{test_set.name} LRbicx{scale}", disable=not progress, leave=False):
             reused += test_set.load(i)[1]
-        rows.append({
-            "dataset": test_set.name,
-            "scale": scale,
-            "images": len(test_set),
-            "reused": reused,
-            "computed": len(test_set) - reused,
-            "seconds": round(time.perf_counter() - start, 2),
-            "folder": str(lr_cache_dir(cache_dir, test_set.name, scale)),
-        })
+        rows.append(
+            {
+                "dataset": test_set.name,
+                "scale": scale,
+                "images": len(test_set),
+                "reused": reused,
+                "computed": len(test_set) - reused,
+                "seconds": round(time.perf_counter() - start, 2),
+                "folder": str(lr_cache_dir(cache_dir, test_set.name, scale)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -506,6 +512,7 @@ def bilinear_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     outside the image, no antialiasing; float64 arithmetic, float32 result (OpenCV computes
     in float32: the two agree to about 1e-7).
     """
+
     def taps(n_in: int, n_out: int):
         x = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
         i0 = np.floor(x).astype(np.int64)
@@ -612,8 +619,19 @@ class TrainingPatches(Dataset):
         The LR target, float and unrounded (as the official training data).
     """
 
-    def __init__(self, paths, scale: int, patch: int = 144, seed: int = 0, augment: bool = True, *, cache_dir=None,
-                 lr_target: str = "patch", sampling: str = "stream", batch_size: int | None = None):
+    def __init__(
+        self,
+        paths,
+        scale: int,
+        patch: int = 144,
+        seed: int = 0,
+        augment: bool = True,
+        *,
+        cache_dir=None,
+        lr_target: str = "patch",
+        sampling: str = "stream",
+        batch_size: int | None = None,
+    ):
         if patch % scale:
             raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
         if lr_target not in LR_TARGETS:

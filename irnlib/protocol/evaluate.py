@@ -3,8 +3,8 @@
 Protocol (the official IRN test script): the HR image is mod-cropped to a multiple of the
 scale ``s``; IRN downscales it and the LR is quantized to 8 bits; the LR is upscaled with a
 fresh latent ``z ~ N(0, 1)``; the reconstruction is clamped and rounded to uint8
-(:func:`irnlib.images.to_image`) and compared with the HR on the Y channel with a border of
-``s`` pixels (PSNR and SSIM, :mod:`irnlib.metrics`). The kit repeats the upscaling for
+(:func:`irnlib.imaging.images.to_image`) and compared with the HR on the Y channel with a border of
+``s`` pixels (PSNR and SSIM, :mod:`irnlib.imaging.metrics`). The kit repeats the upscaling for
 several independent, seeded draws of ``z`` (the paper: 5, spread under 0.02 dB) and also
 records RGB PSNR and how close IRN's LR is to the MATLAB-bicubic LR (no border, as the
 official script). The baseline "Bicubic & Bicubic" is MATLAB ``imresize`` down and up, uint8
@@ -20,11 +20,11 @@ The metrics, one name each (the columns of :data:`CSV_COLUMNS`):
 - ``lr_psnr_y``, ``lr_ssim_y``, ``lr_psnr_rgb``: IRN's 8-bit LR against the MATLAB-bicubic
   LR, no border.
 
-Summaries over the draws of ``z`` (:func:`irnlib.tables.summarize`): a dataset's number is
+Summaries over the draws of ``z`` (:func:`irnlib.experiments.tables.summarize`): a dataset's number is
 the mean over draws of the image-averaged metric, and its *spread* (``psnr_spread``,
 ``ssim_spread`` in Table 1) is the range, max − min, of those per-draw averages. The
 ablation table's ``draw_spread_db`` is a different quantity under an older name: the
-standard deviation of the per-draw averages (see :func:`irnlib.ablations.ablation_table`).
+standard deviation of the per-draw averages (see :func:`irnlib.experiments.ablations.ablation_table`).
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .datasets import PairedTestSet, TestPair
-from .images import center_crop, load_image, save_png, to_batch, to_image
-from .imresize import imresize
-from .inference import TILE, downscale, net_device, upscale
-from .metrics import psnr, ssim
-from .network import IRN
-from .paths import atomic_write
-from .threads import tune_cpu_allocator
+from irnlib.data.datasets import PairedTestSet, TestPair
+from irnlib.imaging.images import center_crop, load_image, save_png, to_batch, to_image
+from irnlib.imaging.imresize import imresize
+from irnlib.imaging.metrics import psnr, ssim
+from irnlib.model.inference import TILE, downscale, net_device, upscale
+from irnlib.model.network import IRN
+from irnlib.runtime.paths import atomic_write
+from irnlib.runtime.threads import tune_cpu_allocator
 
 __all__ = [
     "CSV_COLUMNS",
@@ -81,7 +81,9 @@ CSV_COLUMNS = [
 ]
 
 
-def evaluation_pairs(dataset: str, scale: int, root=None, *, crop: int | None = None, count: int | None = None) -> list[TestPair]:
+def evaluation_pairs(
+    dataset: str, scale: int, root=None, *, crop: int | None = None, count: int | None = None
+) -> list[TestPair]:
     """(HR, bicubic LR) pairs of a test set, in file-name order.
 
     Parameters
@@ -90,7 +92,7 @@ def evaluation_pairs(dataset: str, scale: int, root=None, *, crop: int | None = 
         A test set name (``"Set5"``, ``"embedded-test"``, ...).
     scale : int
     root : path, optional
-        Data root (see :func:`irnlib.paths.data_root`).
+        Data root (see :func:`irnlib.runtime.paths.data_root`).
     crop : int, optional
         Centre-crop each HR image to at most ``crop`` pixels a side (a multiple of the
         scale) and take the MATLAB-bicubic LR of the crop; ``None`` keeps the mod-cropped HR.
@@ -203,7 +205,7 @@ def round_trip(
     temperature : float
         Standard deviation of ``z`` at upscaling (the paper: 1; 0 upscales with ``z = 0``).
     tile : int or None
-        Tile side (:func:`irnlib.inference.forward`); ``None`` runs the whole image as the
+        Tile side (:func:`irnlib.model.inference.forward`); ``None`` runs the whole image as the
         network's own methods do.
     lr : uint8 (h, w, 3), optional
         IRN's LR if already computed (it is then not recomputed).
@@ -212,7 +214,7 @@ def round_trip(
         round trip).
     lr_transform : callable, optional
         Applied to the uint8 LR before upscaling, e.g. a JPEG round trip
-        (:func:`irnlib.images.jpeg_round_trip`). The LR metrics are measured before it.
+        (:func:`irnlib.imaging.images.jpeg_round_trip`). The LR metrics are measured before it.
     """
     device, scale = net_device(net), net.scale
     if lr is None:
@@ -269,8 +271,18 @@ def evaluate_pair(
         lr_png=None if lr_png_dir is None else Path(lr_png_dir) / f"{pair.name}.png", lr_transform=lr_transform,
     )  # fmt: skip
     return [
-        _row(dataset, pair, "irn", scale, draw, seeds[draw], checkpoint, **scores, **result.lr_metrics,
-             temperature=float(temperature))
+        _row(
+            dataset,
+            pair,
+            "irn",
+            scale,
+            draw,
+            seeds[draw],
+            checkpoint,
+            **scores,
+            **result.lr_metrics,
+            temperature=float(temperature),
+        )
         for draw, scores in enumerate(result.sr_metrics)
     ]
 
@@ -295,22 +307,22 @@ def evaluate_dataset(
     Parameters
     ----------
     dataset : str
-        Dataset name (``"Set5"``, ``"embedded-test"``, ...; see :mod:`irnlib.datasets`).
+        Dataset name (``"Set5"``, ``"embedded-test"``, ...; see :mod:`irnlib.data.datasets`).
     scale : int
         Scale factor; must equal ``net.scale`` for IRN.
     net : IRN or None
         The network (on the device to run on, in eval mode), or ``None`` for Bicubic & Bicubic.
         On a CPU, glibc's allocator is set to keep freed memory for reuse (process-wide,
-        :func:`irnlib.threads.tune_cpu_allocator`): every image allocates the same large
+        :func:`irnlib.runtime.threads.tune_cpu_allocator`): every image allocates the same large
         blocks again.
     draws : int
         Independent draws of ``z`` per image (the paper: 5).
     seed : int
         Base seed; draw ``d`` of image ``i`` uses :func:`draw_seed` ``(seed, dataset, i, d)``.
     root : path, optional
-        Data root (see :func:`irnlib.paths.data_root`).
+        Data root (see :func:`irnlib.runtime.paths.data_root`).
     tile : int or None
-        Tile side for IRN (see :func:`irnlib.inference.forward`).
+        Tile side for IRN (see :func:`irnlib.model.inference.forward`).
     lr_png_dir : path, optional
         Round-trip IRN's LR through 8-bit PNG files in this folder.
     checkpoint : str
@@ -350,8 +362,16 @@ def evaluate_dataset(
     rows = []
     for i in tqdm(range(count), desc=f"{method} x{scale} {dataset}", disable=not progress, leave=False):
         rows += evaluate_pair(
-            test_set[i], scale, dataset, net=net, draws=draws, seed=seed, tile=tile,
-            lr_png_dir=lr_png_dir, checkpoint=checkpoint, temperature=temperature,
+            test_set[i],
+            scale,
+            dataset,
+            net=net,
+            draws=draws,
+            seed=seed,
+            tile=tile,
+            lr_png_dir=lr_png_dir,
+            checkpoint=checkpoint,
+            temperature=temperature,
         )
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 

@@ -3,16 +3,15 @@ show its provenance.
 
 Notebooks import these instead of carrying their own copies::
 
-    from irnlib.notebook import parse_parameter, save_figure, show_provenance
+    from irnlib.app.notebook import parse_parameter, save_figure, show_provenance
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .paths import atomic_write, results_root
-from .provenance import provenance, provenance_markdown
+from irnlib.runtime.paths import save_figure  # re-exported for the notebooks
+from irnlib.runtime.provenance import provenance, provenance_markdown
 
 __all__ = ["parse_parameter", "save_figure", "show_provenance"]
 
@@ -30,20 +29,10 @@ def parse_parameter(value):
     return value
 
 
-def save_figure(fig, name: str, folder=None, dpi: int = 120) -> Path:
-    """Write a matplotlib figure as PNG atomically, as ``<folder>/<name>``.
-
-    ``folder`` defaults to the results' ``figures/`` (:func:`irnlib.paths.results_root`).
-    Returns the path written.
-    """
-    folder = Path(folder) if folder is not None else results_root() / "figures"
-    return atomic_write(folder / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-
-
 def show_provenance(record: dict | None = None, title: str = "Provenance", **fields) -> dict:
     """Display a provenance block (Markdown) in the notebook and return the record.
 
-    ``record`` defaults to :func:`irnlib.provenance.provenance` of ``fields`` (the current
+    ``record`` defaults to :func:`irnlib.runtime.provenance.provenance` of ``fields`` (the current
     commit, date, machine and library versions, plus what the notebook says about its run).
     """
     from IPython.display import Markdown, display

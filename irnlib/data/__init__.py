@@ -1,0 +1,1 @@
+"""Datasets: the registry of known sets, verified downloads, folders, test pairs and training patches."""

@@ -1,0 +1,1 @@
+"""The network (IRN, official layout), loading and saving its weights, tiled inference."""
