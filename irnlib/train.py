@@ -72,11 +72,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from irnlib.data.datasets import TestPair, TrainingPatches, list_images, sha256_file
 from irnlib.model.checkpoint import load_checkpoint, save_model
-from irnlib.model.inference import usable_device
 from irnlib.model.network import IRN, quantize
 from irnlib.paper import PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.protocol.evaluate import evaluation_pairs, round_trip
+from irnlib.runtime.device import usable_device
 from irnlib.runtime.paths import atomic_write, cache_root, results_root, save_figure, write_json
 from irnlib.runtime.provenance import native_bf16, provenance
 from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator

@@ -11,7 +11,7 @@ from PIL import Image
 from irnlib import IRN, save_model
 from irnlib.app.explore import UNTRAINED, Explorer, error_map, sample_spread, view_figure, view_round_trip
 from irnlib.imaging.metrics import psnr
-from irnlib.runtime.paths import pretrained_checkpoint, reference_checkpoint
+from irnlib.protocol.weights import official_weights, reference_weights
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_controls_drive_the_view(explorer):
     # The official checkpoint (absent here), the kit's reference model (models/, when committed), the runs;
     # the default is the best of them that exists.
     reference = (
-        ("kit reference x2",) if reference_checkpoint(2).is_file() and not pretrained_checkpoint(2).is_file() else ()
+        ("kit reference x2",) if reference_weights(2).is_file() and not official_weights(2).is_file() else ()
     )
     assert explorer.checkpoint.options == (UNTRAINED, *reference, "run tiny")
     assert explorer.checkpoint.value == (reference or ("run tiny",))[0]

@@ -17,7 +17,8 @@ import pytest
 
 from irnlib.app.pipeline import notebooks
 from irnlib.imaging.images import load_image
-from irnlib.runtime.paths import REPO_ROOT, reference_checkpoint
+from irnlib.protocol.weights import reference_weights
+from irnlib.runtime.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     x4 = pd.read_csv(tables / "table1_x4.csv")
     measured = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "IRN (ours)") & (x4["status"] == "measured")]
     reference4 = measured["row"].str.startswith("IRN (kit reference")
-    assert reference4.sum() == int(reference_checkpoint(4).is_file())
+    assert reference4.sum() == int(reference_weights(4).is_file())
     irn = measured[~reference4]
     assert len(irn) == 1 and "60 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
     bicubic4 = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "Bicubic & Bicubic")]["psnr"].item()
@@ -87,7 +88,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     assert x2_irn[~reference]["status"].eq("not available").all()
     # The committed kit reference model (models/kit_reference_x2) has its own, measured row.
     assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(
-        reference_checkpoint(2).is_file()
+        reference_weights(2).is_file()
     )
     assert x2_irn[reference]["psnr"].between(20, 45).all()
 
@@ -104,7 +105,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     # The latent and JPEG conditions are measured on the committed kit reference model (x2).
     model = ablations[ablations["group"] == "model"]
     assert set(ablations["variant"]) == trained | {"Bicubic & Bicubic"} | set(model["variant"])
-    if reference_checkpoint(2).is_file():
+    if reference_weights(2).is_file():
         assert len(set(model["variant"])) == 1 and model["variant"].iloc[0].startswith("IRN (kit reference")
         conditions = model.set_index("condition")
         assert conditions.loc["z = 0", "draw_spread_db"] == 0 and conditions.loc["z ~ N(0, 1)", "draw_spread_db"] > 0

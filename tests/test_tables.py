@@ -14,6 +14,7 @@ from irnlib.app.notebook import parse_parameter
 from irnlib.experiments import tables as tb
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
+from irnlib.protocol.weights import choose_weights
 from irnlib.runtime.paths import REPO_ROOT
 
 matplotlib.use("Agg")
@@ -267,8 +268,8 @@ def test_profile_defaults(tmp_path):
     assert profiles.default_datasets("smoke", tmp_path) == ["embedded-test"]
     (tmp_path / "Set14").mkdir()
     assert profiles.default_datasets("smoke", tmp_path) == ["embedded-test", "Set14"]
-    assert profiles.default_checkpoint("smoke", 4) == REPO_ROOT / "results/runs/smoke_x4/IRN_x4.pth"
-    assert profiles.default_checkpoint("paper", 2) == REPO_ROOT / "data/pretrained/IRN_x2.pth"
+    assert choose_weights("table1", 4, "smoke") == REPO_ROOT / "results/runs/smoke_x4/IRN_x4.pth"
+    assert choose_weights("table1", 2, "paper") == REPO_ROOT / "data/pretrained/IRN_x2.pth"
     assert parse_parameter('["Set5"]') == ["Set5"] and parse_parameter({"4": "a"}) == {"4": "a"}
     with pytest.raises(ValueError, match="profile"):
         profiles.default_datasets("fast")

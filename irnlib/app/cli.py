@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 
 from irnlib.protocol.profiles import PROFILES
+from irnlib.protocol.weights import choose_weights, weights_kind
+from irnlib.runtime.paths import short_path
 
 __all__ = ["main", "downscale_file", "upscale_file", "CommandError"]
 
@@ -61,14 +63,13 @@ class CommandError(Exception):
 
 
 def _checkpoint_path(checkpoint, scale: int | None) -> Path:
-    """The checkpoint to use: the given one, else :func:`irnlib.runtime.paths.rescaling_checkpoint`
-    (the official one in data/pretrained/, else the kit's reference model in models/)."""
-    from irnlib.runtime.paths import pretrained_checkpoint, rescaling_checkpoint, short_path
+    """The weights to use: the given ones, else :func:`irnlib.protocol.weights.choose_weights`
+    for rescaling (the official ones in data/pretrained/, else the kit's reference model in models/)."""
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
     elif scale:
-        path = rescaling_checkpoint(scale)
+        path = choose_weights("rescale", scale)
     else:
         raise CommandError(
             "give --checkpoint (or --scale, to use data/pretrained/IRN_x{scale}.pth or the kit's reference model)"
@@ -82,7 +83,7 @@ def _checkpoint_path(checkpoint, scale: int | None) -> Path:
     if not checkpoint:  # say which default was taken: the official model or the kit's own
         kind = (
             "the official checkpoint"
-            if path == pretrained_checkpoint(scale)
+            if weights_kind(path, scale) == "official"
             else "the kit's reference model, see its README.md"
         )
         print(f"irn: using {short_path(path)} ({kind})", file=sys.stderr)
@@ -97,7 +98,7 @@ def _fingerprint(path: Path) -> str:
 
 def _device(name: str):
     """The torch device ``--device name`` asks for, refused with a clear message if it is not there."""
-    from irnlib.model.inference import usable_device
+    from irnlib.runtime.device import usable_device
 
     try:
         return usable_device(name, "--device {}")
@@ -295,7 +296,7 @@ def _plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
 def _rescale(args, up: bool) -> None:
     from tqdm.auto import tqdm
 
-    from irnlib.model.inference import net_device
+    from irnlib.runtime.device import net_device
     from irnlib.runtime.threads import tune_cpu_allocator
 
     jobs = _plan(Path(args.input), Path(args.output))

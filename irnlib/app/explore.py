@@ -23,14 +23,13 @@ from irnlib.imaging.metrics import rgb_to_y
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.network import IRN
 from irnlib.protocol import evaluate
-from irnlib.runtime.paths import pretrained_checkpoint, reference_checkpoint, rescaling_checkpoint, results_root
+from irnlib.protocol.weights import available_weights, choose_weights
 
 __all__ = [
     "View",
     "view_round_trip",
     "sample_spread",
     "error_map",
-    "find_checkpoints",
     "panels",
     "view_figure",
     "decode_upload",
@@ -107,21 +106,6 @@ def sample_spread(net: IRN, lr: np.ndarray, temperature: float = 1.0, draws: int
 def error_map(reconstruction: np.ndarray, hr: np.ndarray) -> np.ndarray:
     """Absolute Y-channel error, float64 in 0..255 units, shape (H, W)."""
     return np.abs(rgb_to_y(reconstruction) - rgb_to_y(hr))
-
-
-def find_checkpoints(scale: int, results=None) -> dict[str, Path]:
-    """Checkpoints for ``scale``, in this order: the official ``data/pretrained/IRN_x{scale}.pth``,
-    the kit's reference model (``models/``), the kit's training runs."""
-    found = {}
-    official, reference = pretrained_checkpoint(scale), reference_checkpoint(scale)
-    if official.is_file():
-        found[f"official IRN_x{scale}.pth"] = official
-    if reference.is_file():
-        found[f"kit reference x{scale}"] = reference
-    runs = results_root(results) / "runs"
-    for path in sorted(runs.glob(f"*/IRN_x{scale}.pth")):
-        found[f"run {path.parent.name}"] = path
-    return found
 
 
 def _crop(img: np.ndarray, box: tuple[int, int, int] | None, factor: int = 1) -> np.ndarray:
@@ -262,10 +246,10 @@ class Explorer:
 
     # -- state -------------------------------------------------------------------------
     def _refresh_checkpoints(self) -> None:
-        found = find_checkpoints(self.scale.value, self.results)
+        found = available_weights(self.scale.value, self.results)
         self.checkpoint.options = [UNTRAINED] + list(found)
         # The official model, else the kit's reference model, else the last training run.
-        default = rescaling_checkpoint(self.scale.value)
+        default = choose_weights("rescale", self.scale.value)
         named = [name for name, path in found.items() if path == default]
         self.checkpoint.value = named[0] if named else self.checkpoint.options[-1]
 
@@ -275,7 +259,7 @@ class Explorer:
             if self.checkpoint.value == UNTRAINED:
                 net = IRN(self.scale.value).eval()
             else:
-                net = load_checkpoint(find_checkpoints(self.scale.value, self.results)[self.checkpoint.value])
+                net = load_checkpoint(available_weights(self.scale.value, self.results)[self.checkpoint.value])
             self._nets[key] = net.to(self.device)
         return self._nets[key]
 

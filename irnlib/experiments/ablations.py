@@ -34,11 +34,12 @@ import pandas as pd
 
 from irnlib.imaging.images import jpeg_round_trip
 from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
-from irnlib.model.inference import resolve_device
 from irnlib.model.network import SCALES
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
-from irnlib.runtime.paths import atomic_write, pretrained_checkpoint, rescaling_checkpoint, short_path
+from irnlib.protocol.weights import choose_weights, exported_weights, weights_kind
+from irnlib.runtime.device import resolve_device
+from irnlib.runtime.paths import atomic_write, short_path
 from irnlib.train import TrainConfig, TrainingDiverged, make_config, train
 
 __all__ = [
@@ -119,10 +120,10 @@ def condition_model(scale: int) -> tuple[str, Path] | None:
     ``(label, checkpoint)`` of the official ``data/pretrained/IRN_x{s}.pth``, else of the
     kit's reference model (``models/kit_reference_x{s}``); None if neither is there (the
     study then uses its own full model, seed of the first run)."""
-    path = rescaling_checkpoint(scale)  # the same choice as the command line and the explorer
+    path = choose_weights("rescale", scale)  # the same choice as the command line and the explorer
     if not path.is_file():
         return None
-    if path == pretrained_checkpoint(scale):
+    if weights_kind(path, scale) == "official":
         return f"IRN (official checkpoint, {short_path(path)})", path
     return f"IRN (kit reference, {describe_checkpoint(path).training})", path
 
@@ -216,7 +217,7 @@ def trained_model(run_dir, scale: int) -> Path:
     """The model of a study's run: its exported ``IRN_x{scale}.pth``, or for a run that
     diverged the last checkpoint written before that (``checkpoints/last.pt``, when there is one)."""
     last = Path(run_dir) / "checkpoints" / "last.pt"
-    return last if diverged_at(run_dir) is not None and last.is_file() else Path(run_dir) / f"IRN_x{scale}.pth"
+    return last if diverged_at(run_dir) is not None and last.is_file() else exported_weights(run_dir, scale)
 
 
 def evaluate_ablations(

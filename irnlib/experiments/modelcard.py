@@ -27,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from irnlib.data.datasets import available_datasets, dataset_version, sha256_file
-from irnlib.runtime.paths import MODELS_DIR, atomic_write, reference_checkpoint, write_json
+from irnlib.protocol.weights import MODELS_DIR, exported_weights, reference_weights
+from irnlib.runtime.paths import atomic_write, write_json
 from irnlib.runtime.provenance import provenance
 
 __all__ = [
@@ -48,8 +49,8 @@ CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where p
 
 def reference_dir(scale: int, models_dir=MODELS_DIR) -> Path:
     """``models/kit_reference_x{scale}/``: where the kit's reference model of a scale lives
-    (:func:`irnlib.runtime.paths.reference_checkpoint`'s folder, or the same name under ``models_dir``)."""
-    return Path(models_dir) / reference_checkpoint(scale).parent.name
+    (:func:`irnlib.protocol.weights.reference_weights`'s folder, or the same name under ``models_dir``)."""
+    return Path(models_dir) / reference_weights(scale).parent.name
 
 
 def training_deviations(config: dict) -> dict[str, tuple]:
@@ -264,9 +265,9 @@ def publish(
     config = as_trained(json.loads((run_dir / "config.json").read_text()))  # older runs lack newer fields
     record = json.loads((run_dir / "provenance.json").read_text())
     s = int(config["scale"])
-    model = run_dir / f"IRN_x{s}.pth"
+    model = exported_weights(run_dir, s)
     if not model.is_file():
-        raise FileNotFoundError(f"{run_dir}: no exported model IRN_x{s}.pth; train (or resume) the run first")
+        raise FileNotFoundError(f"{run_dir}: no exported model {model.name}; train (or resume) the run first")
     dest = reference_dir(s, models_dir)
     dest.mkdir(parents=True, exist_ok=True)
     init = record.get("init_from")
@@ -278,16 +279,16 @@ def publish(
         (dest / STARTED_FROM).mkdir(exist_ok=True)
         _copy_present(dest, dest / STARTED_FROM, ("README.md", "card.json", "config.json", "provenance.json",
                                                   "val_log.csv", "measured_per_image.csv"))  # fmt: skip
-    _copy_present(run_dir, dest, (f"IRN_x{s}.pth", "config.json", "provenance.json", "val_log.csv"))
+    _copy_present(run_dir, dest, (model.name, "config.json", "provenance.json", "val_log.csv"))
     from irnlib.protocol.evaluate import write_csv
 
-    per_image = measure(dest / f"IRN_x{s}.pth", datasets, draws, progress)
+    per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
     train_data = dataset_version(config["train_set"], data_root or config.get("data_root"))
     card = {
         "scale": s,
-        "file": f"IRN_x{s}.pth",
-        "sha256": sha256_file(dest / f"IRN_x{s}.pth"),
+        "file": model.name,
+        "sha256": sha256_file(dest / model.name),
         "draws": draws,
         "config": config,
         "deviations": training_deviations(config),

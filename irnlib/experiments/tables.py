@@ -24,11 +24,12 @@ import pandas as pd
 from irnlib.data.datasets import dataset_version, sha256_file
 from irnlib.imaging.metrics import psnr
 from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
-from irnlib.model.inference import resolve_device
 from irnlib.paper import DATASET_COLUMN, PAPER_CITATION, PAPER_DATASETS, paper_table, paper_value, parse_cell
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
-from irnlib.runtime.paths import atomic_write, data_root, reference_checkpoint, results_root, short_path
+from irnlib.protocol.weights import choose_weights, reference_weights
+from irnlib.runtime.device import resolve_device
+from irnlib.runtime.paths import atomic_write, data_root, results_root, short_path
 from irnlib.runtime.provenance import current_run_id, provenance
 
 __all__ = [
@@ -647,7 +648,7 @@ def make_table1(
     datasets : list of str, optional
         Default :func:`irnlib.protocol.profiles.default_datasets`.
     checkpoint : path, optional
-        IRN checkpoint for this scale; default :func:`irnlib.protocol.profiles.default_checkpoint`. A given
+        IRN checkpoint for this scale; default :func:`irnlib.protocol.weights.choose_weights` ``("table1", ...)``. A given
         path that does not exist raises ``FileNotFoundError`` (an absent default is "not available").
     draws : int, optional
         Draws of z per image for IRN (default: the profile's ``draws``; the paper: 5).
@@ -677,9 +678,9 @@ def make_table1(
     if checkpoint and not Path(checkpoint).is_file():  # named by the caller: must exist (a default may be absent)
         raise FileNotFoundError(
             f"checkpoint {checkpoint} not found: correct the path, or pass checkpoint=None "
-            f"for the profile's ({profiles.default_checkpoint(profile.name, scale)})"
+            f"for the profile's ({choose_weights('table1', scale, profile.name)})"
         )
-    checkpoint = Path(checkpoint) if checkpoint else profiles.default_checkpoint(profile.name, scale)
+    checkpoint = Path(checkpoint) if checkpoint else choose_weights("table1", scale, profile.name)
     if max_images is None:
         max_images = profile.irn_images
     draws = draws or profile.draws
@@ -702,7 +703,7 @@ def make_table1(
         models.append((irn, None))
     else:
         models.append((irn, _load_for_table(checkpoint, scale, device, irn)))
-    reference = reference_checkpoint(scale)
+    reference = reference_weights(scale)
     if reference.is_file() and reference.resolve() != checkpoint.resolve():
         # The kit's own trained model, beside whatever the profile measures (see models/).
         ref_info = describe_checkpoint(reference)

@@ -31,14 +31,11 @@ import torch.nn.functional as F
 
 from irnlib.imaging.images import to_batch, to_image
 from irnlib.model.network import IRN, DenseSubnet, quantize
+from irnlib.runtime.device import net_device
 
 __all__ = [
     "HALO",
     "TILE",
-    "resolve_device",
-    "device_problem",
-    "usable_device",
-    "net_device",
     "subnet_nhwc",
     "forward",
     "inverse",
@@ -50,60 +47,6 @@ __all__ = [
 
 HALO = 10  # receptive radius of one InvBlock, in pixels of its level's feature map
 TILE = 160  # least tile side (core, without the halo), in pixels of each level's feature map
-
-
-def resolve_device(device="auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def device_problem(device: torch.device) -> str | None:
-    """Why ``device`` cannot be used in this process, or None when it can.
-
-    Parameters
-    ----------
-    device : torch.device
-
-    Returns
-    -------
-    str or None
-        E.g. ``"this torch (2.3.0+cpu) is built without CUDA"`` or ``"no such GPU (0 visible)"``.
-    """
-    if device.type != "cuda":
-        return None
-    if torch.version.cuda is None and torch.version.hip is None:
-        return f"this torch ({torch.__version__}) is built without CUDA"
-    if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
-        return f"no such GPU ({torch.cuda.device_count()} visible)"
-    return None
-
-
-def usable_device(name: str, spelled: str = "device={}") -> torch.device:
-    """:func:`resolve_device` of ``name``, refused when it is not a device or not usable here.
-
-    Parameters
-    ----------
-    name : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-    spelled : str
-        How the user writes the choice, for the message: ``"--device {}"`` or ``"device={}"``.
-
-    Raises
-    ------
-    ValueError
-        One line naming the choice, the problem and what to use instead.
-    """
-    try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise ValueError(f"{spelled.format(name)}: not a device; use auto, cpu, cuda or cuda:N") from None
-    problem = device_problem(device)
-    if problem:
-        raise ValueError(f"{spelled.format(name)}: {problem}; use {spelled.format('cpu')} or {spelled.format('auto')} "
-                         "(a GPU needs a CUDA build of torch)")  # fmt: skip
-    return device
 
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:
@@ -276,10 +219,6 @@ def upscale(
     if size is not None:
         hr = hr[..., : size[0], : size[1]]
     return hr
-
-
-def net_device(net: IRN) -> torch.device:
-    return next(net.parameters()).device
 
 
 def downscale_image(net: IRN, img: np.ndarray, *, tile: int | None = TILE) -> np.ndarray:

@@ -41,8 +41,9 @@ from irnlib.data.datasets import PairedTestSet, TestPair
 from irnlib.imaging.images import center_crop, load_image, save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr, ssim
-from irnlib.model.inference import TILE, downscale, net_device, upscale
+from irnlib.model.inference import TILE, downscale, upscale
 from irnlib.model.network import IRN
+from irnlib.runtime.device import net_device
 from irnlib.runtime.paths import atomic_write
 from irnlib.runtime.threads import tune_cpu_allocator
 

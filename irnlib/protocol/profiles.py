@@ -2,7 +2,7 @@
 
 A profile is the one parameter of the main job (``irn reproduce --profile P``; every
 notebook's ``profile``). This module is the only place that knows what a profile means;
-everything else asks it (:func:`get`, :func:`default_datasets`, :func:`default_checkpoint`,
+everything else asks it (:func:`get`, :func:`default_datasets`, :func:`irnlib.protocol.weights.choose_weights`,
 ...). Adding a profile is adding one :class:`Profile` below and listing it in
 :data:`PROFILES`.
 
@@ -19,10 +19,9 @@ everything else asks it (:func:`get`, :func:`default_datasets`, :func:`default_c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from irnlib.data.registry import PAPER_TEST, PAPER_TRAINING
-from irnlib.runtime.paths import data_root, pretrained_checkpoint, results_root
+from irnlib.runtime.paths import data_root
 
 __all__ = [
     "AblationPlan",
@@ -35,7 +34,6 @@ __all__ = [
     "run_name",
     "default_datasets",
     "datasets_to_prepare",
-    "default_checkpoint",
 ]
 
 
@@ -271,12 +269,3 @@ def datasets_to_prepare(profile: str, root=None) -> list[str]:
 
     p = get(profile)
     return list(p.data) if p.data is not None else available_datasets(root)
-
-
-def default_checkpoint(profile: str, scale: int) -> Path:
-    """Table 1's IRN checkpoint: the official ``data/pretrained/IRN_x{s}.pth``, or the model
-    exported by this profile's training run (``<results>/runs/<profile>_x<s>/IRN_x<s>.pth``)."""
-    p = get(profile)
-    if p.official_checkpoints:
-        return pretrained_checkpoint(scale)
-    return results_root() / "runs" / run_name(p.name, scale) / f"IRN_x{scale}.pth"

@@ -26,10 +26,6 @@ __all__ = [
     "data_root",
     "results_root",
     "cache_root",
-    "MODELS_DIR",
-    "pretrained_checkpoint",
-    "reference_checkpoint",
-    "rescaling_checkpoint",
     "short_path",
     "atomic_write",
     "remove_stale_temporaries",
@@ -37,7 +33,6 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "models"  # the kit's reference models, one folder per scale
 
 
 def _root(given, variable: str, default: Path) -> Path:
@@ -64,25 +59,6 @@ def results_root(root=None) -> Path:
 def cache_root(cache_dir=None) -> Path:
     """The cache folder: ``cache_dir`` if given, else ``$IRN_CACHE``, else ``<results>/cache``."""
     return _root(cache_dir, "IRN_CACHE", results_root() / "cache")
-
-
-def pretrained_checkpoint(scale: int) -> Path:
-    """Where the officially released ``IRN_x{scale}.pth`` goes: ``<repo>/data/pretrained/``."""
-    return REPO_ROOT / "data" / "pretrained" / f"IRN_x{scale}.pth"
-
-
-def reference_checkpoint(scale: int) -> Path:
-    """The kit's own reference model of a scale, committed with its card:
-    ``<repo>/models/kit_reference_x{scale}/IRN_x{scale}.pth`` (see :mod:`irnlib.experiments.modelcard`)."""
-    return MODELS_DIR / f"kit_reference_x{scale}" / f"IRN_x{scale}.pth"
-
-
-def rescaling_checkpoint(scale: int) -> Path:
-    """The checkpoint used to rescale images when none is named (command line, explorer):
-    the official ``data/pretrained/IRN_x{scale}.pth`` if it is there, else the kit's
-    reference model. The path is returned whether or not the file exists."""
-    official = pretrained_checkpoint(scale)
-    return official if official.is_file() else reference_checkpoint(scale)
 
 
 def short_path(path) -> str:
