@@ -47,7 +47,9 @@ from PIL import Image
 from timing import median_seconds  # benchmarks/timing.py (the script's folder is on sys.path)
 
 from irnlib import imresize
-from irnlib.data.datasets import TrainingPatches, list_images, lr_reference
+from irnlib.data.folders import list_images
+from irnlib.data.lr_cache import lr_reference
+from irnlib.data.patches import TrainingPatches
 from irnlib.imaging.images import load_image, mod_crop, save_png
 from irnlib.runtime.paths import data_root
 
@@ -74,7 +76,7 @@ def decode_every_sample(paths, scale, seed=0):
 
     def batch():
         for _ in range(BATCH):
-            patches._images.clear()  # forget the decoded image: the next crop decodes again
+            patches.forget_images()  # the next crop decodes the image again
             patches[state["k"]]
             state["k"] += 1
 
@@ -151,7 +153,7 @@ def border_difference(patches: CachedLRPatches, n: int = 64) -> tuple[float, flo
 def training_table(paths: list[Path], cache: Path) -> None:
     decode_s = median_seconds(lambda: load_image(paths[0]), repeats=3)
     start = time.perf_counter()
-    TrainingPatches(paths, 4, PATCH, cache_dir=cache)._image(0)  # decode + write one .npy
+    TrainingPatches(paths, 4, PATCH, cache_dir=cache).image(0)  # decode + write one .npy
     npy_s = time.perf_counter() - start
     images = [load_image(p) for p in paths]
     print(
@@ -164,7 +166,7 @@ def training_table(paths: list[Path], cache: Path) -> None:
         in_memory = TrainingPatches(paths, scale, PATCH)
         mapped = TrainingPatches(paths, scale, PATCH, cache_dir=cache)
         for j in range(len(paths)):  # warm: every image decoded / cached once
-            in_memory._image(j), mapped._image(j)
+            in_memory.image(j), mapped.image(j)
         cached_lr = CachedLRPatches(images, scale)
         rows = [
             ("PNG decoded for every sample", "imresize per patch", decode_every_sample(paths, scale), 1),

@@ -5,30 +5,31 @@ import shutil
 import time
 from pathlib import Path
 
+import nbformat
 import numpy as np
+import papermill
 import pytest
 import skimage.data
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Subset
 
-from irnlib.data import datasets as ds
-from irnlib.data.datasets import (
-    PairedTestSet,
-    TrainingPatches,
+from irnlib.data import lr_cache
+from irnlib.data.folders import (
     available_datasets,
     dataset_table,
     list_images,
-    lr_cache_path,
-    prepare_lr_references,
     verify_dataset,
     verify_folder,
     write_checksums,
 )
-from irnlib.data.registry import DatasetInfo
+from irnlib.data.lr_cache import lr_cache_path
+from irnlib.data.patches import TrainingPatches
+from irnlib.data.registry import EMBEDDED, DatasetInfo
+from irnlib.data.test_pairs import PairedTestSet, prepare_lr_references
 from irnlib.imaging.images import load_image, mod_crop, save_png
 from irnlib.imaging.imresize import imresize
-from irnlib.runtime.paths import REPO_ROOT, cache_root, data_root
+from irnlib.runtime.paths import REPO_ROOT, cache_root, data_root, sha256_file
 
 SKIMAGE = Path(skimage.data.data_dir)
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png")
@@ -81,7 +82,7 @@ def test_aliases_and_available_datasets(tmp_path):
     make_dataset(tmp_path, "NotRegistered")
     assert [p.name for p in list_images("B100", root=tmp_path)] == sorted(PHOTOS)
     assert available_datasets(tmp_path) == ["embedded-train", "embedded-test", "BSD100"]
-    assert [p.name for p in list_images("embedded-test")] == list(ds.EMBEDDED["embedded-test"])
+    assert [p.name for p in list_images("embedded-test")] == list(EMBEDDED["embedded-test"])
 
 
 # --------------------------------------------------------------------------- verification
@@ -166,7 +167,7 @@ def test_lr_cache_is_written_reused_and_invalidated(tmp_path, monkeypatch):
     assert [reused for _, reused in loaded] == [False, False, False]
     entry = lr_cache_path(cache, "Photos", 4, "astronaut")
     assert entry == cache / "Photos" / "LRbicx4" / "astronaut.png" and entry.is_file()
-    assert Image.open(entry).text["source-sha256"] == ds.sha256_file(root / "Photos" / "astronaut.png")
+    assert Image.open(entry).text["source-sha256"] == sha256_file(root / "Photos" / "astronaut.png")
     assert listing(root) == data_before  # nothing written into the data root
 
     again = PairedTestSet("Photos", 4, root, cache_dir=cache)
@@ -189,7 +190,7 @@ def test_lr_cache_is_written_reused_and_invalidated(tmp_path, monkeypatch):
     assert not reused and again.load(0)[1]
 
     # A new cache version invalidates every entry.
-    monkeypatch.setattr(ds, "LR_CACHE_VERSION", "test-next")
+    monkeypatch.setattr(lr_cache, "LR_CACHE_VERSION", "test-next")
     assert not again.load(1)[1]
 
 
@@ -290,9 +291,9 @@ def test_decoded_image_cache(tmp_path):
     time.sleep(0.01)
     save_png(root / "Photos" / "astronaut.png", np.ascontiguousarray(skimage.data.astronaut()[:, ::-1]))
     fresh = TrainingPatches(paths, 2, patch=64, seed=1, cache_dir=tmp_path / "cache")
-    fresh._image(0)
+    fresh.image(0)
     assert len(list((tmp_path / "cache" / "decoded").glob("astronaut-*.npy"))) == 2
-    np.testing.assert_array_equal(fresh._image(0), np.ascontiguousarray(skimage.data.astronaut()[:, ::-1]))
+    np.testing.assert_array_equal(fresh.image(0), np.ascontiguousarray(skimage.data.astronaut()[:, ::-1]))
 
 
 def test_dataloader_workers_give_the_same_items(tmp_path):
@@ -357,8 +358,6 @@ NOTEBOOK = REPO_ROOT / "notebooks" / "00_data_preparation.ipynb"
 
 
 def run_notebook_00(tmp_path, **parameters):
-    import papermill
-
     out = tmp_path / "00_out.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOK),
@@ -368,8 +367,6 @@ def run_notebook_00(tmp_path, **parameters):
         progress_bar=False,
         kernel_name="python3",
     )
-    import nbformat
-
     return nbformat.read(out, as_version=4)
 
 

@@ -19,7 +19,7 @@ import skimage.data
 from conftest import kill_at_marker
 
 from irnlib.data import download as dl
-from irnlib.data.datasets import CHECKSUM_FILE, list_images, verify_dataset
+from irnlib.data.folders import CHECKSUM_FILE, list_images, verify_dataset
 from irnlib.data.registry import DATASETS, Archive, DatasetInfo, dataset_info
 from irnlib.imaging.images import load_image
 

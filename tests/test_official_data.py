@@ -14,7 +14,8 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN
-from irnlib.data.datasets import TestPair, TrainingPatches
+from irnlib.data.patches import TrainingPatches
+from irnlib.data.test_pairs import TestPair
 from irnlib.experiments.tables import KitRow, build_table, render_markdown
 from irnlib.imaging.images import load_image, save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize

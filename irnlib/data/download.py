@@ -37,9 +37,10 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from irnlib.data.datasets import IMAGE_SUFFIXES, data_root, dataset_dir, sha256_file, verify_folder, write_checksums
+from irnlib.data.folders import IMAGE_SUFFIXES, dataset_dir, verify_folder, write_checksums
 from irnlib.data.registry import Archive, DatasetInfo, dataset_info
 from irnlib.imaging.images import ImageFileError, load_image, save_png
+from irnlib.runtime.paths import data_root, sha256_file
 
 __all__ = ["DownloadError", "download", "fetch", "extract"]
 
@@ -79,7 +80,7 @@ def download(
         entry of your own (another mirror, say). The embedded datasets need no download:
         their folder is returned.
     root : path, optional
-        Data root (see :func:`irnlib.data.datasets.data_root`); must be writable unless the
+        Data root (see :func:`irnlib.runtime.paths.data_root`); must be writable unless the
         dataset is already there.
     progress : bool
         tqdm bars for the transfer, the extraction and the verification.

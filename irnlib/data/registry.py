@@ -5,7 +5,7 @@ name of its folder under the data root (``<root>/Set5/*.png``, ``<root>/DIV2K_tr
 After :func:`irnlib.data.download.download` every folder holds lossless PNGs only, plus a
 ``SHA256SUMS`` file (``sha256sum -c SHA256SUMS`` format) recording what was extracted.
 
-How each dataset is verified (:func:`irnlib.data.datasets.verify_dataset`): the number of images,
+How each dataset is verified (:func:`irnlib.data.folders.verify_dataset`): the number of images,
 their file names where they are fixed (DIV2K), every file decodes with the kit's loader,
 every side within ``[min_side, max_side]``, and the folder's ``SHA256SUMS`` when present.
 Archives are checked against their size and SHA-256 where those are known (the official DIV2K

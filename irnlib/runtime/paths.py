@@ -14,6 +14,7 @@ crash never leaves a half-written file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_write",
     "remove_stale_temporaries",
     "write_json",
+    "sha256_file",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -155,3 +157,12 @@ def save_figure(fig, name: str, folder=None, dpi: int = 120) -> Path:
     """
     folder = Path(folder) if folder is not None else results_root() / "figures"
     return atomic_write(folder / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
