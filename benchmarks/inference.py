@@ -16,8 +16,8 @@ Prints a Markdown table: for a 512×512 and a 2040×1356 image at ×2 and ×4, t
   function's share alone.
 
 "CPU s" is the process's CPU time for downscale + upscale: on a machine shared with other
-work it varies less than the wall-clock seconds. Every configuration runs in a fresh subprocess, so its peak RSS is its own (the resident
-memory after imports is printed too). Random weights (timing does not depend on them).
+work it varies less than the wall-clock seconds. Every configuration runs in a fresh subprocess, so its
+peak RSS is its own (the resident memory after imports is printed too). Random weights (timing does not depend on them).
 
     python benchmarks/inference.py                 # all configurations
     python benchmarks/inference.py --sizes 512x512 --scales 4 --repeats 3 --tile 128 160
@@ -29,22 +29,25 @@ import argparse
 import datetime as dt
 import json
 import platform
+import resource
 import subprocess
 import sys
 import time
 
+import torch
+
+from irnlib import IRN
+from irnlib.model import inference
+from irnlib.model.inference import TILE
+from irnlib.runtime.provenance import cpu_model, native_bf16
+from irnlib.runtime.threads import tune_cpu_allocator
+
 
 def run_one(mode: str, scale: int, height: int, width: int, repeats: int, tile: int | None, threads: int) -> dict:
     """Time one configuration in this process; return seconds (median) and memory in MiB."""
-    import resource
-
-    import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
-    from irnlib import IRN
-    from irnlib.model import inference
-    from irnlib.runtime.threads import tune_cpu_allocator
 
     if mode != "reference":
         tune_cpu_allocator()
@@ -139,8 +142,6 @@ def main(argv=None) -> None:
         tile = None if tile == "None" else int(tile)
         print(json.dumps(run_one(mode, int(scale), int(height), int(width), int(repeats), tile, int(threads))))
         return
-    from irnlib.model.inference import TILE
-    from irnlib.runtime.provenance import cpu_model, native_bf16
 
     tiles = args.tile or [TILE]
     runs = [(mode, tile) for mode in args.modes for tile in (tiles if mode.startswith("kit") else [None])]
@@ -168,9 +169,9 @@ def main(argv=None) -> None:
                 )
             for name in totals:
                 if "reference" in totals and name != "reference":
+                    wall, cpu_time = totals["reference"] / totals[name], cpu["reference"] / cpu[name]
                     print(
-                        f"| {width}×{height} | ×{scale} | speed-up, {name} | | | {totals['reference'] / totals[name]:.2f}× | "
-                        f"{cpu['reference'] / cpu[name]:.2f}× | |",
+                        f"| {width}×{height} | ×{scale} | speed-up, {name} | | | {wall:.2f}× | {cpu_time:.2f}× | |",
                         flush=True,
                     )
     print()

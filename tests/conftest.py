@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from irnlib.runtime import threads as policy
+
 
 @pytest.fixture
 def shared_data() -> Path:
@@ -30,7 +32,6 @@ def one_thread():
     a policy left by an earlier test follows the load inside ``train`` and may switch to two
     threads mid-run, and two runs that should be bit-identical then differ in the last bits.
     """
-    from irnlib.runtime import threads as policy
 
     before, saved = torch.get_num_threads(), policy._policy
     policy.apply_thread_policy({"IRN_THREADS": "1"}, force=True)

@@ -106,7 +106,8 @@ def test_no_pickle_protocol_warning_leaks(tmp_path):
     """A plain pickle (protocol 4) is refused without torch's UserWarning on stderr."""
     with open(tmp_path / "plain.pth", "wb") as f:
         pickle.dump({"operations.0.haar_weights": _Exploit()}, f, protocol=4)
-    script = f"from irnlib import load_checkpoint\ntry:\n    load_checkpoint({str(tmp_path / 'plain.pth')!r})\nexcept ValueError:\n    pass\n"
+    path = str(tmp_path / "plain.pth")
+    script = f"from irnlib import load_checkpoint\ntry:\n    load_checkpoint({path!r})\nexcept ValueError:\n    pass\n"
     done = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""

@@ -10,8 +10,9 @@ import skimage.data
 from conftest import randomize
 from PIL import Image
 
-from irnlib import IRN, save_model
-from irnlib.app.cli import KEY_SCALE, KEY_SIZE, main
+from irnlib import IRN, load_checkpoint, save_model
+from irnlib.app.cli import main
+from irnlib.app.rescale import KEY_SCALE, KEY_SIZE
 from irnlib.imaging.images import load_image, save_png
 from irnlib.imaging.metrics import psnr
 from irnlib.model.inference import downscale_image, upscale_image
@@ -45,7 +46,6 @@ def test_round_trip_restores_the_original_size_and_matches_the_library(tmp_path,
     assert restored.shape == hr.shape  # cropped back from 102 x 114
 
     # The files hold exactly what the library computes in memory (PNG is lossless).
-    from irnlib import load_checkpoint
 
     net = load_checkpoint(checkpoint)
     expected_lr = downscale_image(net, hr)
@@ -65,7 +65,10 @@ def test_temperature_zero_gives_a_faithful_restoration(tmp_path, photo, checkpoi
 
 def test_python_dash_m_and_help(tmp_path, photo, checkpoint):
     """The real entry point, in a fresh process: help for newcomers, and a downscale."""
-    run = lambda *a: subprocess.run([sys.executable, "-m", "irnlib", *a], capture_output=True, text=True, timeout=300)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "irnlib", *a], capture_output=True, text=True, timeout=300)
+
     top = run("--help")
     assert top.returncode == 0
     for command in ("reproduce", "train", "evaluate", "downscale", "upscale", "examples:"):
@@ -145,8 +148,23 @@ def test_upscaling_a_foreign_image_says_so_and_doubles_its_size(tmp_path, checkp
 
 def test_evaluate_writes_table1_for_a_checkpoint(tmp_path, checkpoint, capsys):
     out = tmp_path / "tables"
-    args = ["evaluate", "--scale", "2", "--checkpoint", str(checkpoint), "--profile", "smoke",
-            "--datasets", "embedded-test", "--draws", "2", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    args = [
+        "evaluate",
+        "--scale",
+        "2",
+        "--checkpoint",
+        str(checkpoint),
+        "--profile",
+        "smoke",
+        "--datasets",
+        "embedded-test",
+        "--draws",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "Measured by this kit" in capsys.readouterr().out
     table = pd.read_csv(out / "table1_x2.csv")

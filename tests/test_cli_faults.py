@@ -19,7 +19,8 @@ from conftest import kill_at_marker, randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.app.cli import KEY_SCALE, KEY_SIZE, main
+from irnlib.app.cli import main
+from irnlib.app.rescale import KEY_SCALE, KEY_SIZE
 from irnlib.imaging.images import load_image, save_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,8 +42,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def irn(*args, env_extra=None) -> subprocess.CompletedProcess:
     """The real entry point in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "irnlib", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "irnlib", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str):
@@ -211,8 +213,9 @@ def test_read_only_output_folder(tmp_path, checkpoint):
     out.mkdir()
     mount = f"mount --bind {out} {out}; mount -o remount,bind,ro {out}"
     done = in_namespace(mount, "downscale", folder, out, "--checkpoint", checkpoint, "--device", "cpu")
-    assert_one_line_error(done, "2 of 2 images failed", "a.png: cannot write the output (Read-only file system)",
-                          "b.png: cannot write")  # fmt: skip
+    assert_one_line_error(
+        done, "2 of 2 images failed", "a.png: cannot write the output (Read-only file system)", "b.png: cannot write"
+    )
     single = in_namespace(mount, "downscale", folder / "a.png", out / "a.png", "--checkpoint", checkpoint)
     assert_one_line_error(single, "a.png: cannot write the output (Read-only file system)")
     assert list(out.iterdir()) == []
@@ -225,8 +228,17 @@ def test_full_disk_keeps_the_previous_output_and_leaves_no_temporary(tmp_path, c
     out.mkdir()
     previous = "printf previous > {0}/lr.png".format(out)
     mount = f"mount -t tmpfs -o size=64k tmpfs {out}; {previous}"
-    done = in_namespace(mount, "downscale", photo, out / "lr.png", "--checkpoint", checkpoint, "--device", "cpu",
-                        after=f"ls -a {out}; cat {out}/lr.png")  # fmt: skip
+    done = in_namespace(
+        mount,
+        "downscale",
+        photo,
+        out / "lr.png",
+        "--checkpoint",
+        checkpoint,
+        "--device",
+        "cpu",
+        after=f"ls -a {out}; cat {out}/lr.png",
+    )
     assert_one_line_error(done, "lr.png: cannot write the output (No space left on device)")
     # The full folder as it was inside the namespace: no temporary, the previous output intact.
     assert done.stdout.split("--after--")[1].split() == [".", "..", "lr.png", "previous"]

@@ -4,20 +4,27 @@ import io
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 from conftest import randomize
 from PIL import Image
 
 from irnlib import IRN, save_model
-from irnlib.app.explore import UNTRAINED, Explorer, error_map, sample_spread, view_figure, view_round_trip
+from irnlib.app.explore import (
+    NOT_DRAWN_GREY,
+    UNTRAINED,
+    Explorer,
+    error_map,
+    sample_spread,
+    view_figure,
+    view_round_trip,
+)
 from irnlib.imaging.metrics import psnr
 from irnlib.protocol.weights import official_weights, reference_weights
 
 
 @pytest.fixture(scope="module")
 def photo():
-    import skimage.data
-
     return skimage.data.astronaut()[100:164, 180:260]  # 64 × 80 RGB
 
 
@@ -51,9 +58,7 @@ def test_spread_is_zero_without_temperature_and_positive_with_it(photo):
 def test_controls_drive_the_view(explorer):
     # The official checkpoint (absent here), the kit's reference model (models/, when committed), the runs;
     # the default is the best of them that exists.
-    reference = (
-        ("kit reference x2",) if reference_weights(2).is_file() and not official_weights(2).is_file() else ()
-    )
+    reference = ("kit reference x2",) if reference_weights(2).is_file() and not official_weights(2).is_file() else ()
     assert explorer.checkpoint.options == (UNTRAINED, *reference, "run tiny")
     assert explorer.checkpoint.value == (reference or ("run tiny",))[0]
     explorer.checkpoint.value = "run tiny"
@@ -97,3 +102,11 @@ def test_network_is_loaded_once_per_choice(explorer, monkeypatch):
     explorer.temperature.value = 0.5
     assert calls == []
     assert torch.is_tensor(next(explorer.network().parameters()))
+
+
+def test_the_spread_panel_holds_an_image_before_samples_are_drawn(photo):
+    explorer = Explorer({"photo": photo}, max_side=64, device="cpu")
+    explorer.checkpoint.value = UNTRAINED
+    explorer.update()
+    blank = np.asarray(Image.open(io.BytesIO(explorer.panels["spread"].value)))  # a real PNG, not an empty one
+    assert blank.shape == explorer.view.hr.shape and (blank == NOT_DRAWN_GREY).all()

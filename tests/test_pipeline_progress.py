@@ -24,8 +24,10 @@ def test_each_notebook_shows_a_bar_of_cells_and_the_kernel_tcp_warning_is_left_o
 
 
 def test_forwarding_the_kernel_stderr_drops_only_the_noise():
-    kernel_stderr = io.BytesIO(b"[IPKernelApp] WARNING | " + KERNEL_NOISE + b". All communication ...\n"
-                               b"[IPKernelApp] ERROR | something the user must see\n")  # fmt: skip
+    kernel_stderr = io.BytesIO(
+        b"[IPKernelApp] WARNING | " + KERNEL_NOISE + b". All communication ...\n"
+        b"[IPKernelApp] ERROR | something the user must see\n"
+    )
     out = io.StringIO()
     forward_kernel_stderr(kernel_stderr, out)
     assert out.getvalue() == "[IPKernelApp] ERROR | something the user must see\n"

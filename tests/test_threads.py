@@ -18,6 +18,7 @@ from irnlib.runtime.threads import (
     parse_cfs_quota,
     parse_cpu_max,
     read_override,
+    tune_cpu_allocator,
 )
 
 
@@ -236,7 +237,5 @@ def test_busy_meter_reads_something_sane_on_this_machine():
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is for glibc only")
 def test_allocator_setting_applies_on_glibc():
-    from irnlib.runtime.threads import tune_cpu_allocator
-
     assert tune_cpu_allocator() is True
     assert tune_cpu_allocator() is True  # idempotent: applying it again is harmless

@@ -13,8 +13,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import ipywidgets as w
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from PIL import Image
 
 from irnlib.data.datasets import TestPair, list_images
 from irnlib.imaging.images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
@@ -38,6 +42,9 @@ __all__ = [
 ]
 
 UNTRAINED = "untrained IRN (pure Haar)"
+# The spread map: how much the reconstruction varies with the latent z, pixel by pixel.
+SPREAD_TITLE = "per-pixel std of Y over draws of z"
+NOT_DRAWN_GREY = 235  # the spread panel before its button ("draw 8 samples") is pressed
 
 
 @dataclass
@@ -132,7 +139,7 @@ def panels(view: View, zoom: tuple[int, int, int] | None = None, spread: np.ndar
         "bic_err": (_crop(error_map(view.bicubic_sr, view.hr), zoom), "|error| bicubic (Y)"),
     }
     if spread is not None:
-        out["spread"] = (_crop(spread, zoom), "std over z draws (Y)")
+        out["spread"] = (_crop(spread, zoom), SPREAD_TITLE)
     return out
 
 
@@ -145,7 +152,6 @@ def view_figure(
     view: View, zoom: tuple[int, int, int] | None = None, spread: np.ndarray | None = None, title: str = ""
 ):
     """The view as a static matplotlib figure (2 × 4 panels), e.g. for a papermill run."""
-    import matplotlib.pyplot as plt
 
     shown = panels(view, zoom, spread)
     vmax = _error_scale(shown)
@@ -165,8 +171,6 @@ def view_figure(
 
 
 def _png_bytes(img: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
@@ -200,8 +204,6 @@ class Explorer:
     """
 
     def __init__(self, images: dict[str, np.ndarray], max_side: int = 256, device: str = "cpu", results=None):
-        import ipywidgets as w
-
         if not images:
             raise ValueError("Explorer needs at least one image")
         self.images = dict(images)
@@ -318,10 +320,10 @@ class Explorer:
 
     # -- display -----------------------------------------------------------------------
     def _show(self) -> None:
-        import matplotlib
-
         shown = panels(self.view, self.zoom_box(), self.spread)
         vmax = _error_scale(shown)
+        if "spread" not in shown:  # nothing drawn yet: a blank panel of the HR's size, not a broken image
+            self.panels["spread"].value = _png_bytes(np.full_like(shown["hr"][0], NOT_DRAWN_GREY))
         for key, (img, _) in shown.items():
             if img.ndim == 2:  # a float map: colour it, errors on the shared scale
                 top = vmax if key.endswith("err") else max(float(img.max()), 1e-6)
@@ -343,7 +345,6 @@ class Explorer:
 
     def widget(self):
         """The whole explorer as one ipywidgets box (display it in a notebook)."""
-        import ipywidgets as w
 
         def tile(key, title):
             return w.VBox([w.HTML(f"<small>{title}</small>"), self.panels[key]])
@@ -363,7 +364,7 @@ class Explorer:
                         tile("hr", "HR"),
                         tile("irn_lr", "IRN LR"),
                         tile("bic_lr", "bicubic LR"),
-                        tile("spread", "std over z draws"),
+                        tile("spread", SPREAD_TITLE),
                     ]
                 ),
                 w.HBox(

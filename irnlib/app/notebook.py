@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from IPython.display import Markdown, display
+
 from irnlib.runtime.paths import save_figure  # re-exported for the notebooks
 from irnlib.runtime.provenance import provenance, provenance_markdown
 
@@ -35,7 +37,6 @@ def show_provenance(record: dict | None = None, title: str = "Provenance", **fie
     ``record`` defaults to :func:`irnlib.runtime.provenance.provenance` of ``fields`` (the current
     commit, date, machine and library versions, plus what the notebook says about its run).
     """
-    from IPython.display import Markdown, display
 
     record = record if record is not None else provenance(**fields)
     display(Markdown(provenance_markdown(record, title=title)))

@@ -18,6 +18,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+
 from irnlib.protocol import profiles
 from irnlib.runtime.paths import REPO_ROOT, results_root, write_json
 from irnlib.runtime.provenance import make_run_id, provenance
@@ -92,7 +95,6 @@ def reproduce(
     PipelineError
         At the first failing notebook; later notebooks are not run (they build on it).
     """
-    import papermill
 
     profiles.get(profile)  # an unknown profile stops here, before any notebook runs
     results = results_root(results).resolve()
@@ -123,9 +125,14 @@ def reproduce(
             out = executed_dir / nb.name
             t0 = time.perf_counter()
             try:
-                papermill.execute_notebook(str(nb), str(out), parameters=params, cwd=str(nb.parent),
-                                           progress_bar={"desc": f"  {nb.name}", "unit": "cell", "file": sys.stderr},
-                                           kernel_manager_class=quiet_kernel_manager())  # fmt: skip
+                papermill.execute_notebook(
+                    str(nb),
+                    str(out),
+                    parameters=params,
+                    cwd=str(nb.parent),
+                    progress_bar={"desc": f"  {nb.name}", "unit": "cell", "file": sys.stderr},
+                    kernel_manager_class=quiet_kernel_manager(),
+                )
             except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
                 message = _failure_message(nb, err, out)
                 runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message))
@@ -172,7 +179,6 @@ def forward_kernel_stderr(stream, out, noise: bytes = KERNEL_NOISE) -> None:
 
 def quiet_kernel_manager():
     """nbclient's kernel manager with the kernel's stderr passed through :func:`forward_kernel_stderr`."""
-    from jupyter_client.manager import AsyncKernelManager
 
     class QuietKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):

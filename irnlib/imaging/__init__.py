@@ -1,1 +1,4 @@
-"""Pixels: reading and writing images, MATLAB-exact bicubic resampling, the paper's PSNR/SSIM. Imports only irnlib.runtime."""
+"""Pixels: reading and writing images, MATLAB-exact bicubic resampling, the paper's PSNR/SSIM.
+
+Imports only irnlib.runtime.
+"""

@@ -157,7 +157,8 @@ def center_crop(img: np.ndarray, size: int | None, multiple: int = 1) -> np.ndar
 
 
 def jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
-    """Encode a uint8 RGB image as JPEG at ``quality`` (1..100; Pillow advises at most 95) and decode it again, in memory.
+    """Encode a uint8 RGB image as JPEG at ``quality`` (1..100; Pillow advises at most 95) and decode
+    it again, in memory.
 
     Pillow's encoder with its defaults (4:2:0 chroma subsampling, standard tables): what
     happens to an image shared on the web. Returns uint8 ``(H, W, 3)``.

@@ -81,7 +81,8 @@ def _torch_load(path: Path, map_location):
             raise CheckpointError(
                 f"{path}: refused - the file holds Python objects that are not weights"
                 f"{f' ({found.group(0).strip()})' if found else ''}, so it is not an IRN checkpoint; "
-                "the kit never runs code from a checkpoint. Use an official IRN_x2/x4/x8.pth or one written by `irn train`"
+                "the kit never runs code from a checkpoint. "
+                "Use an official IRN_x2/x4/x8.pth or one written by `irn train`"
             ) from None
         first = next((line for line in text.splitlines() if line.strip() and "weights_only" not in line), "")
         raise CheckpointError(
@@ -246,7 +247,8 @@ def describe_checkpoint(path) -> CheckpointInfo:
         record = _read_json(path.parent / "provenance.json")
         iterations = int(record.get("iterations_done", config["iterations"]))
         status = record.get("status", "finished")
-        text = f"{iterations:,} iterations, profile {config.get('profile', '?')}, trained on {config.get('train_set', '?')}"
+        profile, train_set = config.get("profile", "?"), config.get("train_set", "?")
+        text = f"{iterations:,} iterations, profile {profile}, trained on {train_set}"
         if status == "running":  # still training, or stopped before its end (killed, out of time)
             text += f", run not finished ({iterations:,} of {int(config['iterations']):,} planned iterations)"
         elif status != "finished":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from irnlib.data.datasets import available_datasets
 from irnlib.data.registry import PAPER_TEST, PAPER_TRAINING
 from irnlib.runtime.paths import data_root
 
@@ -265,7 +266,6 @@ def default_datasets(profile: str, root=None) -> list[str]:
 
 def datasets_to_prepare(profile: str, root=None) -> list[str]:
     """What notebook 00 checks and prepares: the profile's data, or every dataset on disk."""
-    from irnlib.data.datasets import available_datasets
 
     p = get(profile)
     return list(p.data) if p.data is not None else available_datasets(root)

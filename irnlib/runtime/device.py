@@ -61,8 +61,10 @@ def usable_device(name: str, spelled: str = "device={}") -> torch.device:
         raise ValueError(f"{spelled.format(name)}: not a device; use auto, cpu, cuda or cuda:N") from None
     problem = device_problem(device)
     if problem:
-        raise ValueError(f"{spelled.format(name)}: {problem}; use {spelled.format('cpu')} or {spelled.format('auto')} "
-                         "(a GPU needs a CUDA build of torch)")  # fmt: skip
+        raise ValueError(
+            f"{spelled.format(name)}: {problem}; use {spelled.format('cpu')} or {spelled.format('auto')} "
+            "(a GPU needs a CUDA build of torch)"
+        )
     return device
 
 

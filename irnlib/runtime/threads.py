@@ -28,12 +28,16 @@ other process does not make the count flap).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 __all__ = [
     "ThreadDecision",
@@ -347,7 +351,6 @@ def apply_thread_policy(environ=None, sample_seconds: float = 0.25, force: bool 
     global _policy
     if _policy is not None and not force:
         return _policy.decision
-    import torch
 
     source, fixed = read_override(os.environ if environ is None else environ)
     if source == "OMP_NUM_THREADS":
@@ -368,7 +371,8 @@ def apply_thread_policy(environ=None, sample_seconds: float = 0.25, force: bool 
     threads = decide_threads(len(cpus), quota, busy, ceiling)
     torch.set_num_threads(threads)
     quota_text = "no quota" if quota is None else f"quota {quota:g} CPUs"
-    reason = f"auto: {len(cpus)} CPUs allowed, {quota_text}, {busy:.1f} busy elsewhere -> {threads} thread{'s' * (threads > 1)}"
+    plural = "s" * (threads > 1)
+    reason = f"auto: {len(cpus)} CPUs allowed, {quota_text}, {busy:.1f} busy elsewhere -> {threads} thread{plural}"
     _policy = _Policy(ThreadDecision(threads, source, reason), meter, cpu_capacity(len(cpus), quota, ceiling))
     return _policy.decision
 
@@ -393,7 +397,6 @@ def adjust_threads(interval: float = 5.0) -> int | None:
     policy = _policy
     if policy is None or policy.meter is None or policy.meter.elapsed() < interval:
         return None
-    import torch
 
     target = decide_threads(policy.capacity, None, policy.meter.read())
     current = torch.get_num_threads()
@@ -412,8 +415,6 @@ def _torch_default_threads() -> int:
     """torch's thread count before the policy first changed it (its default: the physical cores)."""
     global _default_threads
     if _default_threads is None:
-        import torch
-
         _default_threads = torch.get_num_threads()
     return _default_threads
 
@@ -429,8 +430,6 @@ def tune_cpu_allocator() -> bool:
     makes the heap reuse those pages instead. Process-wide; the numbers computed are unchanged. Returns whether
     it applied (``False`` on a non-glibc platform).
     """
-    import ctypes
-    import ctypes.util
 
     if not sys.platform.startswith("linux"):
         return False
