@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from irnlib.data.datasets import PairedTestSet
+from irnlib.data.test_pairs import PairedTestSet
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr, rgb_to_y, ssim
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from irnlib.data.datasets import TestPair, list_images
+from irnlib.data.folders import list_images
+from irnlib.data.test_pairs import TestPair
 from irnlib.imaging.images import ImageFileError, center_crop, load_image, mod_crop, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import rgb_to_y

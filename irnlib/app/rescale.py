@@ -16,13 +16,13 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from irnlib.data.datasets import IMAGE_SUFFIXES, sha256_file
+from irnlib.data.folders import IMAGE_SUFFIXES
 from irnlib.imaging.images import ImageFileError, load_image, save_png
 from irnlib.model.checkpoint import CheckpointError, load_checkpoint
 from irnlib.model.inference import downscale_image, upscale_image
 from irnlib.protocol.weights import choose_weights, weights_kind
 from irnlib.runtime.device import net_device, usable_device
-from irnlib.runtime.paths import remove_stale_temporaries, short_path
+from irnlib.runtime.paths import remove_stale_temporaries, sha256_file, short_path
 from irnlib.runtime.threads import tune_cpu_allocator
 
 __all__ = [

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irnlib.data.datasets import available_datasets
+from irnlib.data.folders import available_datasets
 from irnlib.data.registry import PAPER_TEST, PAPER_TRAINING
 from irnlib.runtime.paths import data_root
 
@@ -183,7 +183,7 @@ QUICK = Profile(
     name="quick",
     # The kit's CPU recipe for its reference models (models/): the paper's network, objective
     # and test protocol; what differs is listed in each model's card. Small steps won on a
-    # 2-core CPU (benchmarks/README.md, "Recipe research"): 4 × 48² patches reached Set5 ×2
+    # 2-core CPU (docs/benchmarks_log.md, "Recipe research"): 4 × 48² patches reached Set5 ×2
     # 30.0 dB in 400 steps (8 min on one core) where 6 × 72² needed 800 steps (1.7 h).
     train=dict(
         train_set="T91+BSD200",  # the classical 291 images (the paper: DIV2K's 800)
@@ -196,7 +196,7 @@ QUICK = Profile(
         lr=5e-4,  # 2.5× the paper's; 1e-3 was no better at 400 steps and less steady
         lr_milestones=(3_000, 3_800, 4_200),  # halved three times near the end, as the paper's schedule does
         # validate and export the weights' moving average: without it short runs swing by 1-3 dB
-        # between checks (benchmarks/README.md, "Recipe research"); models/ predates it
+        # between checks (docs/benchmarks_log.md, "Recipe research"); models/ predates it
         ema_decay=0.95,
         log_every=50,
         val_every=500,
