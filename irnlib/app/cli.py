@@ -68,19 +68,31 @@ def _require_writable(folder: Path, option: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="irn",
         description="IRN reproducibility kit (Invertible Image Rescaling, Xiao et al., ECCV 2020): "
         "run the notebook pipeline, train, evaluate, and rescale your own images.",
         epilog=EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_reproduce(sub)
+    sub.add_parser(
+        "train",
+        add_help=False,
+        help="train IRN (see `irn train --help`)",
+        description="Train IRN; all arguments go to `python -m irnlib.train`.",
+    ).add_argument("args", nargs=argparse.REMAINDER)
+    _add_evaluate(sub)
+    _add_rescale(sub, "downscale", "IRN-downscale an image to a lossless PNG")
+    _add_rescale(sub, "upscale", "restore an IRN-downscaled PNG to full size")
+    return parser
 
+
+def _add_reproduce(sub) -> None:
     p = sub.add_parser(
         "reproduce",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the whole notebook pipeline (00 → 04) with papermill",
         description="Execute notebooks 00 → 04 in order with one profile; executed copies go to "
         "results/executed/, tables to results/tables/, figures to results/figures/.",
@@ -93,17 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results", metavar="DIR", help="results folder (default results/ or $IRN_RESULTS)")
 
-    p = sub.add_parser(
-        "train",
-        add_help=False,
-        help="train IRN (see `irn train --help`)",
-        description="Train IRN; all arguments go to `python -m irnlib.train`.",
-    )
-    p.add_argument("args", nargs=argparse.REMAINDER)
 
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="measure Table 1 rows (Bicubic & Bicubic and an IRN checkpoint)",
         description="Measure the paper's Table 1 rows on the test sets present and write "
         "results/tables/table1_x{s}.{csv,md} (+ per-image CSV), next to the paper's numbers.",
@@ -129,38 +135,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--out", metavar="DIR", help="tables folder (default results/tables)")
 
-    for name, helptext in (
-        ("downscale", "IRN-downscale an image to a lossless PNG"),
-        ("upscale", "restore an IRN-downscaled PNG to full size"),
-    ):
-        p = sub.add_parser(
-            name,
-            formatter_class=fmt,
-            help=helptext,
-            description=helptext
-            + (
-                ". IN may be a folder: every image in it is processed into the folder OUT."
-                + (
-                    ""
-                    if name == "downscale"
-                    else " The original size is read from the PNG written by `irn downscale` (or --size); "
-                    "the lost high frequencies are drawn as z ~ N(0, T²) with --seed, so the same seed gives "
-                    "the same image."
-                )
-            ),
+
+def _add_rescale(sub, name: str, helptext: str) -> None:
+    description = helptext + ". IN may be a folder: every image in it is processed into the folder OUT."
+    if name == "upscale":
+        description += (
+            " The original size is read from the PNG written by `irn downscale` (or --size); "
+            "the lost high frequencies are drawn as z ~ N(0, T²) with --seed, so the same seed gives "
+            "the same image."
         )
-        p.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...) or folder")
-        p.add_argument("output", metavar="OUT", help="output .png file, or folder when IN is a folder")
-        p.add_argument("--scale", type=int, choices=[2, 4, 8], help="scale factor (checked against the checkpoint)")
-        p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (default data/pretrained/IRN_x{scale}.pth)")
-        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
-        if name == "upscale":
-            p.add_argument("--seed", type=int, default=0, help="seed of the latent draw (default 0)")
-            p.add_argument(
-                "--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)"
-            )
-            p.add_argument("--size", metavar="HxW", help="crop to this size (default: the size stored by downscale)")
-    return parser
+    p = sub.add_parser(
+        name, formatter_class=argparse.RawDescriptionHelpFormatter, help=helptext, description=description
+    )
+    p.add_argument("input", metavar="IN", help="image file (PNG, JPEG, ...) or folder")
+    p.add_argument("output", metavar="OUT", help="output .png file, or folder when IN is a folder")
+    p.add_argument("--scale", type=int, choices=[2, 4, 8], help="scale factor (checked against the checkpoint)")
+    p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (default data/pretrained/IRN_x{scale}.pth)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    if name == "upscale":
+        p.add_argument("--seed", type=int, default=0, help="seed of the latent draw (default 0)")
+        p.add_argument("--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)")
+        p.add_argument("--size", metavar="HxW", help="crop to this size (default: the size stored by downscale)")
 
 
 def _apply_thread_policy() -> None:

@@ -122,25 +122,13 @@ def reproduce(
     }
     with _environment(IRN_RUN_ID=run_id, IRN_RESULTS=str(results), **folders):
         for nb in todo:
-            out = executed_dir / nb.name
-            t0 = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    str(nb),
-                    str(out),
-                    parameters=params,
-                    cwd=str(nb.parent),
-                    progress_bar={"desc": f"  {nb.name}", "unit": "cell", "file": sys.stderr},
-                    kernel_manager_class=quiet_kernel_manager(),
-                )
-            except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
-                message = _failure_message(nb, err, out)
-                runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message))
-                record.update(status="failed", error=message, notebooks=[asdict(r) for r in runs])
+            run, err = _execute(nb, executed_dir / nb.name, params, results)
+            runs.append(run)
+            if err is not None:
+                record.update(status="failed", error=runs[-1].error, notebooks=[asdict(r) for r in runs])
                 write_json(results / "RUN.json", record)
-                print(f"  FAILED {message}")
-                raise PipelineError(message) from err
-            runs.append(NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "ok"))
+                print(f"  FAILED {runs[-1].error}")
+                raise PipelineError(run.error) from err
             print(f"  {nb.name}: {runs[-1].seconds:.0f} s")
     written = _outputs_since(results, started)
     record.update(
@@ -153,6 +141,25 @@ def reproduce(
     write_json(results / "RUN.json", record)
     print(_summary(runs, written, results, time.time() - started))
     return runs
+
+
+def _execute(nb: Path, out: Path, params: dict, results: Path) -> tuple[NotebookRun, Exception | None]:
+    """Run one notebook with papermill into ``out``: its record and, when it failed, the error
+    (the record's status is then ``"failed"`` and its message names the notebook and the cell)."""
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(nb),
+            str(out),
+            parameters=params,
+            cwd=str(nb.parent),
+            progress_bar={"desc": f"  {nb.name}", "unit": "cell", "file": sys.stderr},
+            kernel_manager_class=quiet_kernel_manager(),
+        )
+    except Exception as err:  # PapermillExecutionError names the cell; others (kernel died, ...) too
+        message = _failure_message(nb, err, out)
+        return NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "failed", message), err
+    return NotebookRun(nb.name, _relative(out, results), time.perf_counter() - t0, "ok"), None
 
 
 # The one line ipykernel logs at every start on a local TCP connection: noise for a local run.
