@@ -34,6 +34,18 @@ import subprocess
 import sys
 import time
 
+# Every process starts without thread settings: the parent's torch then reports its default, and
+# a case's workers (started with clean_env) set their own.
+for _key in ("OMP_NUM_THREADS", "IRN_THREADS"):
+    os.environ.pop(_key, None)
+
+import torch  # noqa: E402
+
+from irnlib.model.network import IRN  # noqa: E402
+from irnlib.runtime.provenance import device_name  # noqa: E402
+from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator  # noqa: E402
+from irnlib.train import IRNObjective, make_config  # noqa: E402
+
 CASES = {  # name: (label, processes, policy)
     "a": ("(a) alone, default threads", 1, False),
     "b": ("(b) two at once, default threads", 2, False),
@@ -45,12 +57,6 @@ SCALE, BATCH, PATCH = 4, 4, 48  # the smoke profile's step
 
 def worker(policy: bool, steps: int, interval: float) -> dict:
     """Time ``steps`` training steps after a warm-up step; runs inside the subprocess."""
-    import torch
-
-    from irnlib.model.network import IRN
-    from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
-    from irnlib.train import IRNObjective, make_config
-
     reason = apply_thread_policy().reason if policy else f"torch default: {torch.get_num_threads()} threads"
     start_threads = torch.get_num_threads()
     config = make_config("smoke", scale=SCALE, batch_size=BATCH, patch_size=PATCH)
@@ -140,11 +146,6 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args.worker == "policy", args.steps, args.interval)))
         return
-    for key in ("OMP_NUM_THREADS", "IRN_THREADS"):  # the parent's torch should report its default
-        os.environ.pop(key, None)
-    import torch
-
-    from irnlib.runtime.provenance import device_name
 
     print(
         f"Smoke training step (x{SCALE}, batch {BATCH}, patch {PATCH}), one or two processes at once; "
@@ -165,7 +166,8 @@ def main(argv=None):
             alone = step if case == "a" and alone is None else alone
             ratio = f"{step / alone:.2f}×" if alone else "–"
             print(
-                f"| {label} | {load} | {i} | {r['threads'][0]} → {r['threads'][1]} | {step:.2f} | {r['warmup']:.2f} | {ratio} |",
+                f"| {label} | {load} | {i} | {r['threads'][0]} → {r['threads'][1]} | {step:.2f} | "
+                f"{r['warmup']:.2f} | {ratio} |",
                 flush=True,
             )
             if CASES[case][2]:

@@ -21,14 +21,20 @@ python=${PYTHON:-python3}
 device=${DEVICE:-cuda} batch=${BATCH:-16} patch=${PATCH:-144}  # DEVICE=cpu BATCH=2 PATCH=32: a dry run
 mkdir -p "$out"
 log=$out/session.log
-{ date -u; nvidia-smi; "$python" -c "import torch, irnlib.train; from irnlib.runtime.provenance import device_name; print('torch', torch.__version__, device_name('$device'))"; } >"$log" 2>&1 \
+check="import torch, irnlib.train; from irnlib.runtime.provenance import device_name
+print('torch', torch.__version__, device_name('$device'))"
+{ date -u; nvidia-smi; "$python" -c "$check"; } >"$log" 2>&1 \
   || { cat "$log"; echo "the device or irnlib is not usable here"; exit 1; }
 
 touch "$out/bench.md"
-[ "$device" = cpu ] || [ "${BENCH:-1}" = 0 ] || "$python" benchmarks/train_step.py --device "$device" --rows x2-b16-p144 x4-b16-p144 --repeats 10 --precision 2>>"$log" | tee "$out/bench.md"
+[ "$device" = cpu ] || [ "${BENCH:-1}" = 0 ] \
+  || "$python" benchmarks/train_step.py --device "$device" --rows x2-b16-p144 x4-b16-p144 --repeats 10 --precision \
+     2>>"$log" | tee "$out/bench.md"
 
 # seconds per step of the fast mode (fp32, channels_last, cuDNN tuned); else STEP_X2/STEP_X4, else 0.1 s
-step_s() { awk -F'|' -v row="$1" '$2 ~ row && $3 ~ /^ fast $/ {split($4, a, " "); print a[1]}' "$out/bench.md" | head -1; }
+step_s() {
+  awk -F'|' -v row="$1" '$2 ~ row && $3 ~ /^ fast $/ {split($4, a, " "); print a[1]}' "$out/bench.md" | head -1
+}
 runs=()
 for scale in 2 4; do
   fallback=STEP_X$scale; s=$(step_s "x$scale-b16-p144"); s=${s:-${!fallback:-0.1}}
@@ -37,7 +43,8 @@ for scale in 2 4; do
   milestones=$("$python" -c "n=$its; print(','.join(str(int(n * f)) for f in (0.68, 0.86, 0.95)))")
   extra=("${@//\{s\}/$scale}")
   echo "x$scale: $s s/step alone -> $its iterations, lr halved at $milestones; ${extra[*]}" | tee -a "$log"
-  timeout $((budget + ${GRACE:-120})) "$python" -m irnlib.train --profile quick scale=$scale device=$device batch_size=$batch patch_size=$patch \
+  timeout $((budget + ${GRACE:-120})) "$python" -m irnlib.train --profile quick scale=$scale device=$device \
+    batch_size=$batch patch_size=$patch \
     iterations=$its lr_milestones=$milestones train_set=$train_set data_root="$data" num_workers=6 \
     val_every=$val_every checkpoint_every=250 keep_every=0 log_every=50 progress=False \
     runs_dir=/tmp/irn-runs run_name=gpu_x$scale "${extra[@]}" >"$out/train_x$scale.log" 2>&1 &

@@ -41,21 +41,30 @@ Writes ``results/benchmarks/time_to_quality.{csv,json}`` (curves and provenance)
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import multiprocessing
 import os
 import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from irnlib.data.datasets import PairedTestSet, available_datasets  # noqa: E402
 from irnlib.experiments.modelcard import training_seconds  # noqa: E402
-from irnlib.runtime.paths import results_root, write_json  # noqa: E402
+from irnlib.protocol.evaluate import bicubic_rescale, sr_metrics  # noqa: E402
+from irnlib.protocol.profiles import QUICK  # noqa: E402
+from irnlib.runtime.paths import atomic_write, results_root, write_json  # noqa: E402
 from irnlib.runtime.provenance import provenance  # noqa: E402
+from irnlib.train import TrainConfig, make_config, parse_overrides, train  # noqa: E402
 
 RECIPES = ("paper", "quick")
 
@@ -65,9 +74,6 @@ def recipe_config(
 ):
     """The training configuration of one recipe: the quick profile's data and batches, and
     for ``paper`` the paper's optimiser settings on top; ``changes`` (TrainConfig fields) last."""
-    from irnlib.protocol.profiles import QUICK
-    from irnlib.train import TrainConfig, make_config
-
     changes = changes or {}
     run_name = "_".join([recipe, *(f"{k}-{v}" for k, v in changes.items()), f"x{scale}"]).replace(",", "-")
     common = dict(
@@ -98,10 +104,6 @@ def run_recipe(
     changes: dict | None = None, label: str | None = None, max_iterations: int | None = None,
 ):  # fmt: skip
     """Train one recipe in chunks until ``minutes`` of training time (or ``max_iterations``); return its curve."""
-    import dataclasses
-
-    from irnlib.train import train
-
     config = recipe_config(recipe, scale, runs_dir, val_set, train_set, val_every, changes)
     name = label or recipe  # what the table and the log call it
     spent, done = 0.0, 0
@@ -120,9 +122,6 @@ def run_recipe(
 def run_side_by_side(jobs: list[dict]) -> list[pd.DataFrame]:
     """:func:`run_recipe` for each of ``jobs`` (its keyword arguments) at once, one process and
     one torch thread each; returns the curves in the order of ``jobs``."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     before = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # the workers inherit it; the thread policy then leaves them at 1
     try:
@@ -139,9 +138,6 @@ def run_side_by_side(jobs: list[dict]) -> list[pd.DataFrame]:
 
 def bicubic_psnr(val_set: str, scale: int) -> float:
     """Mean "Bicubic & Bicubic" Y-PSNR of the validation images (the paper's baseline)."""
-    from irnlib.data.datasets import PairedTestSet
-    from irnlib.protocol.evaluate import bicubic_rescale, sr_metrics
-
     dataset = PairedTestSet(val_set, scale)
     return float(np.mean([sr_metrics(bicubic_rescale(p, scale), p.hr, scale)["psnr_y"] for p in dataset]))
 
@@ -153,12 +149,8 @@ def crossing(curve: pd.DataFrame, level: float, column: str) -> float:
 
 
 def plot(curves: pd.DataFrame, bicubic: dict[int, float], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from irnlib.runtime.paths import atomic_write
+    """Validation Y-PSNR of each recipe against training minutes and iterations, one column a scale."""
+    matplotlib.use("Agg")  # before the first figure: a headless script
 
     scales = sorted(curves["scale"].unique())
     fig, axes = plt.subplots(2, len(scales), figsize=(5.5 * len(scales), 7), squeeze=False)
@@ -216,8 +208,6 @@ def main(argv=None) -> pd.DataFrame:
     )
     args = parser.parse_args(argv)
 
-    from irnlib.train import parse_overrides
-
     # (words, fields) of each variant, parsed once so that a bad field=value fails before any training
     try:
         variants = [
@@ -228,8 +218,6 @@ def main(argv=None) -> pd.DataFrame:
         parser.error(str(err))
     if args.label and len(variants) > 1:
         parser.error("--label names one variant; with --versus the labels are the recipes and their changes")
-
-    from irnlib.data.datasets import available_datasets
 
     present = available_datasets()
     val_set = "Set5" if "Set5" in present else "embedded-test"
@@ -273,14 +261,16 @@ def main(argv=None) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     record = provenance(
         "cpu", benchmark="time_to_quality", validation=val_set, training=train_set, minutes_per_recipe=args.minutes,
-        changes=args.change, versus=args.versus, threads="one per recipe, side by side" if args.side_by_side else "the kit's policy",
+        changes=args.change, versus=args.versus,
+        threads="one per recipe, side by side" if args.side_by_side else "the kit's policy",
         wall_minutes=round((time.time() - started) / 60, 1),
     )  # fmt: skip
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
     curves.to_csv(out / "benchmarks" / "time_to_quality.csv", index=False)
     write_json(out / "benchmarks" / "time_to_quality.json", {"provenance": record, "summary": rows})
     title = (
-        f"time to quality, validation {val_set}, training {train_set} ({record['device']}; threads: {record['threads']}; "
+        f"time to quality, validation {val_set}, training {train_set} "
+        f"({record['device']}; threads: {record['threads']}; "
         f"{record['date']}, commit {record['commit']})"
     )
     plot(curves, bicubic, out / "figures" / "time_to_quality.png", title)

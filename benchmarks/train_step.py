@@ -53,6 +53,7 @@ element-wise arithmetic, copies and layout conversions, reductions).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import resource
@@ -62,6 +63,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import skimage.data
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.imaging.images import save_png
+from irnlib.imaging.imresize import imresize
+from irnlib.runtime.provenance import device_name, native_bf16
+from irnlib.runtime.threads import tune_cpu_allocator
+from irnlib.train import IRNObjective, TrainingSamples, build, make_config, train_step
 
 ROWS = {  # name: (scale, batch, patch)
     "x2-b16-p144": (2, 16, 144),  # the paper's configuration
@@ -78,8 +91,6 @@ GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16
 
 def mode_config(scale: int, batch: int, patch: int, mode: str, device: str = "cpu"):
     """The paper's configuration at this size, with ``mode``'s speed settings."""
-    from irnlib.train import make_config
-
     amp = "bf16" if "+bf16" in mode else "fp16" if "+fp16" in mode else "off"
     return make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
                        memory_saving=mode.endswith("recompute"), amp=amp, device=device)  # fmt: skip
@@ -88,10 +99,6 @@ def mode_config(scale: int, batch: int, patch: int, mode: str, device: str = "cp
 def trained_like(config, device):
     """:func:`irnlib.train.build`'s state (seeded as ``train()`` seeds it) with random ``conv5``
     weights, so that every gradient is non-zero as in a trained network."""
-    import torch
-
-    from irnlib.train import build
-
     state = build(config, device)
     with torch.no_grad():
         for name, p in state.net.named_parameters():
@@ -102,8 +109,6 @@ def trained_like(config, device):
 
 def random_batch(config, device):
     """Random ``(hr, lr_ref, z_prime)`` of the configuration's batch, in its memory layout."""
-    import torch
-
     s, b, p = config.scale, config.batch_size, config.patch_size
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     hr = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=memory_format)
@@ -117,11 +122,6 @@ def random_batch(config, device):
 def cpu_step(scale: int, batch: int, patch: int, mode: str):
     """``(state, step)``: a CPU training state in ``mode`` and a function that runs one
     training step of it on a fixed random batch (the allocator tuned unless ``plain``)."""
-    import torch
-
-    from irnlib.runtime.threads import tune_cpu_allocator
-    from irnlib.train import train_step
-
     if mode != "plain":
         tune_cpu_allocator()
     config = mode_config(scale, batch, patch, mode)
@@ -136,8 +136,6 @@ def cpu_step(scale: int, batch: int, patch: int, mode: str):
 
 def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
     """Time ``repeats`` training steps after one warm-up step; runs inside the subprocess."""
-    import torch
-
     _, step = cpu_step(scale, batch, patch, mode)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()  # warm-up: oneDNN primitive creation, allocator growth
@@ -157,10 +155,6 @@ def worker(scale: int, batch: int, patch: int, mode: str, repeats: int) -> dict:
 def gpu_mode(scale: int, batch: int, patch: int, mode: str, repeats: int, device) -> dict:
     """Time ``repeats`` training steps on a GPU after three warm-up steps (cuDNN's kernel search
     with ``tuned``); the peak is the GPU memory torch allocated during the mode's steps."""
-    import torch
-
-    from irnlib.train import train_step
-
     torch.backends.cudnn.benchmark = mode != "plain"
     config = mode_config(scale, batch, patch, mode, str(device))
     torch.cuda.empty_cache()
@@ -183,10 +177,6 @@ def gpu_mode(scale: int, batch: int, patch: int, mode: str, repeats: int, device
 
 def photo_batch(batch: int, patch: int):
     """``batch`` crops of ``patch``² from scikit-image's photographs, floats in [0, 1], (b, 3, P, P)."""
-    import numpy as np
-    import skimage.data
-    import torch
-
     photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
     rng = np.random.default_rng(0)
     crops = []
@@ -200,11 +190,6 @@ def photo_batch(batch: int, patch: int):
 def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16", "fp16")) -> list[str]:
     """Markdown rows: each loss term and the gradient under the ``autocasts`` (bf16, fp16)
     against fp32 (the same network, photographs and z'), relative errors and the gradients' cosine."""
-    import torch
-
-    from irnlib.imaging.imresize import imresize
-    from irnlib.train import IRNObjective
-
     hr = photo_batch(batch, patch)
     lr_ref = imresize(hr, 1 / scale).clamp(0, 1)
     hr, lr_ref = hr.to(device), lr_ref.to(device)
@@ -230,7 +215,8 @@ def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16
         rel = {k: abs(terms[k] - terms32[k]) / (abs(terms32[k]) or 1.0) for k in terms32}
         cosine = float(torch.nn.functional.cosine_similarity(g32, g, dim=0))
         rows.append(
-            f"| x{scale}-b{batch}-p{patch} | {label} | {rel['l_forw']:.2%} | {rel['l_back']:.2%} | {rel['l_distr']:.2%} | "
+            f"| x{scale}-b{batch}-p{patch} | {label} | "
+            f"{rel['l_forw']:.2%} | {rel['l_back']:.2%} | {rel['l_distr']:.2%} | "
             f"{float((g - g32).norm() / g32.norm()):.2%} | {cosine:.4f} |"
         )
     return rows
@@ -239,7 +225,8 @@ def precision_table(scale: int, batch: int, patch: int, device, autocasts=("bf16
 def print_precision(rows: list[str], device, autocasts: tuple[str, ...]) -> None:
     """Print :func:`precision_table` for ``rows`` as one Markdown table."""
     print()
-    table_head(f"{' and '.join(autocasts)} autocast against fp32, one step on photographs (random conv5 weights), relative error:",
+    table_head(f"{' and '.join(autocasts)} autocast against fp32, one step on photographs (random conv5 weights), "
+               "relative error:",
                ["config", "autocast", "L_forw", "L_back", "L_distr", "gradient (L2)", "gradient cosine"])  # fmt: skip
     for row in rows:
         for line in precision_table(*ROWS[row], device, autocasts):
@@ -254,17 +241,15 @@ def table_head(title: str, columns: list[str]) -> None:
 
 
 def main_gpu(args, rows: list[str]) -> None:
-    import torch
-
-    from irnlib.runtime.provenance import device_name
-
     device = torch.device(args.device)
     modes = ["plain"] + [m for m in (args.modes or GPU_MODES) if m != "plain" and m in GPU_MODES]
     table_head(
         f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; {device_name(device)}; "
         f"cuDNN {torch.backends.cudnn.version()}; TF32 for convolutions: {torch.backends.cudnn.allow_tf32}; "
-        f"median (min) of {args.repeats} steps per mode after 3 warm-up steps, modes one after the other in one process",
-        ["config", "mode", "s/step", "HR Mpx/s", "peak GB (GPU)", "speed-up vs plain", "peak memory vs plain", "500k steps (h)"],
+        f"median (min) of {args.repeats} steps per mode after 3 warm-up steps, "
+        "modes one after the other in one process",
+        ["config", "mode", "s/step", "HR Mpx/s", "peak GB (GPU)", "speed-up vs plain", "peak memory vs plain",
+         "500k steps (h)"],
     )  # fmt: skip
     for row in rows:
         scale, batch, patch = ROWS[row]
@@ -284,13 +269,6 @@ def main_gpu(args, rows: list[str]) -> None:
 
 def data_seconds_per_batch(scale: int, batch: int, patch: int, repeats: int = 20) -> float:
     """Seconds to produce one batch of training samples from decoded images (main process)."""
-    import numpy as np
-    import torch
-
-    from irnlib.data.datasets import TrainingPatches, list_images
-    from irnlib.imaging.images import save_png
-    from irnlib.train import TrainingSamples
-
     with tempfile.TemporaryDirectory(prefix="irn-bench-") as folder:
         try:
             paths = list_images("DIV2K_train_HR")[:16]
@@ -364,13 +342,6 @@ def op_phase(event) -> str:
 
 def profile_step(row: str, mode: str, repeats: int) -> None:
     """Print where ``repeats`` training steps of ``row`` in ``mode`` spend their CPU time."""
-    import collections
-
-    import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    from irnlib.runtime.provenance import device_name
-
     state, step = cpu_step(*ROWS[row], mode)
     objective = state.model.forward
 
@@ -450,13 +421,11 @@ def main(argv=None):
         main_gpu(args, rows)
         return
     modes = ["plain"] + [m for m in (args.modes or DEFAULT_MODES) if m != "plain" and m in MODES]
-    import torch
-
-    from irnlib.runtime.provenance import device_name, native_bf16
 
     table_head(
         f"IRN training step, {time.strftime('%Y-%m-%d %H:%M')}; torch {torch.__version__}; "
-        f"{device_name('cpu')} (native bf16: {native_bf16() or 'none'}); load average {os.getloadavg()[0]:.1f} at start; "
+        f"{device_name('cpu')} (native bf16: {native_bf16() or 'none'}); "
+        f"load average {os.getloadavg()[0]:.1f} at start; "
         f"median (min) of {args.rounds}×{args.repeats} steps, each subprocess after a warm-up step",
         ["config", "mode", "s/step", "HR Mpx/s", "peak GB", "speed-up vs plain", "peak memory vs plain", "data share"],
     )  # fmt: skip
@@ -472,7 +441,8 @@ def main(argv=None):
         for mode in modes:
             fastest = min(t for r in results[mode] for t in r["times"])
             print(
-                f"| {row} | {mode} | {step[mode]:.2f} ({fastest:.2f}) | {batch * patch * patch / step[mode] / 1e6:.3f} | "
+                f"| {row} | {mode} | {step[mode]:.2f} ({fastest:.2f}) | "
+                f"{batch * patch * patch / step[mode] / 1e6:.3f} | "
                 f"{peak[mode]:.2f} | {step['plain'] / step[mode]:.2f}× | {peak[mode] / peak['plain']:.2f}× | "
                 f"{data_s / (step[mode] + data_s):.1%} |",
                 flush=True,

@@ -6,10 +6,14 @@ import math
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 from conftest import randomize
 
+import irnlib.train as tr
+import irnlib.training.config as training_config
 from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.imaging.imresize import imresize
 from irnlib.model.network import IRN, quantize
 from irnlib.train import (
     IRNObjective,
@@ -308,11 +312,9 @@ def test_smoke_profile_is_small():
 
 
 def test_amp_auto_is_bf16_only_where_the_cpu_does_it_natively(monkeypatch):
-    import irnlib.train as tr
-
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     for native, expected in (("amx", "bf16"), ("avx512_bf16", "bf16"), (None, "off")):
-        monkeypatch.setattr(tr, "native_bf16", lambda native=native: native)
+        monkeypatch.setattr(training_config, "native_bf16", lambda native=native: native)
         assert resolve_amp("auto", cpu) == expected
         assert resolve_amp("auto", cuda) == "off"  # a GPU's autocast stays a decision of its user
         assert resolve_amp("off", cpu) == "off" and resolve_amp("bf16", cpu) == "bf16"
@@ -322,15 +324,13 @@ def test_amp_auto_is_bf16_only_where_the_cpu_does_it_natively(monkeypatch):
 
 
 def test_amp_auto_is_resolved_and_recorded_by_the_run(tmp_path, monkeypatch):
-    import irnlib.train as tr
-
-    monkeypatch.setattr(tr, "native_bf16", lambda: None)
+    monkeypatch.setattr(training_config, "native_bf16", lambda: None)
     config = make_config("smoke", scale=2, block_num=[1], patch_size=16, batch_size=2, val_images=1, val_crop=32,
                          iterations=1, progress=False, runs_dir=str(tmp_path), run_name="auto", amp="auto")  # fmt: skip
     run_dir = tr.train(config)
     assert json.loads((run_dir / "config.json").read_text())["amp"] == "off"
     # On a CPU with native bf16 the same command would be another run: resuming there is refused.
-    monkeypatch.setattr(tr, "native_bf16", lambda: "amx")
+    monkeypatch.setattr(training_config, "native_bf16", lambda: "amx")
     with pytest.raises(ValueError, match=r"amp: 'off' -> 'bf16'"):
         tr.train(dataclasses.replace(config, iterations=2))
 
@@ -341,10 +341,6 @@ def test_bf16_autocast_stays_within_its_accuracy_bound():
     and pointing the same way. Measured on the full network and 64² crops (2026-11-25, AMD
     EPYC): terms 0.07-1.1 %, gradient 0.8 % (x2) and 1.9 % (x4); this small network's L_forw
     differs by 7 %."""
-    import skimage.data
-
-    from irnlib.imaging.imresize import imresize
-
     img = torch.from_numpy(skimage.data.astronaut()[100:132, 100:132].copy()).permute(2, 0, 1)[None].float() / 255
     hr = torch.cat([img, img.flip(-1)])
     for scale in (2, 4):

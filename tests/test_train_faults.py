@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import irnlib.train as train_module
+import irnlib.training.loop as training_loop
 from irnlib.model.checkpoint import save_model
 from irnlib.model.network import IRN
 from irnlib.train import CheckpointUnreadable, SettingsError, make_config, train
@@ -24,13 +25,14 @@ TINY = dict(scale=2, patch_size=16, batch_size=2, val_images=1, val_crop=32, pro
 KILLER = """
 import os, signal, sys
 import irnlib.train as T
+import irnlib.training.state as S
 kill_file, kill_at = sys.argv[1], int(sys.argv[2])
-original = T._save_checkpoint
+original = S._save_training_state
 def save_then_die(path, *state):  # state: ..., iteration, config
     original(path, *state)
     if path.name == kill_file and state[-2] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
-T._save_checkpoint = save_then_die
+S._save_training_state = save_then_die
 sys.exit(T.command(sys.argv[3:]))
 """
 
@@ -80,8 +82,8 @@ def assert_same_weights(a, b):
 
 def test_kill_right_after_the_final_last_pt_leaves_no_stale_export(tmp_path):
     args = train_args(tmp_path, "k", 4)
-    killed = subprocess.run([sys.executable, "-c", KILLER, "last.pt", "4", *args], env=env(), capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    killed = subprocess.run([sys.executable, "-c", KILLER, "last.pt", "4", *args], env=env(), capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run_dir = tmp_path / "k"
     assert torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["iteration"] == 4
@@ -173,8 +175,9 @@ def test_the_lock_names_its_holder(tmp_path):
     fd = train_module.lock_run_folder(tmp_path / "r")
     try:
         assert (tmp_path / "r" / train_module.LOCK_NAME).read_text().strip() == str(os.getpid())
-        probe = subprocess.run([sys.executable, "-c", "import sys, irnlib.train as T; T.lock_run_folder(__import__('pathlib').Path(sys.argv[1]))",
-                                str(tmp_path / "r")], env=env(), capture_output=True, text=True)  # fmt: skip
+        lock = "import sys, irnlib.train as T; T.lock_run_folder(__import__('pathlib').Path(sys.argv[1]))"
+        probe = subprocess.run([sys.executable, "-c", lock, str(tmp_path / "r")], env=env(), capture_output=True,
+                               text=True)  # fmt: skip
         assert probe.returncode != 0 and f"pid {os.getpid()}" in probe.stderr and "RunFolderBusy" in probe.stderr
     finally:
         os.close(fd)
@@ -215,7 +218,7 @@ def test_malformed_irn_threads_is_one_line_for_python_m_irnlib_train(tmp_path):
 
 def test_the_thread_policy_is_recorded_and_followed_every_step(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(train_module, "adjust_threads", lambda: calls.append(1))
+    monkeypatch.setattr(training_loop, "adjust_threads", lambda: calls.append(1))
     run_dir = train(tiny_config(tmp_path, iterations=3, run_name="p"))
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["threads"].startswith(("OMP_NUM_THREADS", "IRN_THREADS", "auto"))

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
 from irnlib.runtime.paths import REPO_ROOT
@@ -34,8 +35,6 @@ def test_notebook_is_committed_without_outputs_and_has_parameters():
 
 @pytest.mark.slow
 def test_notebook_runs_under_papermill(tmp_path):
-    import papermill
-
     out = tmp_path / "01_train.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOK), str(out), cwd=str(NOTEBOOK.parent), kernel_name="python3", progress_bar=False,

@@ -13,9 +13,23 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
+import irnlib.training.loop as training_loop
 from irnlib import load_checkpoint
-from irnlib.train import IRNObjective, TrainingDiverged, make_config, train
+from irnlib.data.datasets import TrainingPatches, list_images, sha256_file
+from irnlib.model.network import IRN
+from irnlib.train import (
+    IRNObjective,
+    IterationBatches,
+    TrainingDiverged,
+    TrainingSamples,
+    make_config,
+    train,
+    validate,
+    validation_pairs,
+)
 
 # A run that takes well under a second per iteration on a 2-core CPU.
 TINY = dict(scale=2, patch_size=16, batch_size=2, val_images=1, val_crop=32, progress=False)
@@ -31,8 +45,8 @@ def tiny_config(tmp_path, **overrides):
 
 
 def test_run_folder_contents(tmp_path):
-    config = tiny_config(tmp_path, iterations=4, log_every=2, val_every=2, checkpoint_every=2, keep_every=4, run_name="r",
-                         lr_milestones=(2,))  # fmt: skip
+    config = tiny_config(tmp_path, iterations=4, log_every=2, val_every=2, checkpoint_every=2, keep_every=4,
+                         run_name="r", lr_milestones=(2,))  # fmt: skip
     run_dir = train(config)
     assert run_dir == tmp_path / "r"
     names = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")}
@@ -172,12 +186,6 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 
 def _ddp_gradients(rank, world, init_file, out_dir):
     """One process of the gloo test: the DDP-averaged gradient of its slice of a global batch."""
-    import torch.distributed as dist
-
-    from irnlib.data.datasets import TrainingPatches, list_images
-    from irnlib.model.network import IRN
-    from irnlib.train import IterationBatches, TrainingSamples
-
     torch.set_num_threads(1)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -203,8 +211,6 @@ def _ddp_gradients(rank, world, init_file, out_dir):
 
 @pytest.mark.slow
 def test_ddp_gradient_of_two_half_batches_is_the_full_batch_gradient(tmp_path):
-    import torch.multiprocessing as mp
-
     _ddp_gradients(0, 1, None, tmp_path)
     mp.spawn(_ddp_gradients, args=(2, tmp_path / "init", tmp_path), nprocs=2, join=True)
     one, two = torch.load(tmp_path / "grads_1.pt"), torch.load(tmp_path / "grads_2.pt")
@@ -286,9 +292,7 @@ def test_a_resumed_run_keeps_where_it_started(tmp_path):
 def test_a_schedule_not_yet_used_may_change_on_resume(tmp_path, monkeypatch, one_thread):
     # Decided after 2 steps: decay at step 3. The resumed run equals a fresh run with that schedule
     # (bit for bit at a fixed thread count: the thread policy must not follow the load meanwhile).
-    import irnlib.train as tr
-
-    monkeypatch.setattr(tr, "adjust_threads", lambda *args, **kwargs: None)
+    monkeypatch.setattr(training_loop, "adjust_threads", lambda *args, **kwargs: None)
     train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="later", lr_milestones=(100,)))
     resumed = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="later", lr_milestones=(3,)))
     fresh = train(tiny_config(tmp_path, iterations=4, checkpoint_every=2, run_name="fresh", lr_milestones=(3,)))
@@ -308,8 +312,6 @@ def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
     assert all(torch.equal(a[k], b[k]) for k in a)  # no step taken: the weights it started from
     assert read_csv(second / "val_log.csv")[0]["psnr_y"] == read_csv(first / "val_log.csv")[-1]["psnr_y"]
     record = json.loads((second / "provenance.json").read_text())
-    from irnlib.data.datasets import sha256_file
-
     assert record["init_from"] == {"file": str(source), "sha256": sha256_file(source)}
     # Resumed after the file it started from has changed: the record keeps what it started from.
     train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="second", init_from=str(source)))
@@ -349,8 +351,6 @@ def test_the_weight_average_is_validated_and_exported_and_changes_no_step(tmp_pa
     from_last = load_checkpoint(averaged / "checkpoints/last.pt").state_dict()
     for key, value in exported.items():
         assert torch.equal(value, kept["average"][f"module.{key}"]) and torch.equal(from_last[key], value)
-    from irnlib.train import validate, validation_pairs
-
     config = tiny_config(tmp_path, iterations=3, run_name="ema", ema_decay=d)
     measured = validate(load_checkpoint(averaged / "IRN_x2.pth"), validation_pairs(config), config.seed)
     assert float(read_csv(averaged / "val_log.csv")[-1]["psnr_y"]) == pytest.approx(measured["psnr_y"], abs=1e-4)

@@ -1,0 +1,1 @@
+"""Training IRN: configuration, objective, data, training state, run folder, loop and command line."""

@@ -1,0 +1,269 @@
+"""A training run's configuration: :class:`TrainConfig`, built from a profile by :func:`make_config`.
+
+A profile's fields come from :mod:`irnlib.protocol.profiles`; :func:`parse_overrides` turns the
+command line's ``field=value`` words into typed fields; :data:`RESUMABLE_CHANGES` and
+:data:`LEGACY_VALUES` say which settings a resumed run may change and what an older run used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from irnlib.paper import PAPER_ITERATIONS
+from irnlib.protocol import profiles
+from irnlib.runtime.paths import results_root
+from irnlib.runtime.provenance import native_bf16
+
+__all__ = [
+    "TrainConfig",
+    "RESUMABLE_CHANGES",
+    "LEGACY_VALUES",
+    "as_trained",
+    "resolve_amp",
+    "make_config",
+    "parse_overrides",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; the defaults are the paper's ×4 run.
+
+    Build one with :func:`make_config` (a profile plus overrides) or by hand. Sizes are in
+    pixels, ``batch_size`` is the *global* batch (split evenly over DDP processes).
+    """
+
+    profile: str = "paper"  # the profile this configuration started from (for the record)
+    scale: int = 4  # 2, 4 or 8
+    block_num: list[int] | None = None  # InvBlocks per Haar level; None -> [8] * log2(scale)
+    downsampling: str = "haar"  # "haar" (the paper) or "learned" (the ablation, see network.py)
+    # data
+    train_set: str = "DIV2K_train_HR"  # a dataset name under the data root, or "embedded-train"
+    val_set: str = "DIV2K_valid_HR"
+    val_images: int | None = None  # validate on the first N images only (None: all)
+    val_crop: int | None = None  # centre-crop validation HR images to this size (None: whole)
+    data_root: str | None = None  # None: $IRN_DATA or <repo>/data
+    patch_size: int = 144  # HR patch side
+    batch_size: int = 16  # global batch
+    augment: bool = True  # random flips and 90° rotations
+    # How samples are made (irnlib.data.datasets.TrainingPatches). "epoch": the official sampling,
+    # each epoch a fresh order of the images (a function of (seed, epoch)), last incomplete
+    # batch dropped; "stream": a random image per sample, with replacement.
+    sampling: str = "epoch"
+    # "image": the official LR target, MATLAB bicubic of the whole image cropped scale-aligned
+    # (and the official rule for awkward image sizes); "patch": the kit's earlier target, the
+    # bicubic LR of the patch itself (differs in a 2-pixel LR frame), crops anywhere.
+    lr_target: str = "image"
+    num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
+    # objective (a weight of 0 switches its term off)
+    lambda_forw: float | None = None  # λ1; None -> scale²
+    lambda_back: float = 1.0  # λ2
+    lambda_distr: float = 1.0  # λ3
+    gaussian_scale: float = 1.0  # z' ~ N(0, gaussian_scale²) in the backward pass
+    # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
+    # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`
+    # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
+    distr_off_iterations: int = 0
+    distr_ramp_iterations: int = 0
+    # optimisation
+    iterations: int = PAPER_ITERATIONS
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-5
+    lr_milestones: tuple[int, ...] = (100_000, 200_000, 300_000, 400_000)  # absolute iterations
+    lr_gamma: float = 0.5
+    warmup_iterations: int = 0  # linear warm-up of the learning rate (the official warmup_iter; off)
+    # "kit": factors 1/W, 2/W, .. 1 over the first W steps; "official": what the official
+    # release's warm-up really does: 1, 1/W, .., (W-1)/W, then (W-1)/W for good (see lr_factor)
+    warmup_rule: str = "kit"
+    grad_clip: float = 10.0  # max gradient norm (0: no clipping)
+    # Exponential moving average of the weights, w̄ ← d·w̄ + (1 − d)·w after every step (0: off,
+    # the paper). When on, validation and the exported model use w̄; the steps are unchanged.
+    ema_decay: float = 0.0
+    seed: int = 0
+    # Start from these weights (an IRN_x{s}.pth of the same architecture, e.g. a kit reference
+    # model) instead of random ones: a second stage of training, with a fresh optimiser and
+    # schedule. The run records the file's SHA-256.
+    init_from: str | None = None
+    # bookkeeping
+    run_name: str | None = None  # None -> "<profile>_x<scale>"
+    runs_dir: str | None = None  # None -> <results>/runs (results/ or $IRN_RESULTS)
+    log_every: int = 100
+    val_every: int = 5000
+    checkpoint_every: int = 5000  # refresh the training state checkpoints/last.pt and the exported weights
+    keep_every: int = 50_000  # also keep checkpoints/iter_NNNNNNN.pt (0: never)
+    progress: bool = True  # tqdm progress bar
+    # device and speed (none of these changes the mathematics; amp changes the arithmetic's precision)
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    # "off", "bf16" or "fp16" autocast (off until verified on your GPU); "auto": bf16 on a CPU
+    # that does it natively (AMX, AVX-512-BF16), else off; resolved when training starts
+    # (the run records the choice, so resuming on another kind of CPU is refused, not silent)
+    amp: str = "off"
+    channels_last: bool = False
+    memory_saving: bool = False  # recompute each InvBlock's activations during backward
+    tune_allocator: bool = True  # CPU: keep freed memory for reuse (see tune_cpu_allocator)
+
+    def __post_init__(self):
+        if self.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale!r}")
+        if self.patch_size % self.scale:
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
+        if self.sampling not in ("epoch", "stream"):
+            raise ValueError(f"sampling must be 'epoch' or 'stream', got {self.sampling!r}")
+        if self.lr_target not in ("image", "patch"):
+            raise ValueError(f"lr_target must be 'image' or 'patch', got {self.lr_target!r}")
+        if self.warmup_rule not in ("kit", "official"):
+            raise ValueError(f"warmup_rule must be 'kit' or 'official', got {self.warmup_rule!r}")
+        if self.amp not in ("off", "bf16", "fp16", "auto"):
+            raise ValueError(f"amp must be 'off', 'bf16', 'fp16' or 'auto', got {self.amp!r}")
+        if self.batch_size < 1 or self.iterations < 0:
+            raise ValueError(f"need batch_size >= 1 and iterations >= 0, got {self.batch_size}, {self.iterations}")
+        for name in ("log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self._check_optimisation()
+        self.betas = tuple(self.betas)
+        self.lr_milestones = tuple(self.lr_milestones)
+        if self.block_num is not None:
+            self.block_num = list(self.block_num)
+        if self.lambda_forw is None:
+            self.lambda_forw = float(self.scale**2)  # λ1 = s² as in the official configs
+        if self.run_name is None:
+            self.run_name = profiles.run_name(self.profile, self.scale)
+
+    def _check_optimisation(self) -> None:
+        """Refuse optimisation and bookkeeping values no run can use (``lr=-1``, ...), naming the field."""
+        positive = {"lr": self.lr, "lr_gamma": self.lr_gamma}
+        non_negative = {"weight_decay": self.weight_decay, "grad_clip": self.grad_clip, "keep_every": self.keep_every,
+                        "warmup_iterations": self.warmup_iterations, "num_workers": self.num_workers,
+                        "gaussian_scale": self.gaussian_scale, "distr_off_iterations": self.distr_off_iterations,
+                        "distr_ramp_iterations": self.distr_ramp_iterations}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:  # also refuses NaN
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        """``<runs_dir>/<run_name>``."""
+        root = Path(self.runs_dir) if self.runs_dir else results_root() / "runs"
+        return root / self.run_name
+
+
+# Fields that may change when a run is resumed: they do not change the mathematics (the
+# device and memory layout may change the rounding). The learning-rate milestones are
+# absolute iterations, so extending `iterations` continues the same run.
+RESUMABLE_CHANGES = {
+    "profile", "iterations", "data_root", "num_workers", "run_name", "runs_dir", "log_every", "val_every",
+    "checkpoint_every", "keep_every", "progress", "device", "val_set", "val_images", "val_crop",
+    "memory_saving", "channels_last", "tune_allocator",
+}  # fmt: skip
+
+# What a run saved before a field existed (its config.json, its training state) was trained
+# with: resuming such a run with these values continues it exactly.
+LEGACY_VALUES = {
+    "sampling": "stream",
+    "lr_target": "patch",
+    "warmup_rule": "kit",
+    "ema_decay": 0.0,
+    "distr_off_iterations": 0,
+    "distr_ramp_iterations": 0,
+}
+
+
+def as_trained(saved: dict) -> dict:
+    """A saved run configuration (``config.json``, a training state's) with the :data:`LEGACY_VALUES`
+    of the fields it predates: the settings the run was really trained with."""
+    return {**LEGACY_VALUES, **saved}
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """``amp`` with ``"auto"`` decided for ``device``: ``"bf16"`` on a CPU with native bf16
+    arithmetic (:func:`irnlib.runtime.provenance.native_bf16`), else ``"off"`` (also on CUDA, where
+    autocast stays off until verified on your GPU). Other values pass through."""
+    if amp != "auto":
+        return amp
+    return "bf16" if device.type == "cpu" and native_bf16() else "off"
+
+
+def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
+    """A profile's configuration with some fields replaced.
+
+    Parameters
+    ----------
+    profile : str
+        A profile of :mod:`irnlib.protocol.profiles` (its ``train`` fields): ``paper`` is the paper's
+        training (DIV2K, 500k iterations of 16 × 144² patches); ``smoke`` takes a few minutes
+        on 2 CPU cores (×4, the embedded photographs, 60 iterations of 4 × 48² patches): it
+        shows the training path, not a useful model (``quick`` trains those, see ``models/``).
+    **overrides
+        Any :class:`TrainConfig` field. ``lambda_forw`` and ``run_name`` follow ``scale``
+        unless given.
+
+    Raises
+    ------
+    ValueError
+        For an unknown profile or field, naming the valid ones.
+    """
+    fields = profiles.get(profile).train
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
+    return TrainConfig(**{**fields, **overrides, "profile": profile})
+
+
+def _parse_value(text: str, annotation):
+    """Turn ``text`` into a value of type ``annotation`` (int, float, bool, str, tuple, list, Optional)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        if text.lower() in ("none", "null", ""):
+            return None
+        return _parse_value(text, next(a for a in args if a is not type(None)))
+    if origin in (tuple, list):
+        items = [item.strip(" ()[]") for item in text.split(",")]
+        return origin(_parse_value(item, args[0]) for item in items if item)
+    if annotation is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean (true/false), got {text!r}")
+    if annotation is int:
+        return int(float(text)) if "e" in text.lower() else int(text)  # 5e5 is fine
+    return annotation(text)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["iterations=100", "betas=0.9,0.99", "val_crop=none"]`` -> typed keyword arguments.
+
+    Raises
+    ------
+    ValueError
+        For a malformed pair, an unknown field or a value of the wrong type.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not of the form field=value")
+        if key not in hints:
+            raise ValueError(f"unknown TrainConfig field {key!r}; valid fields: {sorted(hints)}")
+        try:
+            out[key] = _parse_value(value, hints[key])
+        except ValueError as err:
+            raise ValueError(f"override {pair!r}: {err}") from None
+    return out

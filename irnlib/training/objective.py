@@ -1,0 +1,167 @@
+"""The paper's objective: the three loss terms, :class:`IRNObjective` and the schedules.
+
+The objective is the official release's (``IRN_model.optimize_parameters``)::
+
+    y      = net(x)                                     # (B, 3·s², P/s, P/s)
+    lr, z  = y[:, :3], y[:, 3:]
+    L_forw = λ1 · mean_b Σ (lr − lr_bicubic)²           # LR close to MATLAB bicubic
+    L_distr= λ3 · mean_b Σ z²                            # z close to N(0, 1)
+    x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
+    L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
+    total  = L_forw + L_back + L_distr
+
+:func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
+iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from irnlib.model.network import IRN, quantize
+from irnlib.training.config import TrainConfig
+
+__all__ = [
+    "TERMS",
+    "forward_loss",
+    "distribution_loss",
+    "backward_loss",
+    "run_network",
+    "IRNObjective",
+    "lr_factor",
+    "distr_factor",
+]
+
+TERMS = ("l_forw", "l_back", "l_distr")  # the loss terms, in train_log.csv's order
+
+
+def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ_{c,h,w} (lr − lr_ref)²``: squared error summed per image, averaged over the batch."""
+    return (lr - lr_ref).pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def distribution_loss(z: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant."""
+    return z.pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``mean_b Σ sqrt((x̂ − x)² + eps)``: the Charbonnier (smooth L1) error, summed per image."""
+    return torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)).mean()
+
+
+def run_network(
+    net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False, channels_last: bool = False
+) -> torch.Tensor:
+    """``net(x)`` or ``net.inverse(x)``, optionally recomputing activations in the backward pass.
+
+    With ``memory_saving`` each InvBlock is run under :func:`torch.utils.checkpoint.checkpoint`:
+    only the block inputs are kept and the dense-block activations (the bulk of the memory)
+    are recomputed during the backward pass. Same operations, same numbers; about one extra
+    forward pass of compute.
+
+    With ``channels_last`` each InvBlock's input is made channels-last (NHWC) first. The Haar
+    levels and the concatenation of the LR with ``z`` give NCHW tensors; an InvBlock fed one
+    concatenates its dense blocks' activations in NCHW, and every convolution (forward and
+    backward) then copies its input to NHWC. Same numbers: only the layout changes.
+    """
+    if not memory_saving and not channels_last:
+        return net.inverse(x) if inverse else net(x)
+
+    def run_block(fn, x):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return checkpoint(fn, x, use_reentrant=False) if memory_saving else fn(x)
+
+    return net.run(x, inverse=inverse, run_block=run_block)
+
+
+class IRNObjective(nn.Module):
+    """The training objective as a module, so that DDP can wrap it as a whole.
+
+    ``forward(hr, lr_ref, z_prime, distr_factor=1.0)`` returns the weighted loss terms
+    ``{"l_forw", "l_back", "l_distr"}`` (a switched-off term is a zero tensor); L_distr's
+    weight is ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`).
+
+    Parameters
+    ----------
+    net : IRN
+    config : TrainConfig
+        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale``,
+        ``memory_saving`` and ``channels_last``.
+    """
+
+    def __init__(self, net: IRN, config: TrainConfig):
+        super().__init__()
+        self.net = net
+        self.lambda_forw, self.lambda_back = config.lambda_forw, config.lambda_back
+        self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
+        self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
+
+    def forward(
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
+    ) -> dict[str, torch.Tensor]:
+        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+        c = self.net.channels
+        lambda_distr = self.lambda_distr * distr_factor
+        y = run_network(
+            self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last
+        ).float()  # (b, 3·s², P/s, P/s)
+        lr, z = y[:, :c], y[:, c:]
+        zero = y.new_zeros(())
+        terms = {
+            "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
+            "l_back": zero,
+            "l_distr": lambda_distr * distribution_loss(z) if lambda_distr else zero,
+        }
+        if self.lambda_back:
+            # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
+            y_hat = torch.cat((quantize(lr), self.gaussian_scale * z_prime), dim=1)
+            x_hat = run_network(
+                self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
+            )[:, :c]
+            terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
+        return terms
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) as a multiple of ``config.lr``.
+
+    ``lr_gamma`` to the power of the milestones passed (the official MultiStepLR: ×0.5 after
+    100k, 200k, 300k and 400k steps). With a warm-up of ``W = warmup_iterations`` steps
+    (off in the paper's configs):
+
+    - ``warmup_rule="kit"``: times ``(step + 1) / W`` during the first ``W`` steps, then 1.
+    - ``warmup_rule="official"``: what the official release does (``train.py`` calls
+      ``update_learning_rate(current_step, warmup_iter)`` *after* each step, which sets
+      ``init_lr · current_step / W`` while ``current_step < W`` and then leaves the rate
+      where it is): step 0 uses the full rate, step ``i < W`` uses ``i / W``, and every later
+      step ``(W − 1) / W`` (for ``W = 5``: 1, .2, .4, .6, .8, .8, ...); milestones before
+      ``W`` are overwritten by the warm-up, later ones multiply ``(W − 1) / W``.
+    """
+    w = config.warmup_iterations
+    if config.warmup_rule == "official" and w > 1:
+        if step == 0:
+            return 1.0
+        if step < w:
+            return step / w
+        return (w - 1) / w * config.lr_gamma ** sum(w <= m <= step for m in config.lr_milestones)
+    factor = config.lr_gamma ** sum(step >= m for m in config.lr_milestones)
+    if config.warmup_rule == "kit" and step < w:
+        factor *= (step + 1) / w
+    return factor
+
+
+def distr_factor(step: int, config: TrainConfig) -> float:
+    """L_distr's weight at optimizer step ``step`` (0-based) as a multiple of ``config.lambda_distr``.
+
+    0 during the first ``K = distr_off_iterations`` steps, then ``(step − K + 1) / R`` over the
+    next ``R = distr_ramp_iterations`` steps (as the learning rate's warm-up counts), then 1.
+    With ``K = R = 0`` (the paper) it is always 1.
+    """
+    k, r = config.distr_off_iterations, config.distr_ramp_iterations
+    if step < k:
+        return 0.0
+    return min(1.0, (step - k + 1) / r) if r else 1.0
