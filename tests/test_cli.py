@@ -134,7 +134,7 @@ def test_upscale_refuses_an_lr_of_another_scale_and_keeps_the_existing_output(tm
     save_png(lr, skimage.data.chelsea()[:20, :20], {KEY_SCALE: "4", KEY_SIZE: "80 x 80"})
     out = tmp_path / "out.png"
     out.write_bytes(b"previous result")
-    assert main(["upscale", str(lr), str(out), "--checkpoint", str(checkpoint)]) == 2
+    assert main(["upscale", str(lr), str(out), "--checkpoint", str(checkpoint), "--overwrite"]) == 2
     assert "downscaled x4, but the checkpoint is x2" in capsys.readouterr().err
     assert out.read_bytes() == b"previous result"
 

@@ -237,6 +237,7 @@ def test_full_disk_keeps_the_previous_output_and_leaves_no_temporary(tmp_path, c
         checkpoint,
         "--device",
         "cpu",
+        "--overwrite",  # the previous lr.png is not irn's: the user asks to replace it
         after=f"ls -a {out}; cat {out}/lr.png",
     )
     assert_one_line_error(done, "lr.png: cannot write the output (No space left on device)")
@@ -282,3 +283,65 @@ main(["downscale", {str(photo)!r}, {str(out / "lr.png")!r}, "--checkpoint", {str
     done = irn("downscale", photo, out / "other.png", "--checkpoint", checkpoint, "--device", "cpu")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["other.png"]  # the killed run's temporary is gone
+
+
+# --------------------------------------------------------------------------- files the kit did not write (#28)
+
+
+def test_an_output_never_replaces_a_file_irn_did_not_write_unless_asked(tmp_path, checkpoint, capsys):
+    photo = save_png(tmp_path / "photo.png", skimage.data.chelsea()[:40, :48])
+    lr = tmp_path / "photo_lr.png"
+    assert main(["downscale", str(photo), str(lr), "--checkpoint", str(checkpoint)]) == 0
+    assert main(["downscale", str(photo), str(lr), "--checkpoint", str(checkpoint)]) == 0  # its own output: replaced
+    precious = save_png(tmp_path / "precious.png", skimage.data.astronaut()[:40, :48])
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(["upscale", str(lr), str(precious), "--checkpoint", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("irn: error:") and "precious.png" in err and "--overwrite" in err and err.count("\n") == 1
+    assert snapshot(tmp_path) == before
+    assert main(["upscale", str(lr), str(precious), "--checkpoint", str(checkpoint), "--overwrite"]) == 0
+    assert load_image(precious).shape == (40, 48, 3) and snapshot(tmp_path)["precious.png"] != before["precious.png"]
+
+
+def test_upscaling_a_folder_back_into_its_originals_is_refused(tmp_path, checkpoint, capsys):
+    """`irn downscale nest nest/lr; irn upscale nest/lr nest` would have replaced nest/ok.png."""
+    nest = tmp_path / "nest"
+    save_png(nest / "ok.png", skimage.data.chelsea()[:40, :48])
+    assert main(["downscale", str(nest), str(nest / "lr"), "--checkpoint", str(checkpoint)]) == 0
+    before = snapshot(nest)
+    capsys.readouterr()
+    assert main(["upscale", str(nest / "lr"), str(nest), "--checkpoint", str(checkpoint)]) == 2
+    assert "ok.png: the output exists and was not written by irn" in capsys.readouterr().err
+    assert snapshot(nest) == before
+
+
+@pytest.mark.parametrize(
+    "option, value, allowed",
+    [
+        ("--temperature", "nan", "0..10"),
+        ("--temperature", "inf", "0..10"),
+        ("--temperature", "-1", "0..10"),
+        ("--seed", "1180591620717411303424", "0..9223372036854775807"),
+        ("--seed", "-3", "0..9223372036854775807"),
+        ("--seed", "x", "0..9223372036854775807"),
+    ],
+)
+def test_out_of_range_upscale_values_are_refused_with_their_range(tmp_path, checkpoint, capsys, option, value, allowed):
+    photo = save_png(tmp_path / "photo.png", skimage.data.chelsea()[:40, :48])
+    lr = tmp_path / "lr.png"
+    assert main(["downscale", str(photo), str(lr), "--checkpoint", str(checkpoint)]) == 0
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["upscale", str(lr), str(tmp_path / "up.png"), "--checkpoint", str(checkpoint), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("irn upscale: error: argument") and option in err and allowed in err
+    assert snapshot(tmp_path) == before  # no black image written
+
+
+def test_draws_out_of_range_are_refused(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--draws", "0"])
+    assert stop.value.code == 2 and "use 1..100" in capsys.readouterr().err

@@ -89,6 +89,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
+MAX_DRAWS = 100  # the paper draws 5; more is only slower
+MAX_TEMPERATURE = 10.0  # z beyond ten standard deviations is far outside anything IRN was trained on
+
+
+def seed_value(text: str) -> int:
+    """``--seed``: an integer in 0..MAX_SEED (argparse reports the message as a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use 0..{MAX_SEED}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; use 0..{MAX_SEED}")
+    return value
+
+
+def temperature_value(text: str) -> float:
+    """``--temperature``: a finite number in 0..MAX_TEMPERATURE (nan and inf wrote black images)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use 0..{MAX_TEMPERATURE:g}") from None
+    if not 0.0 <= value <= MAX_TEMPERATURE:  # also false for nan
+        raise argparse.ArgumentTypeError(f"{text} is out of range; use a number in 0..{MAX_TEMPERATURE:g}")
+    return value
+
+
+def draws_value(text: str) -> int:
+    """``--draws``: how many draws of z per image, 1..MAX_DRAWS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use 1..{MAX_DRAWS}") from None
+    if not 1 <= value <= MAX_DRAWS:
+        raise argparse.ArgumentTypeError(f"{text} is out of range; use 1..{MAX_DRAWS}")
+    return value
+
+
 def _add_reproduce(sub) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -128,7 +166,7 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument(
         "--draws",
-        type=int,
+        type=draws_value,
         default=None,
         help="draws of z per image (default: the profile's; smoke 2, quick and paper 5 as the paper)",
     )
@@ -152,9 +190,15 @@ def _add_rescale(sub, name: str, helptext: str) -> None:
     p.add_argument("--scale", type=int, choices=[2, 4, 8], help="scale factor (checked against the checkpoint)")
     p.add_argument("--checkpoint", metavar="PATH", help="IRN checkpoint (default data/pretrained/IRN_x{scale}.pth)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs that irn did not write")
     if name == "upscale":
-        p.add_argument("--seed", type=int, default=0, help="seed of the latent draw (default 0)")
-        p.add_argument("--temperature", type=float, default=1.0, help="standard deviation of z (default 1, the paper)")
+        p.add_argument("--seed", type=seed_value, default=0, help=f"seed of the latent draw, 0..{MAX_SEED} (default 0)")
+        p.add_argument(
+            "--temperature",
+            type=temperature_value,
+            default=1.0,
+            help=f"standard deviation of z, 0..{MAX_TEMPERATURE:g} (default 1, the paper)",
+        )
         p.add_argument("--size", metavar="HxW", help="crop to this size (default: the size stored by downscale)")
 
 

@@ -144,7 +144,7 @@ def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, 
 def _read_metadata(path: Path) -> dict[str, str]:
     try:
         with Image.open(path) as pil:
-            return dict(getattr(pil, "text", {}) or {})
+            return {str(k): str(v) for k, v in (getattr(pil, "text", {}) or {}).items()}
     except Exception:  # load_image has already reported unreadable files
         return {}
 
@@ -242,13 +242,14 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
+def plan(src: Path, dst: Path, overwrite: bool = False) -> list[tuple[Path, Path]]:
     """The (input, output) pairs of a command, after the output-path policy.
 
     The policy: an output never replaces an input (``irn downscale a.png a.png``, or ``OUT`` the
     input folder), two inputs never share an output (``x.png`` and ``x.jpg`` both giving
-    ``x.png``), and temporary files left in the output folder by a killed run are removed.
-    A refusal raises :class:`CommandError` before anything is written.
+    ``x.png``), an existing file is replaced only if ``irn`` wrote it (its PNG text chunks say
+    so) or ``overwrite`` is given, and temporary files left in the output folder by a killed
+    run are removed. A refusal raises :class:`CommandError` before anything is written.
     """
 
     jobs = _pairs(src, dst)
@@ -272,13 +273,25 @@ def plan(src: Path, dst: Path) -> list[tuple[Path, Path]]:
             + "\n  ".join(lines)
             + "\nrename the inputs so that their names differ before the suffix"
         )
+    foreign = [o for _, o in jobs if not overwrite and o.is_file() and not written_by_irn(o)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise CommandError(
+            f"{foreign[0]}{more}: the output exists and was not written by irn, so it is kept and nothing was "
+            "written; choose another output name or folder, or pass --overwrite to replace it"
+        )
     for folder in {o.parent for _, o in jobs}:
         remove_stale_temporaries(folder)
     return jobs
 
 
+def written_by_irn(path: Path) -> bool:
+    """Whether ``path`` is a PNG that ``irn downscale`` or ``irn upscale`` wrote (an ``irn:`` text chunk)."""
+    return path.is_file() and any(key.startswith("irn:") for key in _read_metadata(path))
+
+
 def rescale(args, up: bool) -> None:
-    jobs = plan(Path(args.input), Path(args.output))
+    jobs = plan(Path(args.input), Path(args.output), overwrite=args.overwrite)
     scale = args.scale
     if up and scale is None and not args.checkpoint:  # the scale `irn downscale` stored in the LR
         scale = _stored_scale(jobs[0][0])
