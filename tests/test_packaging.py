@@ -97,3 +97,43 @@ def test_every_folder_of_the_package_is_a_layer():
     folders = {p.name for p in (ROOT / "irnlib").iterdir() if p.is_dir() and p.name != "__pycache__"}
     modules = {p.stem for p in (ROOT / "irnlib").glob("*.py")} - {"__init__"}
     assert folders <= set(LAYERS) and modules == set(ROOT_MODULES)
+
+
+def _readme_tree() -> dict[str, list[str]]:
+    """The README's layout tree: top-level entries and the entries under irnlib/."""
+    block = re.search(r"```text\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    tree = {"top": [], "irnlib": []}
+    for line in block.splitlines():
+        found = re.match(r"^(│   |    )?[├└]── (\S+)", line)
+        if found:
+            tree["irnlib" if found.group(1) else "top"].append(found.group(2).rstrip("/"))
+    return tree
+
+
+def test_the_readme_layout_matches_the_files():
+    tree = _readme_tree()
+    assert all((ROOT / name).exists() for name in tree["top"]), tree["top"]
+    package = {p.name.removesuffix(".py") for p in (ROOT / "irnlib").iterdir() if p.name != "__pycache__"}
+    listed = {name.removesuffix(".py") for name in tree["irnlib"]}
+    assert listed == package - {"__init__", "__main__"}
+
+
+# Sizes past which a module or a function holds two jobs (the issue that split train.py set them).
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60  # the body, without its docstring
+
+
+def test_no_module_or_function_outgrows_one_job():
+    too_long = []
+    for path in sorted((ROOT / "irnlib").rglob("*.py")):
+        text = path.read_text()
+        name = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+                lines = node.end_lineno - body[0].lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}(): {lines} lines")
+    assert too_long == []
