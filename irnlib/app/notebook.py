@@ -1,9 +1,15 @@
-"""What every notebook of the pipeline does the same way: read its parameters, save a figure,
-show its provenance.
+"""What every notebook of the pipeline does the same way: read and check its parameters, save a
+figure, show its provenance.
 
 Notebooks import these instead of carrying their own copies::
 
     from irnlib.app.notebook import parse_parameter, save_figure, show_provenance
+
+Parameters arrive from ``papermill -p`` as numbers, strings or JSON text. Each notebook checks
+every parameter once, in the cell after its ``parameters`` cell, with :func:`as_list`,
+:func:`int_parameter`, :func:`float_parameter` and :func:`choice_parameter`: a value outside what
+the notebook can do stops it there with one :class:`ParameterError` line naming the parameter,
+its value and what is allowed.
 """
 
 from __future__ import annotations
@@ -15,7 +21,24 @@ from IPython.display import Markdown, display
 from irnlib.runtime.paths import save_figure  # re-exported for the notebooks
 from irnlib.runtime.provenance import provenance, provenance_markdown
 
-__all__ = ["parse_parameter", "save_figure", "show_provenance"]
+__all__ = [
+    "ParameterError",
+    "parse_parameter",
+    "as_list",
+    "int_parameter",
+    "float_parameter",
+    "choice_parameter",
+    "save_figure",
+    "show_provenance",
+]
+
+
+class ParameterError(ValueError):
+    """A notebook parameter the notebook cannot use; the message names it, its value and what is allowed."""
+
+
+def _refuse(name: str, value, allowed: str) -> ParameterError:
+    return ParameterError(f"notebook parameter {name}={value!r}: {allowed} (papermill -p {name} ...)")
 
 
 def parse_parameter(value):
@@ -29,6 +52,59 @@ def parse_parameter(value):
         except ValueError as err:
             raise ValueError(f"cannot read the parameter {value!r} as JSON: {err}") from err
     return value
+
+
+def as_list(name: str, value) -> list | None:
+    """A list parameter: JSON text or a list as it is, one bare value as a list of one.
+
+    ``-p scales 3`` gives ``[3]`` (a documented conversion, as ``-p scales '[3]'``); ``None`` stays
+    ``None`` (the notebook's default). A dict or unreadable JSON is refused.
+    """
+    try:
+        value = parse_parameter(value)
+    except ValueError:
+        raise _refuse(name, value, "not readable as JSON; give a list such as '[2, 4]'") from None
+    if value is None or isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        raise _refuse(name, value, "a list is expected, such as '[2, 4]'")
+    return [value]
+
+
+def int_parameter(name: str, value, low: int, high: int) -> int:
+    """An integer parameter in ``low..high`` (integer text such as ``"5"`` is read as a number)."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise _refuse(name, value, f"not an integer; use {low}..{high}") from None
+    if isinstance(number, bool) or not isinstance(number, int):
+        if not (isinstance(number, float) and number.is_integer()):
+            raise _refuse(name, value, f"not an integer; use {low}..{high}")
+        number = int(number)
+    if not low <= number <= high:
+        raise _refuse(name, value, f"out of range; use {low}..{high}")
+    return number
+
+
+def float_parameter(name: str, value, low: float, high: float) -> float:
+    """A finite number in ``low..high`` (numeric text is read as a number; nan and inf are refused)."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise _refuse(name, value, f"not a number; use {low:g}..{high:g}") from None
+    if isinstance(value, bool) or not low <= number <= high:  # also false for nan
+        raise _refuse(name, value, f"out of range; use a number in {low:g}..{high:g}")
+    return number
+
+
+def choice_parameter(name: str, value, allowed) -> object:
+    """One of ``allowed`` (numbers may arrive as text: ``"4"`` matches ``4``)."""
+    for option in allowed:
+        if value == option or (isinstance(value, str) and value.strip() == str(option)):
+            return option
+    raise _refuse(name, value, f"use one of {', '.join(map(str, allowed))}")
 
 
 def show_provenance(record: dict | None = None, title: str = "Provenance", **fields) -> dict:
