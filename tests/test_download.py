@@ -18,6 +18,7 @@ import pytest
 import skimage.data
 from conftest import kill_at_marker
 
+from irnlib.data import archives
 from irnlib.data import download as dl
 from irnlib.data.folders import CHECKSUM_FILE, list_images, verify_dataset
 from irnlib.data.registry import DATASETS, Archive, DatasetInfo, dataset_info
@@ -36,13 +37,25 @@ class ArchiveServer:
 
     ``cuts``: for the next requests, how many body bytes to send before dropping the
     connection (``("close", n)``: orderly close; ``("reset", n)``: TCP reset).
+    ``length``: the Content-Length header to send instead of the body's length (None: none).
+    ``endless``: after the body, keep sending zeros until the client hangs up (at most
+    ``ENDLESS_CAP`` bytes, counted in ``extra_sent``). ``stall_after``: send that many body bytes,
+    then wait (at most ``STALL_CAP_S``, or until ``release`` is set) and close.
     """
+
+    ENDLESS_CAP = 64 << 20
+    STALL_CAP_S = 20.0
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.cuts: list[tuple[str, int]] = []
         self.ranges = True
+        self.length: str | None = "auto"
+        self.endless = False
+        self.extra_sent = 0
+        self.stall_after: int | None = None
+        self.release = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,9 +77,19 @@ class ArchiveServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if owner.length is not None:
+                    self.send_header("Content-Length", str(len(body)) if owner.length == "auto" else owner.length)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
+                if owner.stall_after is not None:
+                    self.wfile.write(body[: owner.stall_after])
+                    self.wfile.flush()
+                    owner.release.wait(owner.STALL_CAP_S)
+                    self.close_connection = True
+                    return
+                if owner.endless:
+                    self.send_forever(body)
+                    return
                 if owner.cuts:
                     how, n = owner.cuts.pop(0)
                     self.wfile.write(body[:n])
@@ -77,6 +100,17 @@ class ArchiveServer:
                     self.close_connection = True
                     return
                 self.wfile.write(body)
+
+            def send_forever(self, body):
+                self.wfile.write(body)
+                zeros = bytes(64 << 10)
+                try:
+                    while owner.extra_sent < owner.ENDLESS_CAP:
+                        self.wfile.write(zeros)
+                        owner.extra_sent += len(zeros)
+                except OSError:  # the client hung up: what the test wants
+                    pass
+                self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -98,6 +132,7 @@ class ArchiveServer:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -407,17 +442,18 @@ def test_killed_extraction_leaves_no_dataset(server, tmp_path):
     script = f"""
 import time
 from pathlib import Path
+from irnlib.data import archives
 from irnlib.data import download as dl
 from irnlib.data.registry import Archive, DatasetInfo
 written = []
-original = dl._write_png
-def slow_write(folder, member, data):
-    original(folder, member, data)
+original = archives.write_member_png
+def slow_write(folder, member, *rest):
+    original(folder, member, *rest)
     written.append(member)
     if len(written) == 2:
         Path({str(marker)!r}).touch()
         time.sleep(60)
-dl._write_png = slow_write
+archives.write_member_png = slow_write
 info = DatasetInfo(name="Tiny", purpose="test", count=4, description="", min_side=250, max_side=700,
                    archive=Archive({info.archive.url!r}), members="Tiny/HR/*")
 dl.extract(info, Path({str(archive)!r}), Path({str(tmp_path / "Tiny")!r}), progress=False)
@@ -482,7 +518,7 @@ def test_member_patterns_select_the_documented_archive_layouts():
     }
     for name, members in chosen.items():
         pattern = dataset_info(name).members
-        assert [m for m in members if dl._is_member(m, pattern)] == expected[name], name
+        assert [m for m in members if archives.is_member(m, pattern)] == expected[name], name
 
 
 def test_a_mirror_with_the_benchmark_layout_reproduces_the_shared_set5(server, tmp_path, shared_data):

@@ -18,48 +18,48 @@ Every failure raises :class:`DownloadError` naming the dataset, the file and the
 corrupt archive is deleted (so the next call fetches it anew); an interrupted one is kept for
 resuming. Archives shared by several datasets (the benchmark mirror) are fetched once. Run one
 download of a given dataset at a time.
+
+Bounds (see :mod:`irnlib.data.registry`): a transfer stops as soon as the file exceeds the
+archive's :attr:`~irnlib.data.registry.Archive.byte_limit` (a ``Content-Length`` above it is
+refused before any byte is written; a body without one, or with a malformed one such as
+``abc``, which counts as unknown, is cut at the limit) and the partial file is deleted. A
+transfer that stalls (no byte for ``timeout`` seconds, 30 by default) keeps every byte received
+in ``<file>.part``: the retries, and the next call, resume from there with a ``Range`` request
+(or start over when the server does not do ranges). Extraction streams each member to disk and
+refuses a member whose declared or actual size exceeds the entry's
+:attr:`~irnlib.data.registry.DatasetInfo.member_byte_limit`, or members that together exceed
+:attr:`~irnlib.data.registry.DatasetInfo.max_total_bytes`, before writing more than that; a
+converted (non-PNG) member is measured from its header and refused before decoding when a side
+exceeds the entry's ``max_side``.
 """
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import os
 import shutil
-import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from irnlib.data.folders import IMAGE_SUFFIXES, dataset_dir, verify_folder, write_checksums
-from irnlib.data.registry import Archive, DatasetInfo, dataset_info
-from irnlib.imaging.images import ImageFileError, load_image, save_png
+from irnlib.data.archives import DownloadError, extract
+from irnlib.data.folders import dataset_dir, verify_folder
+from irnlib.data.registry import DEFAULT_ARCHIVE_LIMIT, Archive, DatasetInfo, dataset_info
 from irnlib.runtime.paths import data_root, sha256_file
 
 __all__ = ["DownloadError", "download", "fetch", "extract"]
 
 CHUNK_BYTES = 1 << 20
 RETRY_WAIT_S = 2.0  # wait before retry n is n times this
+TIMEOUT_S = 30.0  # seconds without a byte before a transfer counts as stalled
 USER_AGENT = "irnlib (IRN reproducibility kit)"
-_CORRUPT_ARCHIVE = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
-
-
-class DownloadError(RuntimeError):
-    """A dataset could not be fetched or extracted; the message names dataset, file and URL."""
 
 
 class _Interrupted(Exception):
     """A transfer that stopped early and can be resumed."""
-
-
-class _BadContent(Exception):
-    """An archive whose content fails verification (unreadable, undecodable or unexpected images)."""
 
 
 def download(
@@ -68,7 +68,7 @@ def download(
     *,
     progress: bool = True,
     retries: int = 3,
-    timeout: float = 60.0,
+    timeout: float = TIMEOUT_S,
     keep_archive: bool = True,
 ) -> Path:
     """Make dataset ``dataset`` present and verified under the data root; return its folder.
@@ -87,7 +87,8 @@ def download(
     retries : int
         Transfer attempts (each resumes the previous one) before giving up.
     timeout : float
-        Seconds without data before a connection counts as broken.
+        Seconds without data before a connection counts as stalled (the bytes received so
+        far are kept for the next attempt to resume).
     keep_archive : bool
         Keep ``<root>/downloads/<archive>`` after extraction (other datasets may come from
         the same archive; DIV2K's training archive is 3.5 GB).
@@ -95,9 +96,12 @@ def download(
     Raises
     ------
     DownloadError
-        Unreachable server, HTTP error, transfer still interrupted after ``retries``
-        attempts, wrong size or checksum, corrupt archive, images that do not verify, or an
-        existing folder that does not verify.
+        Unreachable server, HTTP error, transfer still interrupted (or stalled) after
+        ``retries`` attempts, a body larger than the archive's byte limit, wrong size or
+        checksum, corrupt archive, a member larger than the entry's bounds, images that do not
+        verify, or an existing folder that does not verify.
+    UnknownDatasetError
+        ``dataset`` is not a registered name (a ValueError; the message lists the known ones).
     """
     info = dataset if isinstance(dataset, DatasetInfo) else dataset_info(dataset)
     if info.archive is None:
@@ -137,11 +141,12 @@ def fetch(
     label: str | None = None,
     progress: bool = True,
     retries: int = 3,
-    timeout: float = 60.0,
+    timeout: float = TIMEOUT_S,
 ) -> Path:
     """Download ``archive`` into ``folder`` (resuming ``<file>.part``), check it, return its path.
 
-    An archive already in ``folder`` is checked (size, SHA-256 where known) and reused.
+    An archive already in ``folder`` is checked (size, SHA-256 where known) and reused. The
+    transfer never writes more than :attr:`Archive.byte_limit` bytes (see the module's notes).
     """
     if retries < 1:
         raise ValueError(f"retries must be at least 1, got {retries}")
@@ -181,8 +186,42 @@ def _content_range_start(header: str | None) -> int | None:
         return None
 
 
-def _transfer(archive: Archive, part: Path, label: str, progress: bool, timeout: float) -> None:
-    """Append the rest of ``archive`` to ``part``; raise :class:`_Interrupted` if it stops early."""
+def _content_length(header: str | None) -> int | None:
+    """The byte count of a ``Content-Length`` header, or None when absent or malformed.
+
+    Only plain decimal digits (surrounding blanks allowed) count: ``"abc"``, ``"-5"``,
+    ``"1_000"``, ``"+7"`` or ``"5, 5"`` are treated as an unknown length, and the transfer is
+    then bounded by the archive's byte limit alone.
+    """
+    if header is None:
+        return None
+    text = header.strip()
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _limit_source(archive: Archive) -> str:
+    """Where :attr:`Archive.byte_limit` comes from, for messages."""
+    if archive.size is not None:
+        return "the archive's registered size"
+    if archive.max_size is not None:
+        return "the registry's bound for this archive (max_size)"
+    return f"the default bound for an archive of unknown size ({DEFAULT_ARCHIVE_LIMIT} bytes)"
+
+
+def _too_large(archive: Archive, part: Path, label: str, what: str) -> DownloadError:
+    """Delete ``part`` and describe a transfer that exceeds the archive's byte limit."""
+    part.unlink(missing_ok=True)
+    return DownloadError(
+        f"{label}: {archive.url} {what}, more than the {archive.byte_limit} bytes allowed by "
+        f"{_limit_source(archive)}; refused and {part.name} deleted: the server does not send the "
+        "expected archive (check the URL, or correct the entry's size)"
+    )
+
+
+def _open(archive: Archive, part: Path, label: str, timeout: float):
+    """``(response, offset)``: the server's answer to a request for the rest of ``part``."""
     url = archive.url
     offset = part.stat().st_size if part.is_file() else 0
     headers = {"User-Agent": USER_AGENT}
@@ -197,33 +236,46 @@ def _transfer(archive: Archive, part: Path, label: str, progress: bool, timeout:
         raise DownloadError(f"{label}: {url} answered HTTP {err.code} ({err.reason})") from err
     except (urllib.error.URLError, OSError) as err:
         raise _Interrupted(f"cannot connect to {url} ({getattr(err, 'reason', err)})") from err
+    if response.status == 206 and _content_range_start(response.headers.get("Content-Range")) != offset:
+        response.close()
+        part.unlink(missing_ok=True)
+        raise _Interrupted(f"the server answered a different byte range than {offset}-; starting over")
+    return response, (offset if response.status == 206 else 0)  # 200: the whole file (no ranges)
+
+
+def _transfer(archive: Archive, part: Path, label: str, progress: bool, timeout: float) -> None:
+    """Append the rest of ``archive`` to ``part``; raise :class:`_Interrupted` if it stops early.
+
+    Raises :class:`DownloadError` (and deletes ``part``) as soon as the file would exceed the
+    archive's byte limit. Every byte received is written at once, so a stall loses none.
+    """
+    response, offset = _open(archive, part, label, timeout)
+    limit = archive.byte_limit
     with response:
-        if response.status == 206 and _content_range_start(response.headers.get("Content-Range")) != offset:
-            part.unlink(missing_ok=True)
-            raise _Interrupted(f"the server answered a different byte range than {offset}-; starting over")
-        if response.status != 206:
-            offset = 0  # the server sends the whole file (it does not do ranges)
-        remaining = response.headers.get("Content-Length")
-        total = offset + int(remaining) if remaining else archive.size
-        bar = tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"{label}: {archive.filename}",
-            disable=not progress,
-        )
+        remaining = _content_length(response.headers.get("Content-Length"))
+        if remaining is not None and offset + remaining > limit:
+            raise _too_large(archive, part, label, f"announces {offset + remaining} bytes (Content-Length)")
+        total = offset + remaining if remaining is not None else archive.size
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=f"{label}: {archive.filename}", disable=not progress)  # fmt: skip
         with open(part, "ab" if offset else "wb") as f, bar:
             while True:
                 try:
-                    chunk = response.read(CHUNK_BYTES)
+                    chunk = response.read1(CHUNK_BYTES)  # what has arrived: nothing waits in a buffer
+                except TimeoutError as err:
+                    raise _Interrupted(
+                        f"the transfer stalled: no data for {timeout:g} s after {f.tell()} bytes"
+                    ) from err
                 except (http.client.HTTPException, OSError) as err:
                     raise _Interrupted(
                         f"the connection broke after {f.tell()} bytes ({type(err).__name__}: {err})"
                     ) from err
                 if not chunk:
                     break
+                if f.tell() + len(chunk) > limit:
+                    sent = f.tell() + len(chunk)
+                    f.close()
+                    raise _too_large(archive, part, label, f"sent at least {sent} bytes")
                 f.write(chunk)
                 bar.update(len(chunk))
     size = part.stat().st_size
@@ -251,114 +303,3 @@ def _check_archive(path: Path, archive: Archive, label: str) -> None:
 
 
 # --------------------------------------------------------------------------- extraction
-
-
-def _is_member(name: str, pattern: str | None) -> bool:
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
-        return False  # not an image, or macOS resource-fork litter (._0001.png)
-    return pattern is None or path.match(pattern)
-
-
-def _archive_images(path: Path, pattern: str | None):
-    """Yield ``(member name, bytes)`` for the image members matching ``pattern``."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            for member in zf.infolist():
-                if not member.is_dir() and _is_member(member.filename, pattern):
-                    yield member.filename, zf.read(member)  # checks the member's CRC
-    else:
-        with tarfile.open(path, "r:*") as tf:
-            for member in tf:
-                if member.isfile() and _is_member(member.name, pattern):
-                    yield member.name, tf.extractfile(member).read()
-
-
-def _write_png(folder: Path, member: str, data: bytes) -> None:
-    """Store one archive member in ``folder`` as ``<stem>.png``: PNGs verbatim, others converted."""
-    name = PurePosixPath(member.replace("\\", "/")).name
-    out = folder / (Path(name).stem + ".png")
-    if out.exists():
-        raise _BadContent(f"two members would both become {out.name} (second: {member})")
-    if name.lower().endswith(".png"):
-        out.write_bytes(data)
-        return
-    source = folder / f".source-{name}"
-    source.write_bytes(data)
-    try:
-        save_png(out, load_image(source))
-    except ImageFileError as err:
-        raise _BadContent(f"member {member} cannot be decoded ({err})") from err
-    finally:
-        source.unlink(missing_ok=True)
-
-
-def _extract_verified(info: DatasetInfo, archive_path: Path, folder: Path, progress: bool) -> None:
-    """Write the dataset's members into ``folder`` and verify them; raise :class:`_BadContent` if they fail."""
-    try:
-        members = tqdm(
-            _archive_images(archive_path, info.members),
-            desc=f"{info.name}: extract",
-            unit=" images",
-            total=info.count,
-            disable=not progress,
-            leave=False,
-        )
-        for member, data in members:
-            _write_png(folder, member, data)
-    except _CORRUPT_ARCHIVE as err:
-        raise _BadContent(f"the archive is corrupt ({err})") from err
-    check = verify_folder(folder, info, thorough=True, progress=progress)
-    if not check.ok:
-        problems = "; ".join(
-            p.replace(f"{folder}/", "").replace(str(folder), "extracted folder") for p in check.problems[:5]
-        )
-        raise _BadContent(f"the images matching {info.members!r} do not verify: {problems}")
-
-
-def _discard(archive_path: Path, info: DatasetInfo) -> str:
-    """Delete a downloaded archive whose content failed verification; say what was done.
-
-    Kept, not deleted: a local file the caller gave (no download entry), and an archive that
-    matched its published SHA-256 (it is the right file; the entry's expectations are wrong,
-    and fetching it again would only fail again).
-    """
-    if info.archive is None:
-        return f"fix or replace {archive_path}"
-    if info.archive.sha256 is not None:
-        return (
-            "the archive matches its published SHA-256 and is kept, so the dataset's entry "
-            "(count, names, sizes, member pattern) does not describe it: correct the entry"
-        )
-    archive_path.unlink(missing_ok=True)
-    return "the archive was deleted: run download again to fetch it anew"
-
-
-def extract(info: DatasetInfo, archive_path, target, *, progress: bool = True) -> Path:
-    """Extract dataset ``info`` from ``archive_path`` into the new folder ``target``, atomically.
-
-    The images go to a temporary sibling folder first, are verified, get a ``SHA256SUMS``,
-    and the folder is renamed to ``target`` only then. A downloaded archive whose content
-    fails verification (corrupt, an image that does not decode, images that do not match the
-    entry) is deleted so that the next call fetches it anew, unless it matched a published
-    SHA-256 (see :func:`_discard`).
-    """
-    archive_path, target = Path(archive_path), Path(target)
-    url = info.archive.url if info.archive is not None else "a local file"
-    where = f"{info.name}: archive {archive_path} (from {url})"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        try:
-            _extract_verified(info, archive_path, tmp, progress)
-        except _BadContent as err:
-            raise DownloadError(f"{where}: {err}; {_discard(archive_path, info)}") from err.__cause__
-        write_checksums(tmp)
-        try:
-            os.rename(tmp, target)  # atomic: the dataset appears complete or not at all
-        except OSError as err:
-            if not (target.is_dir() and verify_folder(target, info, thorough=False).ok):
-                raise DownloadError(f"{info.name}: cannot move the extracted images to {target} ({err})") from err
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target

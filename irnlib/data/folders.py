@@ -24,7 +24,14 @@ import pandas as pd
 import skimage.data
 from tqdm.auto import tqdm
 
-from irnlib.data.registry import DATASETS, EMBEDDED, DatasetInfo, dataset_info
+from irnlib.data.registry import (
+    DATASETS,
+    EMBEDDED,
+    DatasetInfo,
+    UnknownDatasetError,
+    dataset_info,
+    unknown_dataset_message,
+)
 from irnlib.imaging.images import ImageFileError, image_size, load_image
 from irnlib.runtime.paths import atomic_write, data_root, sha256_file
 
@@ -33,6 +40,7 @@ __all__ = [
     "EMBEDDED",
     "CHECKSUM_FILE",
     "dataset_folder_name",
+    "resolve_dataset_names",
     "dataset_dir",
     "list_images",
     "available_datasets",
@@ -40,6 +48,7 @@ __all__ = [
     "Verification",
     "verify_folder",
     "verify_dataset",
+    "count_problems",
     "dataset_table",
     "dataset_version",
 ]
@@ -57,6 +66,34 @@ def dataset_folder_name(name: str) -> str:
         return dataset_info(name).name
     except KeyError:
         return name
+
+
+def resolve_dataset_names(names, root=None) -> list[str]:
+    """Check dataset names before any work; return them as registry names (``"B100"`` -> ``"BSD100"``).
+
+    A name is accepted if it is registered (present on disk or not: a missing one is for the
+    caller to report with its download advice) or if the data root holds a folder of that
+    name (a dataset of your own). ``"A+B"`` unions are checked part by part. This is the
+    function a command line or notebook calls to validate ``--datasets`` early.
+
+    Raises
+    ------
+    UnknownDatasetError
+        A ValueError (and KeyError) naming the first unknown name and listing the known ones.
+    """
+    resolved = []
+    for name in [names] if isinstance(names, str) else list(names):
+        for part in str(name).split("+"):
+            try:
+                dataset_info(part)
+            except UnknownDatasetError:
+                folder = data_root(root) / part
+                if not part or not folder.is_dir():
+                    raise UnknownDatasetError(
+                        f"{unknown_dataset_message(part)}; nor is there a folder {folder} of your own"
+                    ) from None
+        resolved.append("+".join(dataset_folder_name(part) for part in str(name).split("+")))
+    return resolved
 
 
 def dataset_dir(name: str, root=None) -> Path:
@@ -99,6 +136,8 @@ def list_images(name: str, root=None) -> list[Path]:
         if missing:
             raise FileNotFoundError(f"embedded dataset {name}: scikit-image is missing {missing}")
         return paths
+    if not folder.is_dir() and name not in DATASETS:  # no download can fetch it: say what is known
+        raise FileNotFoundError(f"dataset {name!r} not found: no folder {folder}, and {unknown_dataset_message(name)}")
     if not folder.is_dir():
         raise FileNotFoundError(
             f"dataset {name!r} not found: no folder {folder} (set IRN_DATA or pass the data root; "
@@ -158,16 +197,19 @@ class Verification:
 
 
 def _check_image(path: Path, info: DatasetInfo | None, thorough: bool) -> str | None:
-    """The problem with one image file, or None."""
+    """The problem with one image file, or None.
+
+    The size is read from the header first, so an image outside the entry's bounds (or over
+    Pillow's decompression-bomb limit) is reported without being decoded.
+    """
     try:
+        h, w = image_size(path)
+        if info is not None and not (info.min_side <= min(h, w) and max(h, w) <= info.max_side):
+            return f"{path}: size {h}×{w} outside the expected {info.min_side}..{info.max_side} pixels per side"
         if thorough:
-            h, w = load_image(path).shape[:2]
-        else:
-            h, w = image_size(path)
+            load_image(path)
     except (ImageFileError, FileNotFoundError) as err:
         return str(err)
-    if info is not None and not (info.min_side <= min(h, w) and max(h, w) <= info.max_side):
-        return f"{path}: size {h}×{w} outside the expected {info.min_side}..{info.max_side} pixels per side"
     return None
 
 
@@ -208,13 +250,7 @@ def verify_folder(
     if not folder.is_dir():
         return Verification(name, folder, 0, expected, 0, thorough, "not checked", [f"{folder}: no such folder"])
     paths = _image_files(folder)
-    problems = []
-    if expected is not None and len(paths) != expected:
-        problems.append(f"{folder}: {len(paths)} images, expected {expected}")
-    if info is not None and info.stems is not None:
-        missing = sorted(set(info.stems) - {p.stem for p in paths})
-        if missing:
-            problems.append(f"{folder}: missing {len(missing)} expected images, e.g. {missing[:3]}")
+    problems = count_problems(folder, info, paths) if info is not None else []
     for path in tqdm(paths, desc=f"verify {name}", disable=not progress, leave=False):
         problem = _check_image(path, info, thorough)
         if problem:
@@ -223,6 +259,19 @@ def verify_folder(
     size = sum(p.stat().st_size for p in paths)
     size += (folder / CHECKSUM_FILE).stat().st_size if (folder / CHECKSUM_FILE).is_file() else 0
     return Verification(name, folder, len(paths), expected, size, thorough, checksums, problems + sum_problems)
+
+
+def count_problems(folder, info: DatasetInfo, paths) -> list[str]:
+    """What differs between the images ``paths`` of ``folder`` and the entry ``info``: their
+    number, and the expected file names where the entry fixes them. Empty when they match."""
+    problems = []
+    if len(paths) != info.count:
+        problems.append(f"{folder}: {len(paths)} images, expected {info.count}")
+    if info.stems is not None:
+        missing = sorted(set(info.stems) - {Path(p).stem for p in paths})
+        if missing:
+            problems.append(f"{folder}: missing {len(missing)} expected images, e.g. {missing[:3]}")
+    return problems
 
 
 def verify_dataset(name: str, root=None, *, thorough: bool = True, progress: bool = False) -> Verification:

@@ -78,7 +78,19 @@ def lr_reference(hr: np.ndarray, scale: int, cache_file=None, source=None) -> tu
     lr : ndarray of uint8, shape (H/scale, W/scale, 3)
     reused : bool
         Whether it came from the cache.
+
+    Raises
+    ------
+    ValueError
+        If ``hr`` is not an H×W×3 image whose sides are positive multiples of ``scale`` (the
+        message names ``source``).
     """
+    h, w = np.shape(hr)[:2] if np.ndim(hr) == 3 else (0, 0)
+    if not (h and w and h % scale == 0 and w % scale == 0):
+        raise ValueError(
+            f"{source or 'lr_reference'}: an HR of shape {np.shape(hr)} has no x{scale} LR reference; "
+            f"it needs an H×W×3 image whose sides are positive multiples of {scale} (mod-crop it first)"
+        )
     if cache_file is None:
         return imresize(hr, 1 / scale), False
     if source is None:

@@ -109,7 +109,8 @@ def image_size(path) -> tuple[int, int]:
     FileNotFoundError
         If the file does not exist.
     ImageFileError
-        If the file is empty or not an image Pillow recognises; the message names it.
+        If the file is empty, not an image Pillow recognises, or declares more pixels than
+        Pillow's decompression-bomb limit; the message names it.
     """
     path = Path(path)
     if not path.is_file():
@@ -119,9 +120,24 @@ def image_size(path) -> tuple[int, int]:
     try:
         with Image.open(path) as pil:
             width, height = pil.size
+    except Image.DecompressionBombError as err:  # raised by the header alone: nothing was decoded
+        raise ImageFileError(f"{path}: refused without decoding: {_bomb_size(path, err)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageFileError(f"{path}: not a recognisable image ({err})") from err
     return height, width
+
+
+def _bomb_size(path: Path, err: Exception) -> str:
+    """What an image over Pillow's decompression-bomb limit declares, and the limit (for messages)."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return f"{err}"  # Pillow's message gives the pixel count and the limit
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return (
+        f"its PNG header declares {height}×{width} pixels ({height * width}), more than the "
+        f"{2 * Image.MAX_IMAGE_PIXELS} pixels Pillow reads as one image (its decompression-bomb limit)"
+    )
 
 
 def save_png(path, img: np.ndarray, metadata: dict[str, str] | None = None) -> Path:
