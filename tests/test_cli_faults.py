@@ -345,3 +345,11 @@ def test_draws_out_of_range_are_refused(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["evaluate", "--draws", "0"])
     assert stop.value.code == 2 and "use 1..100" in capsys.readouterr().err
+
+
+def test_an_unknown_dataset_is_refused_before_any_work(tmp_path, checkpoint, capsys):
+    out = tmp_path / "tables"
+    code = main(["evaluate", "--scale", "2", "--checkpoint", str(checkpoint), "--datasets", "Nope", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("irn: error: --datasets: unknown dataset 'Nope'") and "Set5" in err
+    assert err.count("\n") == 1 and not out.exists()  # no empty table, no advice that fails

@@ -27,6 +27,7 @@ from irnlib.app.rescale import (
     command_device,
     rescale,
 )
+from irnlib.data.folders import resolve_dataset_names
 from irnlib.protocol.profiles import PROFILES
 from irnlib.runtime.paths import results_root
 from irnlib.runtime.threads import apply_thread_policy
@@ -239,6 +240,10 @@ def main(argv=None) -> int:
             if args.checkpoint and len(args.scale) > 1:
                 raise CommandError("--checkpoint is for one scale: give --scale too, e.g. --scale 4")
             command_device(args.device)
+            try:  # a name that is neither registered nor a folder of the data root stops here
+                datasets = resolve_dataset_names(args.datasets) if args.datasets else None
+            except ValueError as err:
+                raise CommandError(f"--datasets: {err}") from None
             for s in args.scale:
                 checkpoint = args.checkpoint
                 if checkpoint and not Path(checkpoint).is_file():
@@ -247,7 +252,7 @@ def main(argv=None) -> int:
                     table = make_table1(
                         s,
                         profile=args.profile,
-                        datasets=args.datasets,
+                        datasets=datasets,
                         checkpoint=checkpoint,
                         draws=args.draws,
                         device=args.device,
