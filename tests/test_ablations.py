@@ -5,11 +5,13 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.data
 import torch
 from conftest import randomize
 
 from irnlib import IRN
 from irnlib.data.datasets import TestPair
+from irnlib.experiments import ablation_tables as at
 from irnlib.experiments import ablations as ab
 from irnlib.imaging.imresize import imresize
 from irnlib.model.checkpoint import load_checkpoint, save_model
@@ -74,8 +76,6 @@ def test_every_variant_and_seed_trains_with_the_same_budget_in_its_own_run(setup
 
 
 def _pair(size=32, scale=2):
-    import skimage.data
-
     hr = skimage.data.astronaut()[200 : 200 + size, 200 : 200 + size]
     return TestPair("crop", hr, imresize(hr, 1 / scale))
 
@@ -113,11 +113,11 @@ def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
                                   ("without L_back", "objective", {0: [10.0, 12.0], 1: [40.0, 40.0]})):  # fmt: skip
         rows += [_row(variant, group, seed, draw, v) for seed, values in seeds.items() for draw, v in enumerate(values)]
     rows.append(_row("Bicubic & Bicubic", "baseline", None, 0, 33.0))
-    table, markdown, paths = ab.write_tables(pd.DataFrame(rows), setup, tmp_path, {"run_id": "r1"})
+    table, markdown, paths = at.write_tables(pd.DataFrame(rows), setup, tmp_path, {"run_id": "r1"})
     full = table.set_index("variant").loc["IRN (full)"]
     assert full["psnr_y"] == pytest.approx(32.5)  # the mean of seed 0's 31 and seed 1's 34
     assert full["psnr_y_by_seed"] == "31.00 / 34.00" and full["seed_range_db"] == pytest.approx(3.0)
-    assert full["draw_spread_db"] == pytest.approx(0.5)  # seed 0: 1.0, seed 1: 0.0
+    assert full["psnr_y_std"] == pytest.approx(0.5)  # seed 0: 1.0, seed 1: 0.0
     assert table.set_index("variant").loc["Bicubic & Bicubic", "seeds"] == 0
     assert "SMOKE RUN" in markdown and "| reference | IRN (full) | z ~ N(0, 1) | 32.50 | 31.00 / 34.00 |" in markdown
     # The paper's ordering, seed by seed: full beats "without L_back" with seed 0, not with seed 1.
@@ -128,7 +128,7 @@ def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
     assert "| IRN (full) > without L_back | +7.00 | 1 of 2 seeds | mixed" in markdown
     edited = pd.read_csv(paths["per_image"])
     edited.loc[0, "psnr_y"] = 34.0  # the CSV is the source of truth
-    again = ab.ablation_table(edited, setup)
+    again = at.ablation_table(edited, setup)
     assert again.loc[again["variant"] == "IRN (full)", "psnr_y"].item() == pytest.approx(33.5)
     assert pd.read_csv(paths["csv"])["run_id"].eq("r1").all()
 
@@ -148,11 +148,11 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
     if model is not None:  # the latent and JPEG conditions go to the kit's best model
         monkeypatch.setattr(ab, "condition_model", lambda scale: None)
     per_image = ab.evaluate_ablations(setup, runs, chosen, tests)
-    table = ab.ablation_table(per_image, setup)
+    table = at.ablation_table(per_image, setup)
     assert set(table["variant"]) == {ab.FULL, "without L_distr", "Bicubic & Bicubic"}
     assert len(table) == 3 + 1 + 2  # full x 3 conditions, the other variant x 1, bicubic x 2
     assert table["psnr_y"].notna().all() and (table.loc[table["group"] != "baseline", "seeds"] >= 1).all()
-    ab.plot_ablations(table, setup)
+    at.plot_ablations(table, setup)
 
 
 def test_conditions_use_the_kits_best_model(tmp_path, monkeypatch):
@@ -200,7 +200,7 @@ def test_a_variant_that_diverges_is_measured_from_its_last_good_checkpoint(tmp_p
     monkeypatch.setattr(ab, "condition_model", lambda scale: None)
     per_image = ab.evaluate_ablations(setup, runs, chosen, ab.conditions(temperatures=[], jpeg_qualities=[]))
     assert per_image["psnr_y"].notna().all()
-    _, markdown, paths = ab.write_tables(per_image, setup, tmp_path / "tables", {"run_id": "r"})
+    _, markdown, paths = at.write_tables(per_image, setup, tmp_path / "tables", {"run_id": "r"})
     table = pd.read_csv(paths["csv"]).set_index("variant")
     assert table.loc["without L_distr", "diverged"] == "seed 0 at iteration 3"
     assert table["diverged"].isna()[ab.FULL]

@@ -11,14 +11,14 @@ from conftest import randomize
 
 from irnlib import IRN, save_model
 from irnlib.data.datasets import PairedTestSet, TestPair, dataset_version
-from irnlib.experiments.tables import summarize
-from irnlib.imaging.images import to_batch, to_image
+from irnlib.imaging.images import save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr
 from irnlib.model import inference
 from irnlib.model.checkpoint import describe_checkpoint
 from irnlib.model.network import DenseSubnet, InvBlock
 from irnlib.protocol import evaluate as ev
+from irnlib.protocol.summary import summarize_draws
 from irnlib.train import make_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small convolutions: see conftest.one_thread
@@ -185,7 +185,7 @@ def test_draw_seeds_do_not_depend_on_evaluation_order():
     assert len(seeds) == 20
 
 
-def test_mean_and_spread_over_draws():
+def test_mean_and_range_over_draws():
     """Dataset average per draw, then the mean and the range across draws."""
     rows = []
     for draw, (a, b) in enumerate([(30.0, 32.0), (30.2, 32.0), (29.9, 32.1)]):
@@ -205,10 +205,10 @@ def test_mean_and_spread_over_draws():
                     lr_ssim_y=0.99,
                 )
             )
-    s = summarize(pd.DataFrame(rows)).iloc[0]
+    s = summarize_draws(pd.DataFrame(rows)).iloc[0]
     per_draw = [31.0, 31.1, 31.0]
     assert s["psnr_y"] == pytest.approx(np.mean(per_draw))
-    assert s["psnr_y_spread"] == pytest.approx(0.1)
+    assert s["psnr_y_range"] == pytest.approx(0.1)
     assert s["draws"] == 3 and s["images"] == 2
 
 
@@ -268,8 +268,6 @@ def test_describe_checkpoint(tmp_path):
 def test_dataset_version_changes_with_content(tmp_path):
     folder = tmp_path / "Toy"
     folder.mkdir()
-    from irnlib.imaging.images import save_png
-
     save_png(folder / "a.png", _pair().hr)
     first = dataset_version("Toy", tmp_path)
     assert first["images"] == 1
@@ -285,7 +283,7 @@ def test_bicubic_rows_match_the_reference_values(shared_data, scale):
         4: {"Set5": (28.43, 0.8111), "Set14": (26.09, 0.7048), "BSD100": (25.96, 0.6681)},
     }[scale]
     frames = [ev.evaluate_dataset(d, scale, root=shared_data, progress=False) for d in reference]
-    summary = summarize(pd.concat(frames)).set_index("dataset")
+    summary = summarize_draws(pd.concat(frames)).set_index("dataset")
     for dataset, (want_psnr, want_ssim) in reference.items():
         assert abs(summary.loc[dataset, "psnr_y"] - want_psnr) <= 0.02, dataset
         assert abs(summary.loc[dataset, "ssim_y"] - want_ssim) <= 0.001, dataset

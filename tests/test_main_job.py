@@ -76,7 +76,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     reference4 = measured["row"].str.startswith("IRN (kit reference")
     assert reference4.sum() == int(reference_weights(4).is_file())
     irn = measured[~reference4]
-    assert len(irn) == 1 and "60 iterations" in irn["row"].iloc[0]  # notebook 01's smoke model
+    assert len(irn) == 1 and "60 iterations" in irn["training"].iloc[0]  # notebook 01's smoke model
     bicubic4 = x4[(x4["source"] == "this kit") & (x4["paper_row"] == "Bicubic & Bicubic")]["psnr"].item()
     assert (measured[reference4]["psnr"] > bicubic4).all()  # the kit's trained x4 beats bicubic
     # 60 smoke steps: it has learnt something (an untrained IRN gives ~9 dB), far from bicubic yet
@@ -87,9 +87,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     reference = x2_irn["row"].str.startswith("IRN (kit reference")
     assert x2_irn[~reference]["status"].eq("not available").all()
     # The committed kit reference model (models/kit_reference_x2) has its own, measured row.
-    assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(
-        reference_weights(2).is_file()
-    )
+    assert x2_irn[reference]["status"].eq("measured").all() and reference.sum() == int(reference_weights(2).is_file())
     assert x2_irn[reference]["psnr"].between(20, 45).all()
 
     ablations = pd.read_csv(tables / "ablations.csv")
@@ -108,7 +106,7 @@ def test_tables_parse_carry_the_run_id_and_hold_measured_values_in_range(smoke_r
     if reference_weights(2).is_file():
         assert len(set(model["variant"])) == 1 and model["variant"].iloc[0].startswith("IRN (kit reference")
         conditions = model.set_index("condition")
-        assert conditions.loc["z = 0", "draw_spread_db"] == 0 and conditions.loc["z ~ N(0, 1)", "draw_spread_db"] > 0
+        assert conditions.loc["z = 0", "psnr_y_std"] == 0 and conditions.loc["z ~ N(0, 1)", "psnr_y_std"] > 0
         assert conditions.loc["z ~ N(0, 1)", "psnr_y"] > bicubic  # the kit's model beats bicubic here
     ordering = pd.read_csv(tables / "ablation_ordering.csv")
     assert len(ordering) == 6 and ordering["holds"].str.endswith("of 2").all()

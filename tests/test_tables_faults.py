@@ -4,7 +4,7 @@ import papermill
 import pytest
 
 from irnlib.app.pipeline import NOTEBOOK_DIR
-from irnlib.experiments.tables import make_table1
+from irnlib.experiments.table1_job import make_table1
 
 
 def test_make_table1_refuses_a_named_checkpoint_that_does_not_exist(tmp_path):

@@ -5,7 +5,7 @@ scale ``s``; IRN downscales it and the LR is quantized to 8 bits; the LR is upsc
 fresh latent ``z ~ N(0, 1)``; the reconstruction is clamped and rounded to uint8
 (:func:`irnlib.imaging.images.to_image`) and compared with the HR on the Y channel with a border of
 ``s`` pixels (PSNR and SSIM, :mod:`irnlib.imaging.metrics`). The kit repeats the upscaling for
-several independent, seeded draws of ``z`` (the paper: 5, spread under 0.02 dB) and also
+several independent, seeded draws of ``z`` (the paper: 5, within 0.02 dB of each other) and also
 records RGB PSNR and how close IRN's LR is to the MATLAB-bicubic LR (no border, as the
 official script). The baseline "Bicubic & Bicubic" is MATLAB ``imresize`` down and up, uint8
 in between.
@@ -20,11 +20,10 @@ The metrics, one name each (the columns of :data:`CSV_COLUMNS`):
 - ``lr_psnr_y``, ``lr_ssim_y``, ``lr_psnr_rgb``: IRN's 8-bit LR against the MATLAB-bicubic
   LR, no border.
 
-Summaries over the draws of ``z`` (:func:`irnlib.experiments.tables.summarize`): a dataset's number is
-the mean over draws of the image-averaged metric, and its *spread* (``psnr_spread``,
-``ssim_spread`` in Table 1) is the range, max − min, of those per-draw averages. The
-ablation table's ``draw_spread_db`` is a different quantity under an older name: the
-standard deviation of the per-draw averages (see :func:`irnlib.experiments.ablations.ablation_table`).
+Summaries over the draws of ``z`` (:func:`irnlib.protocol.summary.summarize_draws`, for Table 1,
+the ablations and the model cards): a dataset's number is the mean over draws of the
+image-averaged metric; ``<metric>_range`` is the range, max − min, of those per-draw averages
+(Table 1, model cards) and ``<metric>_std`` their standard deviation (the ablations).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from irnlib.data.datasets import PairedTestSet, TestPair
 from irnlib.imaging.images import center_crop, load_image, save_png, to_batch, to_image
@@ -349,8 +349,6 @@ def evaluate_dataset(
     FileNotFoundError
         If the dataset is not on disk (the message says where it looked).
     """
-    from tqdm.auto import tqdm
-
     if net is not None and net.scale != scale:
         raise ValueError(f"evaluate_dataset: the network is x{net.scale}, but scale={scale} was asked for")
     if draws < 1:
