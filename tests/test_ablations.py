@@ -10,7 +10,7 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN
-from irnlib.data.datasets import TestPair
+from irnlib.data.test_pairs import TestPair
 from irnlib.experiments import ablation_tables as at
 from irnlib.experiments import ablations as ab
 from irnlib.imaging.imresize import imresize

@@ -10,7 +10,8 @@ import torch
 from conftest import randomize
 
 from irnlib import IRN, save_model
-from irnlib.data.datasets import PairedTestSet, TestPair, dataset_version
+from irnlib.data.folders import dataset_version
+from irnlib.data.test_pairs import PairedTestSet, TestPair
 from irnlib.imaging.images import save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr

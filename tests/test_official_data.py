@@ -16,7 +16,8 @@ from conftest import randomize
 from irnlib import IRN
 from irnlib.data.patches import TrainingPatches
 from irnlib.data.test_pairs import TestPair
-from irnlib.experiments.tables import KitRow, build_table, render_markdown
+from irnlib.experiments.table1 import KitRow, build_table
+from irnlib.experiments.table1_markdown import render_markdown
 from irnlib.imaging.images import load_image, save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.model.network import quantize

@@ -28,6 +28,7 @@ from irnlib.app.rescale import (
     rescale,
 )
 from irnlib.data.folders import resolve_dataset_names
+from irnlib.experiments.table1_job import make_table1
 from irnlib.protocol.profiles import PROFILES
 from irnlib.runtime.paths import results_root
 from irnlib.runtime.threads import apply_thread_policy
@@ -235,8 +236,6 @@ def main(argv=None) -> int:
                 print(f"irn: {err}", file=sys.stderr)
                 return 1
         elif args.command == "evaluate":
-            from irnlib.experiments.tables import make_table1
-
             if args.checkpoint and len(args.scale) > 1:
                 raise CommandError("--checkpoint is for one scale: give --scale too, e.g. --scale 4")
             command_device(args.device)

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from irnlib.data.datasets import PairedTestSet, TestPair
+from irnlib.data.test_pairs import PairedTestSet, TestPair
 from irnlib.imaging.images import center_crop, load_image, save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr, ssim
@@ -308,7 +308,7 @@ def evaluate_dataset(
     Parameters
     ----------
     dataset : str
-        Dataset name (``"Set5"``, ``"embedded-test"``, ...; see :mod:`irnlib.data.datasets`).
+        Dataset name (``"Set5"``, ``"embedded-test"``, ...; see :mod:`irnlib.data.folders`).
     scale : int
         Scale factor; must equal ``net.scale`` for IRN.
     net : IRN or None
