@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from irnlib.data.datasets import PairedTestSet, sha256_file
+from irnlib.data.test_pairs import PairedTestSet
 from irnlib.experiments.modelcard import MODELS_DIR, publish, recipe_overrides, reference_dir, training_deviations
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.protocol.evaluate import evaluate_pair
+from irnlib.runtime.paths import sha256_file
 from irnlib.train import RESUMABLE_CHANGES, as_trained, make_config, parse_overrides, train
 
 REFERENCE_FOLDERS = sorted(MODELS_DIR.glob("kit_reference_x*"))

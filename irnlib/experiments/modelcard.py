@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from irnlib.data.datasets import available_datasets, dataset_version, sha256_file
+from irnlib.data.folders import available_datasets, dataset_version
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
 from irnlib.protocol.evaluate import evaluate_dataset, write_csv
 from irnlib.protocol.summary import summarize_draws
 from irnlib.protocol.weights import MODELS_DIR, exported_weights, reference_weights
 from irnlib.runtime.markdown import markdown_table
-from irnlib.runtime.paths import atomic_write, write_json
+from irnlib.runtime.paths import atomic_write, sha256_file, write_json
 from irnlib.runtime.provenance import provenance
 from irnlib.train import RESUMABLE_CHANGES, TrainConfig, as_trained, make_config
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from irnlib.data.datasets import dataset_version, sha256_file
+from irnlib.data.folders import dataset_version
 from irnlib.experiments.table1 import KitRow, build_table, load_per_image
 from irnlib.experiments.table1_markdown import render_markdown
 from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
@@ -24,7 +24,7 @@ from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
 from irnlib.protocol.weights import choose_weights, reference_weights
 from irnlib.runtime.device import resolve_device
-from irnlib.runtime.paths import atomic_write, data_root, results_root, short_path
+from irnlib.runtime.paths import atomic_write, data_root, results_root, sha256_file, short_path
 from irnlib.runtime.provenance import current_run_id, provenance
 
 __all__ = ["Table1", "fetch_command", "checkpoint_help", "write_table", "make_table1"]
