@@ -1,12 +1,14 @@
 """Training IRN: the paper's objective and schedule, a resumable runner, DDP under ``torchrun``.
 
 The code lives in :mod:`irnlib.training`, one job a module, read in this order:
-:mod:`~irnlib.training.config` (:class:`TrainConfig`, :func:`make_config`),
+:mod:`~irnlib.training.config` (:class:`TrainConfig`, :func:`make_config`; the allowed range of
+every field in :mod:`~irnlib.training.fields`),
 :mod:`~irnlib.training.objective` (the loss terms, :class:`IRNObjective`, the schedules),
 :mod:`~irnlib.training.samples` (the data stream), :mod:`~irnlib.training.state` (build, save
 and resume the training state), :mod:`~irnlib.training.validation`,
 :mod:`~irnlib.training.run_folder` (lock, logs, record, curves), :mod:`~irnlib.training.loop`
-(:func:`train_step`, :func:`train`) and :mod:`~irnlib.training.cli`. This module keeps the
+(:func:`train_step`, :func:`train`; its boundary around the run folder in
+:mod:`~irnlib.training.boundary`) and :mod:`~irnlib.training.cli`. This module keeps the
 names users know in one place, and the command::
 
     python -m irnlib.train --profile smoke                       # a few minutes on a CPU
@@ -36,6 +38,7 @@ from irnlib.training.errors import (
     CheckpointUnreadable,
     NonFiniteStep,
     RunFolderBusy,
+    RunFolderUnwritable,
     SettingsError,
     TrainingDiverged,
     TrainingError,
@@ -79,6 +82,7 @@ __all__ = [
     "SettingsError",
     "CheckpointUnreadable",
     "RunFolderBusy",
+    "RunFolderUnwritable",
     "LOCK_NAME",
     "lock_run_folder",
     "TrainingState",

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 import irnlib.train as train_module
+import irnlib.training.cli as training_cli
 import irnlib.training.loop as training_loop
+from irnlib.app.cli import main as irn_main
 from irnlib.model.checkpoint import save_model
 from irnlib.model.network import IRN
 from irnlib.train import CheckpointUnreadable, SettingsError, make_config, train
@@ -223,3 +225,160 @@ def test_the_thread_policy_is_recorded_and_followed_every_step(tmp_path, monkeyp
     record = json.loads((run_dir / "provenance.json").read_text())
     assert record["threads"].startswith(("OMP_NUM_THREADS", "IRN_THREADS", "auto"))
     assert len(calls) == 3
+
+
+# --------------------------------------------------------------------------------------
+# 7. bad settings, bad files and unwritable folders: one line, exit 2, nothing written (issue 21)
+
+
+def command_error(capsys, args, *fragments, prefix="error: "):
+    """Run ``python -m irnlib.train``'s :func:`command` in-process; assert one line, exit 2, no traceback."""
+    status = training_cli.command(args, prefix=prefix.removesuffix(": "))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2, err
+    assert len(lines) == 1 and lines[0].startswith(prefix) and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["val_images=0"], ["val_images must be None (all images) or a whole number >= 1, got 0"]),
+        (["patch_size=0"], ["patch_size 0 must be a multiple of scale 2, at least 2"]),
+        (["val_crop=-5"], ["val_crop must be None (whole images) or a whole number >= 22", "got -5"]),
+        (["scale=4", "block_num=1,1", "val_crop=32"], ["val_crop must be", ">= 44 (11 x scale 4", "got 32"]),
+        (["block_num=[]"], ["block_num must be None or 1 whole number(s) >= 1", "got []"]),
+        (["block_num=0"], ["block_num must be", "got [0]"]),
+        (["block_num=-1"], ["block_num must be", "got [-1]"]),
+        (["iterations=1e999"], ["override 'iterations=1e999': expected a whole number"]),
+        (["lr=inf"], ["lr must be > 0, a finite number, got inf"]),
+        (["run_name=../escape"], ["run_name='../escape': it holds a path separator", "inside runs_dir"]),
+        (["run_name=.."], ["run_name='..': it names no folder of its own"]),
+        (["run_name=/tmp/abs"], ["run_name='/tmp/abs': it holds a path separator"]),
+    ],
+)
+def test_settings_out_of_range_are_one_line_and_write_nothing(tmp_path, capsys, extra, fragments):
+    command_error(capsys, train_args(tmp_path / "runs", "r", 2, *extra), *fragments)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_run_name_is_one_plain_folder_name_in_python_too(tmp_path):
+    for name in ("../escape", "a/b", "..", ".", "", " x", "a\0b"):
+        with pytest.raises(SettingsError, match="run_name="):
+            tiny_config(tmp_path, run_name=name)
+    assert tiny_config(tmp_path, run_name="ok-1.x").run_dir == tmp_path / "ok-1.x"
+
+
+def test_an_unknown_dataset_lists_the_known_ones(tmp_path, capsys):
+    line = command_error(capsys, train_args(tmp_path, "d", 2, "train_set=Nope"), "train_set=Nope: ",
+                         "unknown dataset 'Nope'", "known: ", "datasets present here: embedded-train")  # fmt: skip
+    assert "DIV2K_train_HR" in line
+    command_error(capsys, train_args(tmp_path, "d", 2, "val_set=Nope"), "val_set=Nope: ", "unknown dataset")
+    assert irn_main(["train", *train_args(tmp_path, "d", 2, "train_set=Nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("irn: error: train_set=Nope: ") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_bad_init_from_file_is_one_line_and_leaves_no_empty_run_folder(tmp_path, capsys):
+    not_weights, nan = tmp_path / "notes.pth", tmp_path / "nan.pth"
+    not_weights.write_text("not weights\n")
+    net = IRN(2, [1])
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    save_model(net, nan)
+    cases = [(tmp_path / "missing.pth", "checkpoint file not found"), (not_weights, ""),
+             (nan, "NaN")]  # fmt: skip
+    for path, fragment in cases:
+        runs = tmp_path / "runs"
+        command_error(capsys, train_args(runs, "i", 2, f"init_from={path}"), f"init_from={path}: ", fragment)
+        assert not runs.exists()  # the run folder (and runs_dir) it made are gone again
+
+
+def test_a_failed_run_keeps_a_folder_holding_earlier_work(tmp_path, capsys):
+    run_dir = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="w"))
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    command_error(capsys, train_args(tmp_path, "w", 2, f"init_from={tmp_path / 'missing.pth'}", "--fresh"),
+                  "checkpoint file not found")  # fmt: skip
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # --fresh wiped nothing before the refusal
+
+
+def test_resuming_with_fewer_iterations_than_done_is_one_line(tmp_path, capsys):
+    run_dir = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="f"))
+    kept = (run_dir / "checkpoints/last.pt").read_bytes()
+    command_error(capsys, train_args(tmp_path, "f", 1), "last.pt is at iteration 2, beyond the requested iterations=1",
+                  "iterations=2 or more")  # fmt: skip
+    assert (run_dir / "checkpoints/last.pt").read_bytes() == kept
+
+
+def test_last_pt_that_is_not_a_training_state_is_one_line(tmp_path, capsys):
+    run_dir = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="x"))
+    last = run_dir / "checkpoints/last.pt"
+    saved = torch.load(last, weights_only=True)
+    shutil.copyfile(run_dir / "IRN_x2.pth", last)  # an exported model copied over last.pt
+    command_error(capsys, train_args(tmp_path, "x", 4), f"{last}: cannot read the training checkpoint: it holds "
+                  "weights alone", "init_from=", "--fresh")  # fmt: skip
+    torch.save({**saved, "iteration": -5}, last)
+    command_error(capsys, train_args(tmp_path, "x", 4), "its iteration -5 is not a number of iterations done")
+    torch.save({"iteration": 3}, last)
+    command_error(capsys, train_args(tmp_path, "x", 4), "it is not a training state (it lacks model, optimizer")
+
+
+class NotWeights:  # pickled into a last.pt: the safe loader refuses it
+    pass
+
+
+def test_the_corrupt_last_pt_message_holds_only_the_kits_words(tmp_path, capsys):
+    run_dir = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="t"))
+    last = run_dir / "checkpoints/last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    line = command_error(capsys, train_args(tmp_path, "t", 4), "the file is truncated, corrupt or not a PyTorch file")
+    assert "PytorchStreamReader" not in line and "RuntimeError" not in line
+    torch.save({"iteration": NotWeights()}, last)
+    line = command_error(capsys, train_args(tmp_path, "t", 4), "it holds Python objects that are not a training state")
+    assert "weights_only" not in line.replace("Weights only", "weights_only") and "UnpicklingError" not in line
+
+
+def _can_unshare() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_namespace = pytest.mark.skipif(not _can_unshare(), reason="needs `unshare -rm` to mount")
+
+
+def in_namespace(mount, args, after="true"):
+    """``python -m irnlib.train args`` after ``mount``, in a private mount namespace."""
+    command = " ".join(map(str, [sys.executable, "-m", "irnlib.train", *args]))
+    script = f"set -e; {mount}; set +e; {command}; rc=$?; echo '--after--'; {after}; exit $rc"
+    return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env=env())  # fmt: skip
+
+
+@needs_namespace
+def test_read_only_runs_dir_or_run_folder_is_one_line(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "old").mkdir(parents=True)
+    mount = f"mount --bind {runs} {runs}; mount -o remount,bind,ro {runs}"
+    done = in_namespace(mount, train_args(runs, "new", 2))
+    assert_one_line_error(done, "error: ", f"{runs / 'new'}: cannot write the run folder", "Read-only file system",
+                          "runs_dir=")  # fmt: skip
+    done = in_namespace(mount, train_args(runs, "old", 2))
+    assert_one_line_error(done, "error: ", f"{runs / 'old'}: cannot write the run folder", "Read-only file system")
+    assert sorted(p.name for p in runs.iterdir()) == ["old"] and not any((runs / "old").iterdir())
+
+
+@needs_namespace
+def test_a_full_disk_during_a_save_is_one_line_with_free_space_advice(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    mount = f"mount -t tmpfs -o size=64k tmpfs {runs}"
+    done = in_namespace(mount, train_args(runs, "full", 2), after=f"ls -a {runs / 'full'}")
+    assert_one_line_error(done, "error: ", f"{runs / 'full'}: cannot write the run's files (No space left on device",
+                          "MB free", "Free space on that disk", "runs_dir=")  # fmt: skip
+    assert ".tmp" not in done.stdout.split("--after--")[1]  # no temporary left behind

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch.distributed as dist
 
 from irnlib.protocol import profiles
-from irnlib.training.config import make_config, parse_overrides
-from irnlib.training.errors import TrainingError
+from irnlib.training.config import TrainConfig, make_config, parse_overrides
+from irnlib.training.errors import SettingsError, TrainingError
 from irnlib.training.loop import train
 
 __all__ = ["main", "command"]
@@ -42,14 +42,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> Path:
     """Command line: ``python -m irnlib.train [--profile P] [--fresh] [field=value ...]``.
 
-    Also the entry point under ``torchrun --nproc_per_node=N -m irnlib.train ...``.
+    Also the entry point under ``torchrun --nproc_per_node=N -m irnlib.train ...``. A bad setting
+    exits through argparse (status 2, with the usage line); :func:`command` prints it as one line.
     """
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         config = make_config(args.profile, **parse_overrides(args.overrides))
-    except ValueError as err:
+    except SettingsError as err:
         parser.error(str(err))
+    return _run(args, config)
+
+
+def _run(args: argparse.Namespace, config: TrainConfig) -> Path:
+    """Train as ``config`` says (or print it, with ``--print-config``); returns the run folder."""
     if args.print_config:
         print(json.dumps(dataclasses.asdict(config), indent=2))
         return config.run_dir
@@ -66,9 +72,10 @@ def main(argv=None) -> Path:
 def command(argv=None, prefix: str = "error") -> int:
     """:func:`main` inside the training error boundary; returns the exit status.
 
-    An expected failure (:class:`TrainingError`: an unreadable ``last.pt``, changed settings on
-    resume, a missing device, a malformed ``IRN_THREADS``, a busy run folder, divergence) is
-    printed as one line ``<prefix>: <message>`` on stderr, without a traceback.
+    An expected failure (:class:`TrainingError`: a setting outside its range, an unknown dataset,
+    an unusable ``init_from``, an unreadable ``last.pt``, changed settings on resume, a missing
+    device, a malformed ``IRN_THREADS``, a busy or unwritable run folder, a full disk, divergence)
+    is printed as one line ``<prefix>: <message>`` on stderr, without a traceback.
 
     Parameters
     ----------
@@ -81,10 +88,11 @@ def command(argv=None, prefix: str = "error") -> int:
     -------
     int
         0 on success, else the error's :attr:`TrainingError.exit_status` (2, or 3 for divergence).
-        A bad argument exits through argparse (status 2).
+        An unknown option exits through argparse (status 2).
     """
+    args = _parser().parse_args(argv)
     try:
-        main(argv)
+        _run(args, make_config(args.profile, **parse_overrides(args.overrides)))
     except TrainingError as err:
         print(f"{prefix}: {err}", file=sys.stderr)
         return err.exit_status

@@ -19,6 +19,8 @@ from irnlib.paper import PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.runtime.paths import results_root
 from irnlib.runtime.provenance import native_bf16
+from irnlib.training.errors import SettingsError
+from irnlib.training.fields import check_fields, check_run_name, show
 
 __all__ = [
     "TrainConfig",
@@ -36,7 +38,11 @@ class TrainConfig:
     """Everything a training run depends on; the defaults are the paper's ×4 run.
 
     Build one with :func:`make_config` (a profile plus overrides) or by hand. Sizes are in
-    pixels, ``batch_size`` is the *global* batch (split evenly over DDP processes).
+    pixels, ``batch_size`` is the *global* batch (split evenly over DDP processes). Every field is
+    checked against its allowed range when the configuration is made
+    (:data:`irnlib.training.fields.RULES`): a bad one raises :class:`SettingsError` (a
+    ``ValueError``) naming the field, its range and the value. ``run_name`` must be one plain
+    folder name, so that the run folder stays inside ``runs_dir``.
     """
 
     profile: str = "paper"  # the profile this configuration started from (for the record)
@@ -46,8 +52,9 @@ class TrainConfig:
     # data
     train_set: str = "DIV2K_train_HR"  # a dataset name under the data root, or "embedded-train"
     val_set: str = "DIV2K_valid_HR"
-    val_images: int | None = None  # validate on the first N images only (None: all)
-    val_crop: int | None = None  # centre-crop validation HR images to this size (None: whole)
+    val_images: int | None = None  # validate on the first N >= 1 images only (None: all)
+    # centre-crop validation HR images to this size (None: whole); at least 11·scale (SSIM's window on the LR)
+    val_crop: int | None = None
     data_root: str | None = None  # None: $IRN_DATA or <repo>/data
     patch_size: int = 144  # HR patch side
     batch_size: int = 16  # global batch
@@ -110,24 +117,7 @@ class TrainConfig:
     tune_allocator: bool = True  # CPU: keep freed memory for reuse (see tune_cpu_allocator)
 
     def __post_init__(self):
-        if self.scale not in (2, 4, 8):
-            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale!r}")
-        if self.patch_size % self.scale:
-            raise ValueError(f"patch_size {self.patch_size} must be a multiple of scale {self.scale}")
-        if self.sampling not in ("epoch", "stream"):
-            raise ValueError(f"sampling must be 'epoch' or 'stream', got {self.sampling!r}")
-        if self.lr_target not in ("image", "patch"):
-            raise ValueError(f"lr_target must be 'image' or 'patch', got {self.lr_target!r}")
-        if self.warmup_rule not in ("kit", "official"):
-            raise ValueError(f"warmup_rule must be 'kit' or 'official', got {self.warmup_rule!r}")
-        if self.amp not in ("off", "bf16", "fp16", "auto"):
-            raise ValueError(f"amp must be 'off', 'bf16', 'fp16' or 'auto', got {self.amp!r}")
-        if self.batch_size < 1 or self.iterations < 0:
-            raise ValueError(f"need batch_size >= 1 and iterations >= 0, got {self.batch_size}, {self.iterations}")
-        for name in ("log_every", "val_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        self._check_optimisation()
+        check_fields(self)  # every field against its allowed range (irnlib.training.fields.RULES)
         self.betas = tuple(self.betas)
         self.lr_milestones = tuple(self.lr_milestones)
         if self.block_num is not None:
@@ -136,24 +126,7 @@ class TrainConfig:
             self.lambda_forw = float(self.scale**2)  # λ1 = s² as in the official configs
         if self.run_name is None:
             self.run_name = profiles.run_name(self.profile, self.scale)
-
-    def _check_optimisation(self) -> None:
-        """Refuse optimisation and bookkeeping values no run can use (``lr=-1``, ...), naming the field."""
-        positive = {"lr": self.lr, "lr_gamma": self.lr_gamma}
-        non_negative = {"weight_decay": self.weight_decay, "grad_clip": self.grad_clip, "keep_every": self.keep_every,
-                        "warmup_iterations": self.warmup_iterations, "num_workers": self.num_workers,
-                        "gaussian_scale": self.gaussian_scale, "distr_off_iterations": self.distr_off_iterations,
-                        "distr_ramp_iterations": self.distr_ramp_iterations}  # fmt: skip
-        for name, value in positive.items():
-            if not value > 0:  # also refuses NaN
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        for name, value in non_negative.items():
-            if not value >= 0:
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: off), got {self.ema_decay!r}")
+            check_run_name(self.run_name)
 
     @property
     def run_dir(self) -> Path:
@@ -214,14 +187,19 @@ def make_config(profile: str = "smoke", **overrides) -> TrainConfig:
 
     Raises
     ------
-    ValueError
-        For an unknown profile or field, naming the valid ones.
+    SettingsError
+        A ``ValueError``: for an unknown profile or field, naming the valid ones, or a field
+        outside its allowed range (see :class:`TrainConfig`).
     """
-    fields = profiles.get(profile).train
+    try:
+        fields = profiles.get(profile).train
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        shown = [show(name, 40) for name in unknown]
+        raise SettingsError(f"unknown TrainConfig field(s) [{', '.join(shown)}]; valid fields: {sorted(names)}")
     return TrainConfig(**{**fields, **overrides, "profile": profile})
 
 
@@ -242,7 +220,13 @@ def _parse_value(text: str, annotation):
             return False
         raise ValueError(f"expected a boolean (true/false), got {text!r}")
     if annotation is int:
-        return int(float(text)) if "e" in text.lower() else int(text)  # 5e5 is fine
+        try:
+            return int(text)
+        except ValueError:
+            number = float(text)  # 5e5 is fine; a ValueError names the text
+        if not number.is_integer():  # 2.5, nan, inf
+            raise ValueError(f"expected a whole number, got {text!r}")
+        return int(number)
     return annotation(text)
 
 
@@ -251,19 +235,23 @@ def parse_overrides(pairs: list[str]) -> dict:
 
     Raises
     ------
-    ValueError
-        For a malformed pair, an unknown field or a value of the wrong type.
+    SettingsError
+        A ``ValueError``: for a malformed pair, an unknown field or a value of the wrong type,
+        on one line. The values' ranges are checked by :class:`TrainConfig`.
     """
     hints = typing.get_type_hints(TrainConfig)
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"override {pair!r} is not of the form field=value")
+            raise SettingsError(f"override {show(pair)} is not of the form field=value")
         if key not in hints:
-            raise ValueError(f"unknown TrainConfig field {key!r}; valid fields: {sorted(hints)}")
+            raise SettingsError(f"unknown TrainConfig field {show(key, 40)}; valid fields: {sorted(hints)}")
+        if key == "profile":  # make_config's own argument: the command line's --profile
+            raise SettingsError(f"override {show(pair)}: choose the profile with --profile, not profile=...")
         try:
             out[key] = _parse_value(value, hints[key])
-        except ValueError as err:
-            raise ValueError(f"override {pair!r}: {err}") from None
+        except (ValueError, OverflowError) as err:  # OverflowError: int('1e999')
+            reason = " ".join(str(err).split())[:160]
+            raise SettingsError(f"override {show(pair)}: {reason}") from None
     return out

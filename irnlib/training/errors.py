@@ -8,6 +8,7 @@ __all__ = [
     "SettingsError",
     "CheckpointUnreadable",
     "RunFolderBusy",
+    "RunFolderUnwritable",
     "NonFiniteStep",
 ]
 
@@ -31,7 +32,8 @@ class TrainingDiverged(TrainingError, FloatingPointError):
 
 
 class SettingsError(TrainingError, ValueError):
-    """Settings this run cannot use: changed since its training state, a device that is not there, ``IRN_THREADS``."""
+    """Settings this run cannot use: a field outside its range, a dataset or ``init_from`` file that is
+    not there or not usable, changed since its training state, a device that is not there, ``IRN_THREADS``."""
 
 
 class CheckpointUnreadable(TrainingError):
@@ -40,6 +42,10 @@ class CheckpointUnreadable(TrainingError):
 
 class RunFolderBusy(TrainingError):
     """Another process is training in this run folder."""
+
+
+class RunFolderUnwritable(TrainingError):
+    """The run folder (or ``runs_dir``) cannot be written: read-only, no permission, a full disk."""
 
 
 class NonFiniteStep(FloatingPointError):

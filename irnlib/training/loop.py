@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 
 from irnlib.runtime.device import usable_device
 from irnlib.runtime.threads import adjust_threads, apply_thread_policy, tune_cpu_allocator
+from irnlib.training.boundary import missing_folders, remove_unused, unwritable, writing_error
 from irnlib.training.config import TrainConfig, resolve_amp
 from irnlib.training.errors import NonFiniteStep, SettingsError, TrainingDiverged
 from irnlib.training.objective import TERMS, distr_factor
 from irnlib.training.run_folder import RunRecord, lock_run_folder
-from irnlib.training.samples import training_loader
+from irnlib.training.samples import training_loader, training_patches
 from irnlib.training.state import TrainingState, build, resume_or_wipe, training_state_path
 from irnlib.training.validation import validation_pairs
 
@@ -159,31 +160,48 @@ def train(config: TrainConfig, resume: bool = True) -> Path:
     RunFolderBusy
         If another process is training in the same run folder.
 
-    All of these are :class:`TrainingError`; nothing in the run folder is changed by them.
+    RunFolderUnwritable
+        If the run folder (or ``runs_dir``) cannot be written: read-only, no permission, a full disk.
+
+    All of these are :class:`TrainingError`. The settings, the datasets and the device are checked
+    before the run folder is touched; a run folder this call created is removed again if the run
+    fails before writing anything into it. Nothing saved earlier is lost by them.
     """
     try:
         threads = apply_thread_policy()  # once per process; adjust_threads() follows the load below
     except ValueError as err:  # a malformed IRN_THREADS
         raise SettingsError(str(err)) from None
     rank, world, device = _setup_distributed(config)
-    lock = lock_run_folder(config.run_dir) if rank == 0 else None
+    patches = training_patches(config)  # the data, before any folder is made
+    pairs = validation_pairs(config) if rank == 0 else None
+    made = missing_folders(config.run_dir) if rank == 0 else []
+    lock = None
     try:
-        return _train_locked(config, resume, rank, world, device, threads.reason)
+        try:
+            lock = lock_run_folder(config.run_dir) if rank == 0 else None
+            return _train_locked(config, resume, rank, world, device, threads.reason, patches, pairs)
+        except OSError as err:  # read-only, no permission, a full disk: one line naming the folder
+            raise unwritable(config.run_dir, err) if writing_error(err, config.run_dir) else err from None
+    except BaseException:
+        remove_unused(made)  # only folders this call made, and only while they hold nothing of the run
+        raise
     finally:
         if lock is not None:
             os.close(lock)  # releases the run folder
 
 
-def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device, threads: str) -> Path:
-    """:func:`train` once the thread policy, the device and the run folder's lock are settled."""
+def _train_locked(
+    config: TrainConfig, resume: bool, rank: int, world: int, device: torch.device, threads: str, patches, pairs
+) -> Path:
+    """:func:`train` once the thread policy, the device, the data and the run folder's lock are settled."""
     is_main = rank == 0
     config = dataclasses.replace(config, amp=resolve_amp(config.amp, device))
     if device.type == "cpu" and config.tune_allocator:
         tune_cpu_allocator()
     state = build(config, device, world)
     start = resume_or_wipe(state, config, device, resume, is_main, world)
-    loader = training_loader(config, start, rank, world, device)
-    run = _open_record(config, state, device, world, start, resume, threads) if is_main else None
+    loader = training_loader(config, start, rank, world, device, patches)
+    run = _open_record(config, state, device, world, start, resume, threads, pairs) if is_main else None
     bar = tqdm(
         total=config.iterations,
         initial=start,
@@ -201,11 +219,18 @@ def _train_locked(config: TrainConfig, resume: bool, rank: int, world: int, devi
 
 
 def _open_record(
-    config: TrainConfig, state: TrainingState, device: torch.device, world: int, start: int, resume: bool, threads: str
+    config: TrainConfig,
+    state: TrainingState,
+    device: torch.device,
+    world: int,
+    start: int,
+    resume: bool,
+    threads: str,
+    pairs: list,
 ) -> RunRecord:
     """The main process's :class:`RunRecord`, given the validation pairs; a fresh run is
     validated before its first step, a resumed one re-exports its training state's weights."""
-    run = RunRecord(config, state, device, world, start, resume, validation_pairs(config), threads)
+    run = RunRecord(config, state, device, world, start, resume, pairs, threads)
     if start == 0:
         run.validate(0)
     run.reconcile(start)

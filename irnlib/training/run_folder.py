@@ -32,7 +32,6 @@ import pandas as pd
 import torch
 
 from irnlib.data.datasets import TestPair, sha256_file
-from irnlib.model.checkpoint import save_model
 from irnlib.paper import PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.protocol.weights import exported_weights
@@ -41,7 +40,7 @@ from irnlib.runtime.provenance import provenance
 from irnlib.training.config import TrainConfig
 from irnlib.training.errors import RunFolderBusy
 from irnlib.training.objective import TERMS
-from irnlib.training.state import TrainingState, training_state_path
+from irnlib.training.state import TrainingState, save_torch, training_state_path
 from irnlib.training.validation import validate
 
 try:
@@ -314,7 +313,9 @@ class RunRecord:
     def export(self, iteration: int) -> None:
         """Write the weights alone (``IRN_x{s}.pth``: their average when kept) and record
         ``iteration`` as the export's."""
-        save_model(self.state.exported_net, self.weights_path)
+        net = self.state.exported_net  # the official format, as save_model writes it: a plain state dict
+        weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        atomic_write(self.weights_path, lambda tmp: save_torch(weights, tmp))
         self.write(iterations_done=iteration)
 
     def reconcile(self, start: int) -> None:

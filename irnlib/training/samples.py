@@ -12,10 +12,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.data.folders import available_datasets
 from irnlib.runtime.paths import cache_root
 from irnlib.training.config import TrainConfig
+from irnlib.training.errors import SettingsError
 
-__all__ = ["TrainingSamples", "IterationBatches", "training_loader"]
+__all__ = ["TrainingSamples", "IterationBatches", "training_patches", "training_loader"]
 
 
 class TrainingSamples(Dataset):
@@ -64,18 +66,45 @@ class IterationBatches(Sampler):
         return max(0, self.stop - self.start)
 
 
-def training_loader(config: TrainConfig, start: int, rank: int, world: int, device: torch.device) -> DataLoader:
+def dataset_problem(field: str, name: str, err: Exception, data_root) -> SettingsError:
+    """The one-line error for a dataset ``field=name`` that cannot be used, with the datasets present."""
+    try:
+        present = ", ".join(available_datasets(data_root)) or "none"
+    except OSError:
+        present = "none"
+    reason = " ".join(str(err).split())
+    return SettingsError(f"{field}={name}: {reason}; datasets present here: {present}")
+
+
+def training_patches(config: TrainConfig) -> TrainingPatches:
+    """The training patches of ``config.train_set`` (nothing decoded yet).
+
+    Raises
+    ------
+    SettingsError
+        If the dataset is unknown, missing or empty, or its images make no batch; the message lists
+        the datasets present.
+    """
+    try:
+        paths = list_images(config.train_set, config.data_root)
+        return TrainingPatches(
+            paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root(),
+            lr_target=config.lr_target, sampling=config.sampling, batch_size=config.batch_size,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as err:
+        raise dataset_problem("train_set", config.train_set, err, config.data_root) from None
+
+
+def training_loader(
+    config: TrainConfig, start: int, rank: int, world: int, device: torch.device, patches: TrainingPatches | None = None
+) -> DataLoader:
     """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``
     (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.data.datasets.TrainingPatches`.
 
     Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
-    not once per worker process).
+    not once per worker process). ``patches`` defaults to :func:`training_patches`.
     """
-    paths = list_images(config.train_set, config.data_root)
-    patches = TrainingPatches(
-        paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root(),
-        lr_target=config.lr_target, sampling=config.sampling, batch_size=config.batch_size,
-    )  # fmt: skip
+    patches = training_patches(config) if patches is None else patches
     return DataLoader(
         TrainingSamples(patches, config.scale, config.seed),
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),

@@ -9,7 +9,9 @@ the configuration. The word *checkpoint* elsewhere in the kit means exported wei
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,15 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.checkpoint import CheckpointError, load_checkpoint
 from irnlib.model.network import IRN
 from irnlib.runtime.paths import atomic_write
 from irnlib.training.config import RESUMABLE_CHANGES, TrainConfig, as_trained
 from irnlib.training.errors import CheckpointUnreadable, SettingsError
+from irnlib.training.fields import show
 from irnlib.training.objective import IRNObjective, lr_factor
 
-__all__ = ["TrainingState", "build", "resume_or_wipe", "training_state_path"]
+__all__ = ["TrainingState", "build", "resume_or_wipe", "training_state_path", "save_torch"]
 
 
 def training_state_path(run_dir: Path) -> Path:
@@ -125,20 +128,54 @@ def _save_training_state(
         "rng": _rng_states(),
         "config": dataclasses.asdict(config),
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))  # temporary file, then rename
+    atomic_write(path, lambda tmp: save_torch(state, tmp))  # temporary file, then rename
+
+
+def save_torch(obj, path: Path) -> None:
+    """``torch.save(obj)`` serialised in memory, then written by Python: a full disk raises
+    ``OSError`` (ENOSPC), which the training reports as one line, not torch's ``RuntimeError``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+
+
+TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config")
 
 
 def _load_training_state(path: Path, device: torch.device) -> dict:
-    """The training state saved at ``path``; :class:`CheckpointUnreadable` if it cannot be read."""
+    """The training state saved at ``path``; :class:`CheckpointUnreadable` if it cannot be read or is not one."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise _unreadable(path, err) from None
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # torch's safe loader refused it: its text advises weights_only=False
+        raise _unreadable(path, "it holds Python objects that are not a training state") from None
+    except OSError as err:
+        raise _unreadable(path, f"the file cannot be read ({err.strerror or type(err).__name__})") from None
+    except Exception:
+        raise _unreadable(path, "the file is truncated, corrupt or not a PyTorch file") from None
+    _check_training_state(saved, path)
+    return saved
 
 
-def _unreadable(path: Path, err: Exception) -> CheckpointUnreadable:
-    """The error for an unreadable ``last.pt``: what failed, and the ways on that keep or knowingly drop data."""
-    first_line = (str(err).strip().splitlines() or [""])[0][:160]
+def _check_training_state(saved, path: Path) -> None:
+    """Refuse what is not a training state: an exported model (weights alone), another file, a bad iteration."""
+    missing = [key for key in TRAINING_STATE_KEYS if key not in saved] if isinstance(saved, dict) else None
+    if missing is None or missing:
+        if isinstance(saved, dict) and saved and all(isinstance(v, torch.Tensor) for v in saved.values()):
+            what = "it holds weights alone (an exported model such as IRN_x<s>.pth), not a training state"
+            raise _unreadable(path, f"{what}; to start a run from such weights, use init_from=<file> in a fresh run")
+        shown = ", ".join(missing[:4]) if missing else "a dictionary"
+        raise _unreadable(path, f"it is not a training state (it lacks {shown})")
+    iteration = saved["iteration"]
+    if not (isinstance(iteration, int) and not isinstance(iteration, bool) and iteration >= 0):
+        raise _unreadable(path, f"its iteration {show(iteration)} is not a number of iterations done (>= 0)")
+    if not isinstance(saved["config"], dict):
+        raise _unreadable(path, "its configuration is not a record of settings")
+
+
+def _unreadable(path: Path, what: str) -> CheckpointUnreadable:
+    """The error for an unreadable ``last.pt``: what is wrong (the kit's words only, no library text),
+    and the ways on that keep or knowingly drop data."""
     periodic = sorted(path.parent.glob("iter_*.pt"))
     if periodic:
         way_on = (f"To resume from a periodic checkpoint, copy it to last.pt, e.g. `cp {periodic[-1]} {path}` "
@@ -146,7 +183,7 @@ def _unreadable(path: Path, err: Exception) -> CheckpointUnreadable:
     else:
         way_on = "There is no periodic checkpoint (iter_*.pt) in that folder to resume from."
     return CheckpointUnreadable(
-        f"{path}: cannot read the training checkpoint ({type(err).__name__}: {first_line}); nothing was changed. "
+        f"{path}: cannot read the training checkpoint: {what}; nothing was changed. "
         f"{way_on} Or start the run over with --fresh (command line) or resume=False (Python), which DELETES "
         "this folder's checkpoints (last.pt and every iter_*.pt) and logs."
     )
@@ -229,25 +266,35 @@ def _refuse_periodic_without_last(last_path: Path) -> None:
 def _resume(state: TrainingState, config: TrainConfig, last_path: Path, device: torch.device) -> int:
     """Load the training state at ``last_path`` into ``state`` and the RNGs; returns its iteration."""
     saved = _load_training_state(last_path, device)
-    _check_resumable(saved["config"], config, last_path, saved["iteration"])
-    state.net.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
-    state.scaler.load_state_dict(saved["scaler"])
-    if state.average is not None:
-        state.average.load_state_dict(saved["average"])
-    _set_rng_states(saved["rng"])
-    if saved["iteration"] > config.iterations:
-        raise ValueError(
-            f"{last_path} is at iteration {saved['iteration']}, beyond the requested iterations={config.iterations}; "
-            "ask for at least that many, or use another run_name"
+    done = saved["iteration"]
+    if done > config.iterations:
+        raise SettingsError(
+            f"{last_path} is at iteration {done}, beyond the requested iterations={config.iterations}; ask for "
+            f"iterations={done} or more to resume it, or use another run_name (nothing was changed)"
         )
-    return saved["iteration"]
+    _check_resumable(saved["config"], config, last_path, done)
+    try:
+        state.net.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        state.scaler.load_state_dict(saved["scaler"])
+        if state.average is not None:
+            state.average.load_state_dict(saved["average"])
+        _set_rng_states(saved["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError):
+        raise _unreadable(
+            last_path, "its contents do not fit the network and optimiser its settings describe"
+        ) from None
+    return done
 
 
 def _start_from(state: TrainingState, config: TrainConfig) -> None:
     """Load the weights of ``config.init_from`` into the network (and its average, if kept)."""
-    initial = load_checkpoint(config.init_from)
+    try:
+        initial = load_checkpoint(config.init_from)
+    except (CheckpointError, OSError) as err:  # CheckpointError and FileNotFoundError name the file
+        reason = " ".join(str(err).split())
+        raise SettingsError(f"init_from={config.init_from}: {reason.removeprefix(config.init_from + ': ')}") from None
     if initial.state_dict().keys() != state.net.state_dict().keys():
         raise SettingsError(
             f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "

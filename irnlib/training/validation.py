@@ -9,15 +9,39 @@ from irnlib.data.datasets import TestPair
 from irnlib.model.network import IRN
 from irnlib.protocol.evaluate import evaluation_pairs, round_trip
 from irnlib.training.config import TrainConfig
+from irnlib.training.errors import SettingsError
+from irnlib.training.fields import SSIM_WINDOW
+from irnlib.training.samples import dataset_problem
 
 __all__ = ["validation_pairs", "validate"]
 
 
 def validation_pairs(config: TrainConfig) -> list[TestPair]:
-    """The validation images: (HR, bicubic LR) pairs of ``val_set``, cropped as configured."""
-    return evaluation_pairs(
-        config.val_set, config.scale, config.data_root, crop=config.val_crop, count=config.val_images
-    )
+    """The validation images: (HR, bicubic LR) pairs of ``val_set``, cropped as configured.
+
+    Raises
+    ------
+    SettingsError
+        If ``val_set`` is unknown, missing or empty, or an image gives an LR smaller than SSIM's
+        11×11 window (the validation measures it); the message names the image and the way on.
+    """
+    try:
+        pairs = evaluation_pairs(
+            config.val_set, config.scale, config.data_root, crop=config.val_crop, count=config.val_images
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise dataset_problem("val_set", config.val_set, err, config.data_root) from None
+    for pair in pairs:
+        height, width = pair.lr.shape[:2]
+        if min(height, width) < SSIM_WINDOW:
+            raise SettingsError(
+                f"val_set={config.val_set}: image {pair.name} gives a {width}x{height} LR at x{config.scale} "
+                f"(val_crop={config.val_crop}), smaller than SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window; use "
+                f"validation images of at least {SSIM_WINDOW * config.scale} pixels a side, or another val_set"
+            )
+    if not pairs:
+        raise SettingsError(f"val_set={config.val_set}: no validation images; use another val_set")
+    return pairs
 
 
 def validate(net: IRN, pairs: list[TestPair], seed: int = 0) -> dict[str, float]:
