@@ -58,7 +58,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from irnlib.data.datasets import PairedTestSet, available_datasets  # noqa: E402
+from irnlib.data.folders import available_datasets  # noqa: E402
+from irnlib.data.test_pairs import PairedTestSet  # noqa: E402
 from irnlib.experiments.modelcard import training_seconds  # noqa: E402
 from irnlib.protocol.evaluate import bicubic_rescale, sr_metrics  # noqa: E402
 from irnlib.protocol.profiles import QUICK  # noqa: E402

@@ -69,7 +69,8 @@ import skimage.data
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.data.folders import list_images
+from irnlib.data.patches import TrainingPatches
 from irnlib.imaging.images import save_png
 from irnlib.imaging.imresize import imresize
 from irnlib.runtime.provenance import device_name, native_bf16

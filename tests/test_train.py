@@ -12,7 +12,8 @@ from conftest import randomize
 
 import irnlib.train as tr
 import irnlib.training.config as training_config
-from irnlib.data.datasets import TrainingPatches, list_images
+from irnlib.data.folders import list_images
+from irnlib.data.patches import TrainingPatches
 from irnlib.imaging.imresize import imresize
 from irnlib.model.network import IRN, quantize
 from irnlib.train import (

@@ -18,8 +18,10 @@ import torch.multiprocessing as mp
 
 import irnlib.training.loop as training_loop
 from irnlib import load_checkpoint
-from irnlib.data.datasets import TrainingPatches, list_images, sha256_file
+from irnlib.data.folders import list_images
+from irnlib.data.patches import TrainingPatches
 from irnlib.model.network import IRN
+from irnlib.runtime.paths import sha256_file
 from irnlib.train import (
     IRNObjective,
     IterationBatches,

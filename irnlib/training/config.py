@@ -59,7 +59,7 @@ class TrainConfig:
     patch_size: int = 144  # HR patch side
     batch_size: int = 16  # global batch
     augment: bool = True  # random flips and 90° rotations
-    # How samples are made (irnlib.data.datasets.TrainingPatches). "epoch": the official sampling,
+    # How samples are made (irnlib.data.patches.TrainingPatches). "epoch": the official sampling,
     # each epoch a fresh order of the images (a function of (seed, epoch)), last incomplete
     # batch dropped; "stream": a random image per sample, with replacement.
     sampling: str = "epoch"

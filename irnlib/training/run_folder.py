@@ -31,11 +31,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from irnlib.data.datasets import TestPair, sha256_file
+from irnlib.data.test_pairs import TestPair
 from irnlib.paper import PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.protocol.weights import exported_weights
-from irnlib.runtime.paths import atomic_write, save_figure, write_json
+from irnlib.runtime.paths import atomic_write, save_figure, sha256_file, write_json
 from irnlib.runtime.provenance import provenance
 from irnlib.training.config import TrainConfig
 from irnlib.training.errors import RunFolderBusy

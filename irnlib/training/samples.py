@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from irnlib.data.datasets import TrainingPatches, list_images
-from irnlib.data.folders import available_datasets
+from irnlib.data.folders import available_datasets, list_images
+from irnlib.data.patches import TrainingPatches
 from irnlib.runtime.paths import cache_root
 from irnlib.training.config import TrainConfig
 from irnlib.training.errors import SettingsError
@@ -21,7 +21,7 @@ __all__ = ["TrainingSamples", "IterationBatches", "training_patches", "training_
 
 
 class TrainingSamples(Dataset):
-    """:class:`~irnlib.data.datasets.TrainingPatches` plus each sample's latent draw ``z'``.
+    """:class:`~irnlib.data.patches.TrainingPatches` plus each sample's latent draw ``z'``.
 
     Item ``k`` is ``(hr, lr_ref, z_prime)``: the patch pair ``patches[k]`` and
     ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``), float32,
@@ -99,7 +99,7 @@ def training_loader(
     config: TrainConfig, start: int, rank: int, world: int, device: torch.device, patches: TrainingPatches | None = None
 ) -> DataLoader:
     """Batches of iterations ``start ..`` for this process: sample ``k`` is a function of ``(seed, k)``
-    (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.data.datasets.TrainingPatches`.
+    (and of the batch size with ``sampling="epoch"``); see :class:`~irnlib.data.patches.TrainingPatches`.
 
     Decoded images live in a memory-mapped cache shared by all workers (DIV2K: 6.6 GB once,
     not once per worker process). ``patches`` defaults to :func:`training_patches`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from irnlib.data.datasets import TestPair
+from irnlib.data.test_pairs import TestPair
 from irnlib.model.network import IRN
 from irnlib.protocol.evaluate import evaluation_pairs, round_trip
 from irnlib.training.config import TrainConfig
