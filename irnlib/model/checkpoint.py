@@ -341,30 +341,14 @@ def _growth(state: dict[str, torch.Tensor], source: str) -> int:
 def expected_shapes(
     scale: int, block_num: list[int], channels: int = 3, gc: int = 32, downsampling: str = "haar"
 ) -> dict[str, tuple[int, ...]]:
-    """The state-dict keys and shapes of ``IRN(scale, block_num, channels, gc, downsampling)``, without building it.
-
-    In the order of ``IRN(...).state_dict()``: each level's Haar weights (``(4w, 1, 2, 2)`` on ``w``
-    channels; learned: ``(4w, 4w)``), then its InvBlocks, whose F maps the ``4w - C`` detail channels
-    to the ``C`` image channels and G, H the other way, through dense subnets of growth ``gc``.
-    ``scale`` is implied by ``len(block_num)``; it is taken to accept ``infer_architecture``'s result.
+    """The state-dict keys and shapes of ``IRN(scale, block_num, channels, gc, downsampling)``, in the
+    order of its ``state_dict()``, without allocating it: the network is built on torch's ``meta``
+    device (shapes only, no memory), so the layout is the network's own and defined once. Callers
+    bound the architecture first (:func:`infer_architecture`'s limits).
     """
-    shapes: dict[str, tuple[int, ...]] = {}
-    width, index = channels, 0
-    for blocks in block_num:
-        if downsampling == "haar":
-            shapes[f"operations.{index}.haar_weights"] = (4 * width, 1, 2, 2)
-        else:
-            shapes[f"operations.{index}.weight"] = (4 * width, 4 * width)
-        width, index = 4 * width, index + 1
-        rest = width - channels
-        for _ in range(blocks):
-            for subnet, cin, cout in (("F", rest, channels), ("G", channels, rest), ("H", channels, rest)):
-                for k in range(1, 6):
-                    out = gc if k < 5 else cout
-                    shapes[f"operations.{index}.{subnet}.conv{k}.weight"] = (out, cin + (k - 1) * gc, 3, 3)
-                    shapes[f"operations.{index}.{subnet}.conv{k}.bias"] = (out,)
-            index += 1
-    return shapes
+    with torch.device("meta"):
+        net = IRN(scale=scale, block_num=block_num, channels=channels, gc=gc, downsampling=downsampling)
+    return {key: tuple(value.shape) for key, value in net.state_dict().items()}
 
 
 def load_checkpoint(path, map_location="cpu") -> IRN:
