@@ -26,6 +26,7 @@ from irnlib.imaging.images import ImageFileError, center_crop, load_image, mod_c
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import rgb_to_y
 from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.inference import downscale_with_health
 from irnlib.model.network import IRN
 from irnlib.protocol import evaluate
 from irnlib.protocol.weights import available_weights, choose_weights
@@ -210,7 +211,8 @@ class Explorer:
         self.images = dict(images)
         self.max_side, self.device, self.results = max_side, device, results
         self._nets: dict[tuple[int, str], IRN] = {}
-        self._lr_cache: dict[tuple, np.ndarray] = {}
+        self._lr_cache: dict[tuple, tuple[np.ndarray, object]] = {}  # -> (IRN's LR, its DownscaleHealth)
+        self._warning_shown = False  # the message area holds a RescaleWarning text
         self.view: View | None = None
         self.spread: np.ndarray | None = None
 
@@ -283,8 +285,13 @@ class Explorer:
         hr = center_crop(self.images[self.image.value], self.max_side, self.scale.value)
         key = (self.image.value, self.scale.value, self.checkpoint.value)
         net = self.network()
-        self.view = view_round_trip(net, hr, self.temperature.value, self.seed.value, lr=self._lr_cache.get(key))
-        self._lr_cache[key] = self.view.irn_lr
+        if key not in self._lr_cache:  # the protocol's LR (untiled), and how healthy the same forward pass was
+            with torch.inference_mode():
+                lr, health = downscale_with_health(net, to_batch(hr).to(next(net.parameters()).device), tile=None)
+            self._lr_cache[key] = (np.ascontiguousarray(to_image(lr)), health)
+        lr, health = self._lr_cache[key]
+        self.view = view_round_trip(net, hr, self.temperature.value, self.seed.value, lr=lr)
+        self._show_health(health)
         self.spread = None
         self._show()
         return self.view
@@ -317,7 +324,17 @@ class Explorer:
             self.images[label] = img
             self.image.options = list(self.images)
             self.message.value = f"Loaded {name} ({img.shape[1]}×{img.shape[0]})."
+            self._warning_shown = False
             self.image.value = label
+
+    def _show_health(self, health) -> None:
+        """Show a RescaleWarning's text in the message area, or clear an earlier one."""
+        if not health.healthy:
+            self.message.value = f"<b style='color:#b60'>Warning:</b> {health.message()}"
+            self._warning_shown = True
+        elif self._warning_shown:
+            self.message.value = ""
+            self._warning_shown = False
 
     # -- display -----------------------------------------------------------------------
     def _show(self) -> None:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from irnlib.data.folders import IMAGE_SUFFIXES
 from irnlib.imaging.images import ImageFileError, load_image, save_png
 from irnlib.model.checkpoint import CheckpointError, load_checkpoint
-from irnlib.model.inference import downscale_image, upscale_image
+from irnlib.model.inference import downscale_image_with_health, upscale_image
 from irnlib.protocol.weights import choose_weights, weights_kind
 from irnlib.runtime.device import net_device, usable_device
 from irnlib.runtime.paths import remove_stale_temporaries, sha256_file, short_path
@@ -128,14 +128,22 @@ def _check_png_output(out: Path) -> None:
         raise CommandError(f"{out}: the output must be a .png file (IRN's images must be stored losslessly)")
 
 
-def downscale_file(net, src: Path, dst: Path, checkpoint_id: str) -> tuple[int, int]:
+def _warn_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def downscale_file(net, src: Path, dst: Path, checkpoint_id: str, *, warn=_warn_stderr) -> tuple[int, int]:
     """IRN-downscale the image file ``src`` to the PNG ``dst``; returns the LR's ``(h, w)``.
 
-    The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks.
+    The PNG carries the original size, the scale and ``checkpoint_id`` as text chunks. When the
+    downscale leaves IRN's trained range (:class:`irnlib.model.inference.DownscaleHealth`), ``warn``
+    gets one line ``irn: warning: <src>: ...`` (how much and where); the output is written all the same.
     """
 
     hr = _load(src)
-    lr = downscale_image(net, hr)
+    lr, health = downscale_image_with_health(net, hr)
+    if not health.healthy:
+        warn(f"irn: warning: {src}: {health.message()}")
     metadata = {KEY_SIZE: f"{hr.shape[0]} x {hr.shape[1]}", KEY_SCALE: str(net.scale), KEY_CHECKPOINT: checkpoint_id}
     _save(dst, lr, metadata)
     return lr.shape[:2]

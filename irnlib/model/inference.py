@@ -24,6 +24,8 @@ Conventions: batches are float tensors ``(B, 3, H, W)`` in ``[0, 1]``; images ar
 from __future__ import annotations
 
 import functools
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +45,13 @@ __all__ = [
     "upscale",
     "downscale_image",
     "upscale_image",
+    "LR_RANGE",
+    "Z_LIMIT",
+    "RescaleWarning",
+    "DownscaleHealth",
+    "downscale_health",
+    "downscale_with_health",
+    "downscale_image_with_health",
 ]
 
 HALO = 10  # receptive radius of one InvBlock, in pixels of its level's feature map
@@ -193,8 +202,7 @@ def downscale(net: IRN, hr: torch.Tensor, *, tile: int | None = TILE, channels_l
     Sizes that are not multiples of ``s`` are padded exactly as :meth:`IRN.downscale` does
     (reflection at the bottom/right); crop back with ``size=`` in :func:`upscale`.
     """
-    padded = net.pad_to_multiple(hr)  # the network's own padding rule
-    return quantize(forward(net, padded, tile=tile, channels_last=channels_last)[:, : net.channels])
+    return downscale_with_health(net, hr, tile=tile, channels_last=channels_last)[0]
 
 
 def upscale(
@@ -221,15 +229,129 @@ def upscale(
     return hr
 
 
-def downscale_image(net: IRN, img: np.ndarray, *, tile: int | None = TILE) -> np.ndarray:
+# The guard's thresholds (the generalisation panel's goals, irnlib.experiments.panel; results/panel/).
+LR_RANGE = (-0.1, 1.1)  # the LR before quantisation outside this: clipping destroys what IRN stored there
+Z_LIMIT = 8.0  # |z| beyond this: a latent the upscaler never sees (it draws z ~ N(0, 1))
+
+
+class RescaleWarning(UserWarning):
+    """IRN's downscale left its trained range: the restored image may be damaged locally."""
+
+
+@dataclass(frozen=True)
+class DownscaleHealth:
+    """How far one downscale strayed from what IRN was trained to produce.
+
+    Attributes
+    ----------
+    lr_min, lr_max : float
+        Range of the LR (the forward pass's first ``C`` channels) *before* clamping to
+        ``[0, 1]`` and 8-bit rounding; a healthy image stays within :data:`LR_RANGE`.
+    z_max : float
+        Largest ``|z|`` of the latent (the other channels); healthy: at most :data:`Z_LIMIT`.
+    box : (top, left, bottom, right) or None
+        Bounding box, in HR pixels (``bottom``/``right`` exclusive, clipped to the HR size), of
+        every LR pixel outside :data:`LR_RANGE` or with some ``|z|`` above :data:`Z_LIMIT`;
+        None when there is none.
+    scale : int
+    """
+
+    lr_min: float
+    lr_max: float
+    z_max: float
+    box: tuple[int, int, int, int] | None
+    scale: int
+
+    @property
+    def lr_out_of_range(self) -> bool:
+        return self.lr_min < LR_RANGE[0] or self.lr_max > LR_RANGE[1]
+
+    @property
+    def latent_far(self) -> bool:
+        return self.z_max > Z_LIMIT
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.lr_out_of_range or self.latent_far)
+
+    def message(self) -> str:
+        """One line for the user: how much and where (empty when healthy)."""
+        if self.healthy:
+            return ""
+        parts = []
+        if self.lr_out_of_range:
+            parts.append(
+                f"the LR before 8-bit rounding spans {self.lr_min:.2f}..{self.lr_max:.2f} "
+                f"(trained range {LR_RANGE[0]:g}..{LR_RANGE[1]:g}; the clipped part is lost)"
+            )
+        if self.latent_far:
+            parts.append(
+                f"the latent reaches |z| = {self.z_max:.1f} (the upscaler draws z ~ N(0, 1); limit {Z_LIMIT:g})"
+            )
+        top, left, bottom, right = self.box
+        return (
+            f"IRN x{self.scale} is outside its training range here: {'; '.join(parts)}; in HR rows "
+            f"{top}..{bottom - 1}, columns {left}..{right - 1} the restored image may be damaged (compare with bicubic)"
+        )
+
+
+def downscale_health(net: IRN, y: torch.Tensor, size: tuple[int, int] | None = None) -> DownscaleHealth:
+    """Measure a forward pass's output ``y`` (B, C·s², h, w): LR range before quantisation, max ``|z|``, where.
+
+    Parameters
+    ----------
+    net : IRN
+    y : float tensor (B, C·s², h, w)
+        ``net(x)`` (or :func:`forward`) of an HR batch; nothing is recomputed.
+    size : (H, W), optional
+        The HR size before padding, to clip the box; default ``(h·s, w·s)``.
+    """
+    c, s = net.channels, net.scale
+    lr, z = y[:, :c].float(), y[:, c:].float()
+    z_abs = z.abs().amax(dim=(0, 1))  # (h, w): the largest |z| over the batch and channels
+    bad = ((lr < LR_RANGE[0]) | (lr > LR_RANGE[1])).any(dim=1).any(dim=0) | (z_abs > Z_LIMIT)
+    box = None
+    if bool(bad.any()):
+        rows, cols = torch.nonzero(bad.any(dim=1)).flatten(), torch.nonzero(bad.any(dim=0)).flatten()
+        height, width = size if size is not None else (y.shape[-2] * s, y.shape[-1] * s)
+        top, left = int(rows[0]) * s, int(cols[0]) * s
+        box = (top, left, min((int(rows[-1]) + 1) * s, height), min((int(cols[-1]) + 1) * s, width))
+    return DownscaleHealth(float(lr.min()), float(lr.max()), float(z_abs.max()), box, s)
+
+
+def downscale_with_health(
+    net: IRN, hr: torch.Tensor, *, tile: int | None = TILE, channels_last: bool = True
+) -> tuple[torch.Tensor, DownscaleHealth]:
+    """:func:`downscale` and the :class:`DownscaleHealth` of the same forward pass (run once).
+
+    The LR is exactly :func:`downscale`'s: HR ``(B, C, H, W)`` in [0, 1] -> quantized
+    ``(B, C, ⌈H/s⌉, ⌈W/s⌉)``.
+    """
+    y = forward(net, net.pad_to_multiple(hr), tile=tile, channels_last=channels_last)  # the network's own padding
+    return quantize(y[:, : net.channels]), downscale_health(net, y, tuple(hr.shape[-2:]))
+
+
+def downscale_image_with_health(
+    net: IRN, img: np.ndarray, *, tile: int | None = TILE
+) -> tuple[np.ndarray, DownscaleHealth]:
+    """:func:`downscale_image` and its :class:`DownscaleHealth`, without warning."""
+    with torch.inference_mode():
+        lr, health = downscale_with_health(net, to_batch(img).to(net_device(net)), tile=tile)
+    return to_image(lr), health
+
+
+def downscale_image(net: IRN, img: np.ndarray, *, tile: int | None = TILE, warn: bool = True) -> np.ndarray:
     """Downscale a uint8 ``(H, W, 3)`` image of any size with IRN; returns the 8-bit LR.
 
     The LR has shape ``(⌈H/s⌉, ⌈W/s⌉, 3)``; the computation runs on the network's device
-    in tiles (see :func:`forward`).
+    in tiles (see :func:`forward`). With ``warn``, a :class:`RescaleWarning` says how much and
+    where when the LR before quantisation leaves :data:`LR_RANGE` or ``|z|`` exceeds
+    :data:`Z_LIMIT` (:class:`DownscaleHealth`); the LR is returned all the same.
     """
-    with torch.inference_mode():
-        lr = downscale(net, to_batch(img).to(net_device(net)), tile=tile)
-    return to_image(lr)
+    lr, health = downscale_image_with_health(net, img, tile=tile)
+    if warn and not health.healthy:
+        warnings.warn(health.message(), RescaleWarning, stacklevel=2)
+    return lr
 
 
 def upscale_image(
