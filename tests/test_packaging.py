@@ -137,3 +137,14 @@ def test_no_module_or_function_outgrows_one_job():
                 if lines > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}:{node.lineno} {node.name}(): {lines} lines")
     assert too_long == []
+
+
+def test_every_test_named_in_bad_inputs_exists():
+    table = (ROOT / "tests" / "BAD_INPUTS.md").read_text()
+    named = set(re.findall(r"`(test_[a-z_]+)::(test_[a-z0-9_]+)`", table))
+    defined = {
+        path.stem: {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+        for path in (ROOT / "tests").glob("test_*.py")
+    }
+    assert len(named) > 50
+    assert sorted(f"{m}::{t}" for m, t in named if t not in defined.get(m, set())) == []
