@@ -15,6 +15,7 @@ refusal is one :class:`CheckpointError` line naming the file, the value and the 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -34,6 +35,7 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict",
     "save_model",
+    "save_torch",
     "infer_architecture",
     "expected_shapes",
     "check_finite",
@@ -399,8 +401,21 @@ def load_checkpoint(path, map_location="cpu") -> IRN:
 
 def save_model(net: IRN, path) -> Path:
     """Export the weights in the official format (a plain state dict), atomically."""
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return save_torch({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, path)
+
+
+def save_torch(obj, path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically, serialised in memory and written by Python, so
+    that a full disk raises ``OSError`` (ENOSPC) that callers report in one line, not torch's
+    ``RuntimeError``. Weights and training states are both written this way."""
+
+    def write(tmp: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+
+    return atomic_write(path, write)
 
 
 # ----------------------------------------------------------------------------------------

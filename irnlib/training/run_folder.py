@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from irnlib.data.test_pairs import TestPair
+from irnlib.model.checkpoint import save_model
 from irnlib.paper import PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.protocol.weights import exported_weights
@@ -40,7 +41,7 @@ from irnlib.runtime.provenance import provenance
 from irnlib.training.config import TrainConfig
 from irnlib.training.errors import RunFolderBusy
 from irnlib.training.objective import TERMS
-from irnlib.training.state import TrainingState, save_torch, training_state_path
+from irnlib.training.state import TrainingState, training_state_path
 from irnlib.training.validation import validate
 
 try:
@@ -313,9 +314,7 @@ class RunRecord:
     def export(self, iteration: int) -> None:
         """Write the weights alone (``IRN_x{s}.pth``: their average when kept) and record
         ``iteration`` as the export's."""
-        net = self.state.exported_net  # the official format, as save_model writes it: a plain state dict
-        weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        atomic_write(self.weights_path, lambda tmp: save_torch(weights, tmp))
+        save_model(self.state.exported_net, self.weights_path)  # the official format: a plain state dict
         self.write(iterations_done=iteration)
 
     def reconcile(self, start: int) -> None:

@@ -9,7 +9,6 @@ the configuration. The word *checkpoint* elsewhere in the kit means exported wei
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import pickle
 import random
@@ -22,15 +21,14 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from irnlib.model.checkpoint import CheckpointError, load_checkpoint
+from irnlib.model.checkpoint import CheckpointError, load_checkpoint, save_torch
 from irnlib.model.network import IRN
-from irnlib.runtime.paths import atomic_write
 from irnlib.training.config import RESUMABLE_CHANGES, TrainConfig, as_trained
 from irnlib.training.errors import CheckpointUnreadable, SettingsError
 from irnlib.training.fields import show
 from irnlib.training.objective import IRNObjective, lr_factor
 
-__all__ = ["TrainingState", "build", "resume_or_wipe", "training_state_path", "save_torch"]
+__all__ = ["TrainingState", "build", "resume_or_wipe", "training_state_path"]
 
 
 def training_state_path(run_dir: Path) -> Path:
@@ -128,16 +126,7 @@ def _save_training_state(
         "rng": _rng_states(),
         "config": dataclasses.asdict(config),
     }
-    atomic_write(path, lambda tmp: save_torch(state, tmp))  # temporary file, then rename
-
-
-def save_torch(obj, path: Path) -> None:
-    """``torch.save(obj)`` serialised in memory, then written by Python: a full disk raises
-    ``OSError`` (ENOSPC), which the training reports as one line, not torch's ``RuntimeError``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    with open(path, "wb") as f:
-        f.write(buffer.getbuffer())
+    save_torch(state, path)  # temporary file, then rename
 
 
 TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "iteration", "rng", "config")
