@@ -27,6 +27,7 @@ from irnlib.app.rescale import (
     command_device,
     rescale,
 )
+from irnlib.app.values import float_in_range, int_in_range
 from irnlib.data.folders import resolve_dataset_names
 from irnlib.experiments.table1_job import make_table1
 from irnlib.protocol.profiles import PROFILES
@@ -96,37 +97,27 @@ MAX_DRAWS = 100  # the paper draws 5; more is only slower
 MAX_TEMPERATURE = 10.0  # z beyond ten standard deviations is far outside anything IRN was trained on
 
 
-def seed_value(text: str) -> int:
-    """``--seed``: an integer in 0..MAX_SEED (argparse reports the message as a usage error)."""
+def _checked(check, text: str, low, high):
+    """Apply :mod:`irnlib.app.values`'s ``check``; argparse prints its message as a usage error."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use 0..{MAX_SEED}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{text} is out of range; use 0..{MAX_SEED}")
-    return value
+        return check(text, low, high)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text}: {err}") from None
+
+
+def seed_value(text: str) -> int:
+    """``--seed``: an integer in 0..MAX_SEED."""
+    return _checked(int_in_range, text, 0, MAX_SEED)
 
 
 def temperature_value(text: str) -> float:
     """``--temperature``: a finite number in 0..MAX_TEMPERATURE (nan and inf wrote black images)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use 0..{MAX_TEMPERATURE:g}") from None
-    if not 0.0 <= value <= MAX_TEMPERATURE:  # also false for nan
-        raise argparse.ArgumentTypeError(f"{text} is out of range; use a number in 0..{MAX_TEMPERATURE:g}")
-    return value
+    return _checked(float_in_range, text, 0.0, MAX_TEMPERATURE)
 
 
 def draws_value(text: str) -> int:
     """``--draws``: how many draws of z per image, 1..MAX_DRAWS."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use 1..{MAX_DRAWS}") from None
-    if not 1 <= value <= MAX_DRAWS:
-        raise argparse.ArgumentTypeError(f"{text} is out of range; use 1..{MAX_DRAWS}")
-    return value
+    return _checked(int_in_range, text, 1, MAX_DRAWS)
 
 
 def _add_reproduce(sub) -> None:

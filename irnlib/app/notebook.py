@@ -18,6 +18,7 @@ import json
 
 from IPython.display import Markdown, display
 
+from irnlib.app.values import float_in_range, int_in_range
 from irnlib.runtime.paths import save_figure  # re-exported for the notebooks
 from irnlib.runtime.provenance import provenance, provenance_markdown
 
@@ -73,30 +74,18 @@ def as_list(name: str, value) -> list | None:
 
 def int_parameter(name: str, value, low: int, high: int) -> int:
     """An integer parameter in ``low..high`` (integer text such as ``"5"`` is read as a number)."""
-    number = value
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise _refuse(name, value, f"not an integer; use {low}..{high}") from None
-    if isinstance(number, bool) or not isinstance(number, int):
-        if not (isinstance(number, float) and number.is_integer()):
-            raise _refuse(name, value, f"not an integer; use {low}..{high}")
-        number = int(number)
-    if not low <= number <= high:
-        raise _refuse(name, value, f"out of range; use {low}..{high}")
-    return number
+    try:
+        return int_in_range(value, low, high)
+    except ValueError as err:
+        raise _refuse(name, value, str(err)) from None
 
 
 def float_parameter(name: str, value, low: float, high: float) -> float:
     """A finite number in ``low..high`` (numeric text is read as a number; nan and inf are refused)."""
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise _refuse(name, value, f"not a number; use {low:g}..{high:g}") from None
-    if isinstance(value, bool) or not low <= number <= high:  # also false for nan
-        raise _refuse(name, value, f"out of range; use a number in {low:g}..{high:g}")
-    return number
+        return float_in_range(value, low, high)
+    except ValueError as err:
+        raise _refuse(name, value, str(err)) from None
 
 
 def choice_parameter(name: str, value, allowed) -> object:
