@@ -51,6 +51,16 @@ def _to_rgb_uint8(pil: Image.Image, path: Path) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8)  # a writable copy (np.asarray would be read-only)
 
 
+def _existing_file(path) -> Path:
+    """``path`` as a Path if it is a non-empty file; FileNotFoundError / ImageFileError naming it otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise ImageFileError(f"{path}: the file is empty (0 bytes)")
+    return path
+
+
 def load_image(path) -> np.ndarray:
     """Read an image file as RGB ``uint8``.
 
@@ -83,11 +93,7 @@ def load_image(path) -> np.ndarray:
     ImageFileError
         If the file is empty, cannot be decoded, or has zero size; the message names it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
-        raise ImageFileError(f"{path}: the file is empty (0 bytes)")
+    path = _existing_file(path)
     try:
         with Image.open(path) as pil:
             pil.load()
@@ -112,11 +118,7 @@ def image_size(path) -> tuple[int, int]:
         If the file is empty, not an image Pillow recognises, or declares more pixels than
         Pillow's decompression-bomb limit; the message names it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    if path.stat().st_size == 0:
-        raise ImageFileError(f"{path}: the file is empty (0 bytes)")
+    path = _existing_file(path)
     try:
         with Image.open(path) as pil:
             width, height = pil.size
