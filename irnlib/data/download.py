@@ -45,14 +45,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from irnlib.data.archives import DownloadError, extract
+from irnlib.data.archives import CHUNK_BYTES, DownloadError, extract
 from irnlib.data.folders import dataset_dir, verify_folder
 from irnlib.data.registry import DEFAULT_ARCHIVE_LIMIT, Archive, DatasetInfo, dataset_info
 from irnlib.runtime.paths import data_root, sha256_file
 
 __all__ = ["DownloadError", "download", "fetch", "extract"]
 
-CHUNK_BYTES = 1 << 20
 RETRY_WAIT_S = 2.0  # wait before retry n is n times this
 TIMEOUT_S = 30.0  # seconds without a byte before a transfer counts as stalled
 USER_AGENT = "irnlib (IRN reproducibility kit)"

@@ -19,11 +19,10 @@ from irnlib.data.folders import count_problems, dataset_folder_name, list_images
 from irnlib.data.lr_cache import lr_cache_dir, lr_cache_path, lr_reference
 from irnlib.data.registry import DATASETS
 from irnlib.imaging.images import image_size, load_image, mod_crop
+from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.runtime.paths import cache_root
 
 __all__ = ["TestPair", "PairedTestSet", "IncompleteDatasetError", "min_test_side", "prepare_lr_references"]
-
-SSIM_WINDOW = 11  # the side of SSIM's Gaussian window (irnlib.imaging.metrics)
 
 
 class IncompleteDatasetError(ValueError):

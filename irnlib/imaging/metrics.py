@@ -13,7 +13,9 @@ import math
 
 import numpy as np
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "gaussian_window"]
+__all__ = ["rgb_to_y", "psnr", "ssim", "gaussian_window", "SSIM_WINDOW"]
+
+SSIM_WINDOW = 11  # the side of SSIM's Gaussian window: a measured region needs at least this many pixels a side
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 
@@ -70,7 +72,7 @@ def psnr(img1: np.ndarray, img2: np.ndarray, *, border: int, y_channel: bool = T
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> np.ndarray:
     """Normalised 1-D Gaussian (as OpenCV's ``getGaussianKernel``), float64."""
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))

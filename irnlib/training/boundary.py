@@ -15,8 +15,8 @@ from irnlib.training.state import training_state_path
 __all__ = ["WRITING_ERRNOS", "writing_error", "unwritable", "missing_folders", "remove_unused"]
 
 # What the environment, not the run, gets wrong when a file cannot be written.
-FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-WRITING_ERRNOS = FULL | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+WRITING_ERRNOS = DISK_FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 def writing_error(err: OSError, run_dir: Path) -> bool:
@@ -44,7 +44,7 @@ def unwritable(run_dir: Path, err: OSError) -> RunFolderUnwritable:
     """The one-line error for a run folder that cannot be written, with the way on."""
     reason = err.strerror or os.strerror(err.errno)
     last = training_state_path(run_dir)
-    if err.errno in FULL:
+    if err.errno in DISK_FULL_ERRNOS:
         kept = f"the last saved training state {last} is intact" if last.is_file() else "no training state was saved"
         return RunFolderUnwritable(
             f"{run_dir}: cannot write the run's files ({reason}; {_free_space(run_dir)}); {kept}. Free space on "

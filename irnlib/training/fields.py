@@ -15,11 +15,11 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 
+from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.training.errors import SettingsError
 
 __all__ = ["RULES", "SSIM_WINDOW", "MAX_INT", "check_fields", "check_run_name", "show"]
 
-SSIM_WINDOW = 11  # SSIM's Gaussian window (irnlib.imaging.metrics): validation LRs need at least 11x11 pixels
 MAX_INT = 2**63 - 1  # the largest count or seed torch and numpy take
 HAAR_LEVELS = {2: 1, 4: 2, 8: 3}
 

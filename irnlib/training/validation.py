@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from irnlib.data.test_pairs import TestPair
+from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.model.network import IRN
 from irnlib.protocol.evaluate import evaluation_pairs, round_trip
 from irnlib.training.config import TrainConfig
 from irnlib.training.errors import SettingsError
-from irnlib.training.fields import SSIM_WINDOW
 from irnlib.training.samples import dataset_problem
 
 __all__ = ["validation_pairs", "validate"]
