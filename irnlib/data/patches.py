@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from irnlib.data.synthetic import synthetic_patch
 from irnlib.imaging.images import load_image
 from irnlib.imaging.imresize import imresize
 from irnlib.runtime.paths import atomic_write, cache_root
@@ -186,6 +187,11 @@ class TrainingPatches(Dataset):
         as in the stream.
     batch_size : int
         The global batch ``B``; needed by ``sampling="epoch"``.
+    synthetic_fraction : float in [0, 1)
+        The kit's robustness recipe (0, the default, is the paper's data): item ``k`` is, with
+        this probability, a synthetic patch instead (:func:`irnlib.data.synthetic.synthetic_patch`,
+        drawn from its own generator of ``(seed, k, 2)``, so the other items do not change) and its
+        LR target the bicubic LR of the patch itself (as ``lr_target="patch"``).
 
     Returns
     -------
@@ -206,11 +212,14 @@ class TrainingPatches(Dataset):
         lr_target: str = "patch",
         sampling: str = "stream",
         batch_size: int | None = None,
+        synthetic_fraction: float = 0.0,
     ):
         if patch % scale:
             raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
         if lr_target not in LR_TARGETS:
             raise ValueError(f"lr_target must be one of {LR_TARGETS}, got {lr_target!r}")
+        if not 0.0 <= synthetic_fraction < 1.0:
+            raise ValueError(f"synthetic_fraction must be in [0, 1), got {synthetic_fraction!r}")
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.paths = [Path(p) for p in paths]
@@ -223,6 +232,7 @@ class TrainingPatches(Dataset):
                 raise ValueError(f"sampling='epoch': {len(self.paths)} images make no complete batch of {batch_size}")
         self.scale, self.patch, self.seed, self.augment = scale, patch, seed, augment
         self.cache_dir, self.lr_target, self.sampling, self.batch_size = cache_dir, lr_target, sampling, batch_size
+        self.synthetic_fraction = synthetic_fraction
         self._images: dict[int, np.ndarray] = {}  # decoded arrays or memory maps, per process
         self._prepared: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # (hr, whole-image lr) per image
         self._orders: dict[int, np.ndarray] = {}  # epoch -> image order
@@ -295,7 +305,8 @@ class TrainingPatches(Dataset):
 
     def sample(self, k: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Item ``k`` as arrays: the HR patch (uint8, or float32 for a resized image) and,
-        with ``lr_target="image"``, the LR patch (float32); ``None`` with ``"patch"``."""
+        with ``lr_target="image"``, the LR patch (float32); ``None`` with ``"patch"`` and for a
+        synthetic patch (its LR target is then the patch's own bicubic LR)."""
         rng = np.random.default_rng((self.seed, k))
         j = self.image_index(k, rng)
         if self.lr_target == "patch":
@@ -314,6 +325,10 @@ class TrainingPatches(Dataset):
             flips = rng.random(3) < 0.5
             hr = self._augment(hr, flips)
             lr = None if lr is None else self._augment(lr, flips)
+        if self.synthetic_fraction:
+            extra = np.random.default_rng((self.seed, k, 2))
+            if extra.random() < self.synthetic_fraction:
+                hr, lr = synthetic_patch(extra, self.patch, hr), None
         # small writable copies, also of read-only memory maps
         return np.array(hr), None if lr is None else np.array(lr)
 

@@ -19,9 +19,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["HaarDownsampling", "LearnedDownsampling", "DenseSubnet", "InvBlock", "IRN", "quantize", "SCALES"]
+__all__ = [
+    "HaarDownsampling",
+    "LearnedDownsampling",
+    "DenseSubnet",
+    "InvBlock",
+    "IRN",
+    "quantize",
+    "QUANTIZE_GRADIENTS",
+    "SCALES",
+]
 
 SCALES = {2: 1, 4: 2, 8: 3}  # scale -> number of Haar levels
+
+
+QUANTIZE_GRADIENTS = ("straight", "clipped")  # the quantiser's backward pass: the official one, the kit's
 
 
 class _Quantize(torch.autograd.Function):
@@ -36,12 +48,38 @@ class _Quantize(torch.autograd.Function):
         return grad_output
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to ``[0, 1]`` and round to multiples of 1/255, with a straight-through gradient.
+class _QuantizeClipped(torch.autograd.Function):
+    """Round to 8 bits in the forward pass; pass the gradient through inside ``[0, 1]`` only."""
 
-    This is what happens to IRN's LR image when it is stored as an 8-bit file.
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x.clamp(0, 1) * 255.0).round() / 255.0
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output * ((x >= 0) & (x <= 1)).to(grad_output.dtype)
+
+
+def quantize(x: torch.Tensor, gradient: str = "straight") -> torch.Tensor:
+    """Clamp to ``[0, 1]`` and round to multiples of 1/255.
+
+    This is what happens to IRN's LR image when it is stored as an 8-bit file. The rounding has
+    no useful derivative, so the backward pass substitutes one:
+
+    - ``"straight"`` (the official release): the gradient passes unchanged everywhere, also
+      where the clamp cut the value off, whose true derivative is 0. There the reconstruction
+      loss can push the LR further out of ``[0, 1]`` with nothing in the 8-bit file to show
+      for it (results/panel/cause_measured.md).
+    - ``"clipped"`` (the kit's recipe): the gradient passes where ``0 <= x <= 1`` and is 0
+      where the clamp acts: the derivative of the clamp, with the rounding treated as identity.
     """
-    return _Quantize.apply(x)
+    if gradient == "straight":
+        return _Quantize.apply(x)
+    if gradient == "clipped":
+        return _QuantizeClipped.apply(x)
+    raise ValueError(f"quantize: gradient must be one of {QUANTIZE_GRADIENTS}, got {gradient!r}")
 
 
 class HaarDownsampling(nn.Module):

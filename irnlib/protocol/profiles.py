@@ -198,6 +198,10 @@ QUICK = Profile(
         # validate and export the weights' moving average: without it short runs swing by 1-3 dB
         # between checks (docs/benchmarks_log.md, "Recipe research"); models/ predates it
         ema_decay=0.95,
+        # the kit's robustness recipe (issue 27; results/panel/cause_measured.md): a quarter of the
+        # samples synthetic flat/saturated content, and no L_back gradient where the LR is clamped
+        synthetic_fraction=0.25,
+        quantize_gradient="clipped",
         log_every=50,
         val_every=500,
         checkpoint_every=100,

@@ -67,12 +67,20 @@ class TrainConfig:
     # (and the official rule for awkward image sizes); "patch": the kit's earlier target, the
     # bicubic LR of the patch itself (differs in a 2-pixel LR frame), crops anywhere.
     lr_target: str = "image"
+    # The kit's robustness recipe (off in the paper): this fraction of the samples is a synthetic
+    # patch of flat saturated colour fields, hard edges, saturated gradients, strokes or clipped
+    # highlights (irnlib.data.synthetic), content the photographs of the training sets lack.
+    synthetic_fraction: float = 0.0
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
     lambda_back: float = 1.0  # λ2
     lambda_distr: float = 1.0  # λ3
     gaussian_scale: float = 1.0  # z' ~ N(0, gaussian_scale²) in the backward pass
+    # The 8-bit quantiser's gradient in L_back (irnlib.model.network.quantize): "straight" (the
+    # official release: passed through also where the clamp cuts the LR off) or "clipped" (the
+    # kit's: 0 outside [0, 1], so L_back cannot push the LR further out of range)
+    quantize_gradient: str = "straight"
     # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
     # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`
     # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
@@ -153,6 +161,8 @@ LEGACY_VALUES = {
     "ema_decay": 0.0,
     "distr_off_iterations": 0,
     "distr_ramp_iterations": 0,
+    "synthetic_fraction": 0.0,
+    "quantize_gradient": "straight",
 }
 
 

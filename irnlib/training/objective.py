@@ -7,6 +7,7 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     L_forw = λ1 · mean_b Σ (lr − lr_bicubic)²           # LR close to MATLAB bicubic
     L_distr= λ3 · mean_b Σ z²                            # z close to N(0, 1)
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
+                                                        # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
     total  = L_forw + L_back + L_distr
 
@@ -90,7 +91,7 @@ class IRNObjective(nn.Module):
     net : IRN
     config : TrainConfig
         Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale``,
-        ``memory_saving`` and ``channels_last``.
+        ``quantize_gradient``, ``memory_saving`` and ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -99,6 +100,7 @@ class IRNObjective(nn.Module):
         self.lambda_forw, self.lambda_back = config.lambda_forw, config.lambda_back
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
         self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
+        self.quantize_gradient = config.quantize_gradient
 
     def forward(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
@@ -118,7 +120,7 @@ class IRNObjective(nn.Module):
         }
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
-            y_hat = torch.cat((quantize(lr), self.gaussian_scale * z_prime), dim=1)
+            y_hat = torch.cat((quantize(lr, self.quantize_gradient), self.gaussian_scale * z_prime), dim=1)
             x_hat = run_network(
                 self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
             )[:, :c]

@@ -1,0 +1,129 @@
+"""Synthetic training patches: the content photographs of T91 and BSD200 almost never hold.
+
+The kit's reference models destroyed flat saturated colour fields, colour wheels, saturated
+gradients and clipped highlights (``results/panel/cause_measured.md``): the training sets have
+saturated pixels but almost no flat 32×32 blocks (T91 0 %, BSD200 2.5 %), so nothing in
+training holds the latent ``z`` near N(0, 1) or the LR inside ``[0, 1]`` there.
+:func:`synthetic_patch` draws such content, as a deterministic function of a generator:
+
+- ``"flat"``: rectangles and discs of flat colour with hard edges on a flat background;
+- ``"gradient"``: a smooth ramp between two colours, or a sweep of pure hues, in a random
+  direction (saturated, as a colour wheel's rim);
+- ``"strokes"``: thin dark or coloured lines and bars on a light flat page (text-like edges);
+- ``"highlights"``: a photograph patch with its contrast stretched until it clips, and soft
+  discs whose cores are pure saturated colour.
+
+Colours come from :func:`palette_colour`: every channel is 0 or 255 with probability 0.7, else
+any 8-bit value, so pure primaries, white and black are common. These are generated shapes, not
+the generalisation panel's images (``irnlib.experiments.panel``), which stay held out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SYNTHETIC_KINDS", "palette_colour", "synthetic_patch"]
+
+SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights")
+
+
+def palette_colour(rng: np.random.Generator) -> np.ndarray:
+    """An RGB colour (float64, 0..255): each channel 0 or 255 with probability 0.7, else uniform."""
+    extreme = rng.random(3) < 0.7
+    return np.where(extreme, 255.0 * (rng.random(3) < 0.5), np.floor(rng.random(3) * 256))
+
+
+def _grid(p: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:p, 0:p]
+    return yy.astype(np.float64), xx.astype(np.float64)
+
+
+def _flat(rng: np.random.Generator, p: int) -> np.ndarray:
+    img = np.broadcast_to(palette_colour(rng), (p, p, 3)).copy()
+    yy, xx = _grid(p)
+    for _ in range(int(rng.integers(1, 6))):
+        colour = palette_colour(rng)
+        if rng.random() < 0.5:  # a rectangle
+            top, left = rng.integers(-p // 4, p, size=2)
+            height, width = rng.integers(p // 8, p, size=2)
+            img[max(top, 0) : top + height, max(left, 0) : left + width] = colour
+        else:  # a disc
+            cy, cx = rng.random(2) * p
+            radius = p * (0.1 + 0.5 * rng.random())
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = colour
+    return img
+
+
+def _gradient(rng: np.random.Generator, p: int) -> np.ndarray:
+    yy, xx = _grid(p)
+    angle = rng.random() * 2 * np.pi
+    t = (np.cos(angle) * xx + np.sin(angle) * yy) / p  # about -1.4 .. 1.4
+    t = (t - t.min()) / max(t.max() - t.min(), 1e-9) * (0.5 + 2.5 * rng.random())
+    if rng.random() < 0.5:  # two colours
+        a, b = palette_colour(rng), palette_colour(rng)
+        w = np.clip(t, 0, 1)[..., None]
+        return a * (1 - w) + b * w
+    hue = (6 * t + 6 * rng.random())[..., None]  # pure hues, fully saturated
+    rgb = np.clip(np.abs((hue + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)
+    value = 1.0 - rng.random() * np.clip(yy / p if rng.random() < 0.5 else xx / p, 0, 1)[..., None]
+    return 255.0 * rgb * value
+
+
+def _strokes(rng: np.random.Generator, p: int) -> np.ndarray:
+    page = np.full(3, 255.0) if rng.random() < 0.6 else palette_colour(rng)
+    img = np.broadcast_to(page, (p, p, 3)).copy()
+    ink = np.zeros(3) if rng.random() < 0.6 else palette_colour(rng)
+    for _ in range(int(rng.integers(3, 12))):
+        width = int(rng.integers(1, 4))
+        length = int(rng.integers(p // 8, p))
+        top, left = (int(v) for v in rng.integers(0, p, size=2))
+        if rng.random() < 0.5:
+            img[top : top + width, left : left + length] = ink
+        else:
+            img[top : top + length, left : left + width] = ink
+    return img
+
+
+def _highlights(rng: np.random.Generator, p: int, photo: np.ndarray) -> np.ndarray:
+    gain = 1.5 + 2.0 * rng.random()
+    img = np.clip((photo - 127.5) * gain + 127.5 + 80 * (rng.random() - 0.5), 0, 255)  # clips
+    yy, xx = _grid(p)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.random(2) * p
+        radius = p * (0.1 + 0.3 * rng.random())
+        r2 = ((yy - cy) ** 2 + (xx - cx) ** 2) / radius**2
+        weight = np.clip(1.5 - r2, 0, 1)[..., None]  # a flat saturated core, a soft rim
+        img = img * (1 - weight) + palette_colour(rng) * weight
+    return img
+
+
+def synthetic_patch(rng: np.random.Generator, patch: int, photo: np.ndarray) -> np.ndarray:
+    """A synthetic ``patch × patch`` RGB patch, uint8 (H×W×3), drawn from ``rng``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The patch is a deterministic function of this generator's state.
+    patch : int
+        The side in pixels.
+    photo : ndarray (patch, patch, 3)
+        A photograph patch (uint8 0..255, or float in [0, 1]) for the ``"highlights"`` kind.
+
+    Returns
+    -------
+    ndarray of uint8, shape (patch, patch, 3)
+    """
+    photo = np.asarray(photo)
+    if photo.shape != (patch, patch, 3):
+        raise ValueError(f"synthetic_patch: photo must be ({patch}, {patch}, 3), got {photo.shape}")
+    photo = photo.astype(np.float64) if photo.dtype == np.uint8 else photo.astype(np.float64) * 255.0
+    kind = SYNTHETIC_KINDS[int(rng.integers(len(SYNTHETIC_KINDS)))]
+    if kind == "flat":
+        img = _flat(rng, patch)
+    elif kind == "gradient":
+        img = _gradient(rng, patch)
+    elif kind == "strokes":
+        img = _strokes(rng, patch)
+    else:
+        img = _highlights(rng, patch, photo)
+    return np.round(np.clip(img, 0, 255)).astype(np.uint8)

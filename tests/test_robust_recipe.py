@@ -1,0 +1,103 @@
+"""The kit's robustness recipe (issue 27): synthetic flat/saturated training patches and the
+clipped gradient of the 8-bit quantiser. The paper's settings leave both off and unchanged."""
+
+import numpy as np
+import pytest
+import torch
+
+from irnlib.data.patches import TrainingPatches
+from irnlib.data.synthetic import SYNTHETIC_KINDS, palette_colour, synthetic_patch
+from irnlib.imaging.images import save_png
+from irnlib.imaging.imresize import imresize
+from irnlib.model.network import quantize
+from irnlib.train import SettingsError, make_config
+
+
+def test_the_clipped_quantiser_passes_no_gradient_where_the_clamp_acts():
+    x = torch.tensor([-0.5, -0.0001, 0.0, 0.3, 1.0, 1.2, 7.0], requires_grad=True)
+    quantize(x, "clipped").sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    y = x.detach().clone().requires_grad_(True)
+    quantize(y).sum().backward()  # the official straight-through gradient: 1 everywhere
+    assert y.grad.tolist() == [1.0] * 7
+    assert torch.equal(quantize(x.detach(), "clipped"), quantize(x.detach()))  # same forward pass
+
+
+def test_an_unknown_quantiser_gradient_is_refused():
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        quantize(torch.zeros(3), "soft")
+
+
+def test_synthetic_patches_are_deterministic_uint8_and_cover_every_kind():
+    photo = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    first = synthetic_patch(np.random.default_rng(5), 48, photo)
+    again = synthetic_patch(np.random.default_rng(5), 48, photo)
+    assert first.dtype == np.uint8 and first.shape == (48, 48, 3)
+    assert np.array_equal(first, again)
+    patches = [synthetic_patch(np.random.default_rng(k), 48, photo) for k in range(200)]
+    # flat saturated content: many patches hold a pure 0 or 255 channel over most of their pixels
+    saturated = [np.mean((p == 0) | (p == 255)) > 0.5 for p in patches]
+    assert 0.3 < np.mean(saturated) < 1.0
+    flat_blocks = [np.ptp(p[:16, :16].reshape(-1, 3), axis=0).max() == 0 for p in patches]
+    assert np.mean(flat_blocks) > 0.2
+    assert len(SYNTHETIC_KINDS) == 4
+
+
+def test_a_float_photograph_is_taken_in_zero_one_and_a_wrong_shape_is_refused():
+    rng = np.random.default_rng(1)
+    photo = rng.random((32, 32, 3)).astype(np.float32)
+    assert synthetic_patch(np.random.default_rng(3), 32, photo).dtype == np.uint8
+    with pytest.raises(ValueError, match=r"photo must be \(32, 32, 3\)"):
+        synthetic_patch(rng, 32, photo[:16])
+
+
+def test_palette_colours_are_mostly_extreme():
+    colours = np.array([palette_colour(np.random.default_rng(k)) for k in range(500)])
+    assert colours.min() >= 0 and colours.max() <= 255
+    assert 0.6 < np.mean((colours == 0) | (colours == 255)) < 0.85  # 0.7 by construction, plus chance
+
+
+@pytest.fixture
+def photo_paths(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(3):
+        path = tmp_path / f"img{k}.png"
+        save_png(path, rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_synthetic_fraction_zero_gives_the_papers_samples_and_a_fraction_replaces_some(photo_paths):
+    plain = TrainingPatches(photo_paths, 2, 16, seed=3, lr_target="image")
+    mixed = TrainingPatches(photo_paths, 2, 16, seed=3, lr_target="image", synthetic_fraction=0.5)
+    replaced = 0
+    for k in range(40):
+        hr0, lr0 = plain[k]
+        hr1, lr1 = mixed[k]
+        assert hr1.shape == (3, 16, 16) and lr1.shape == (3, 8, 8)
+        assert 0 <= hr1.min() and hr1.max() <= 1
+        if torch.equal(hr0, hr1):
+            assert torch.equal(lr0, lr1)  # an untouched sample keeps its official LR target
+        else:
+            replaced += 1
+            assert torch.allclose(lr1, imresize(hr1[None], 0.5)[0])  # its own bicubic LR
+    assert 8 <= replaced <= 32  # about half of 40
+    again = TrainingPatches(photo_paths, 2, 16, seed=3, lr_target="image", synthetic_fraction=0.5)
+    assert all(torch.equal(again[k][0], mixed[k][0]) for k in range(10))  # a function of (seed, k)
+
+
+def test_the_fraction_is_checked_where_it_enters(photo_paths):
+    with pytest.raises(ValueError, match="synthetic_fraction must be in"):
+        TrainingPatches(photo_paths, 2, 16, synthetic_fraction=1.0)
+    with pytest.raises(SettingsError, match="synthetic_fraction must be a number in"):
+        make_config("smoke", synthetic_fraction=-0.1)
+    with pytest.raises(SettingsError, match="quantize_gradient must be"):
+        make_config("smoke", quantize_gradient="soft")
+
+
+def test_the_paper_keeps_its_recipe_and_the_quick_recipe_says_its_own():
+    paper = make_config("paper")
+    assert paper.synthetic_fraction == 0.0 and paper.quantize_gradient == "straight"
+    quick = make_config("quick")
+    assert quick.synthetic_fraction == 0.25 and quick.quantize_gradient == "clipped"
