@@ -87,7 +87,7 @@ def test_publishing_a_run_copies_the_model_and_writes_its_card(tmp_path, one_thr
         progress=False,
     )
     run_dir = train(config)
-    dest = publish(run_dir, tmp_path / "models", datasets=["embedded-test"], draws=1, progress=False)
+    dest = publish(run_dir, tmp_path / "models", datasets=["embedded-test"], draws=1, progress=False, panel=False)
     assert dest == tmp_path / "models" / "kit_reference_x2"
     assert sha256_file(dest / "IRN_x2.pth") == sha256_file(run_dir / "IRN_x2.pth")
     card = json.loads((dest / "card.json").read_text())
@@ -120,7 +120,7 @@ def test_a_second_stage_keeps_the_first_stages_card(tmp_path, one_thread):
     )
     first_card = json.loads((first / "card.json").read_text())
     second_run = train(make_config("smoke", run_name="second", init_from=str(first / "IRN_x2.pth"), lr=1e-4, **tiny))
-    dest = publish(second_run, models, datasets=["embedded-test"], draws=1, progress=False, note="made for a test")
+    dest = publish(second_run, models, datasets=["embedded-test"], draws=1, progress=False, note="made for a test", panel=False)
     assert dest == first
     assert json.loads((dest / "started_from" / "card.json").read_text()) == first_card
     assert not (dest / "started_from" / "IRN_x2.pth").exists()  # its text, not its weights

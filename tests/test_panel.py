@@ -17,6 +17,7 @@ from irnlib.experiments import panel as P
 from irnlib.experiments import panel_cause as C
 from irnlib.imaging.images import load_image, save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
+from irnlib.model import inference
 from irnlib.model.inference import (
     DownscaleHealth,
     RescaleWarning,
@@ -78,7 +79,7 @@ def test_panel_images_are_deterministic_rgb_and_leave_out_test_and_training_phot
     again = P.panel_images("T91+BSD200")
     assert list(images) == list(again)
     for name, img in images.items():
-        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and max(img.shape[:2]) <= 384, name
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and max(img.shape[:2]) <= 640, name
         np.testing.assert_array_equal(img, again[name])
     assert "skimage/rocket" in images and "skimage/colorwheel" in images and "grey/camera" in images
     assert not {"skimage/astronaut", "skimage/chelsea", "skimage/coffee"} & set(images)  # embedded-test
@@ -89,6 +90,16 @@ def test_panel_images_are_deterministic_rgb_and_leave_out_test_and_training_phot
     # A model trained on embedded-train is not tested on those photographs.
     assert "rocket.jpg" in EMBEDDED["embedded-train"]
     assert "skimage/rocket" not in P.panel_images("embedded-train", max_side=64)
+
+
+def test_photographs_are_whole_up_to_640_pixels_and_larger_ones_keep_their_centre():
+    images = P.panel_images("T91+BSD200")
+    assert P.MAX_SIDE == 640
+    assert images["skimage/rocket"].shape == (427, 640, 3)  # where the issue measured the worst failure
+    np.testing.assert_array_equal(images["skimage/rocket"], skimage.data.rocket())
+    assert images["skimage/retina"].shape == (640, 640, 3) and images["skimage/colorwheel"].shape[:2] == (370, 371)
+    assert images["grey/camera"].shape == (256, 256, 3)  # grey and synthetic images as they were
+    assert P.panel_images("T91+BSD200", max_side=256)["skimage/rocket"].shape == (256, 256, 3)
 
 
 # -- measurements -------------------------------------------------------------------------
@@ -110,6 +121,23 @@ def test_measure_image_follows_the_protocol_and_reads_the_forward_pass(tiny):
     assert row["lr_max"] == pytest.approx(float(y[:, :3].max()), abs=1e-5)
     assert row["z_max"] == pytest.approx(float(y[:, 3:].abs().max()), abs=1e-5)
     assert row["worst_block_irn"] == pytest.approx(P.worst_block(images["irn"], img)[0])
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_whole_427x640_photograph_measures_the_same_tiled_as_whole(scale):
+    """The panel runs tiled (TILE = 160 per level's map): rocket's 213×320 (×2) map is cut in two columns."""
+    net = randomize(IRN(scale, block_num=[1] * (scale // 2)), seed=2).eval()
+    rocket = P.panel_images("T91+BSD200")["skimage/rocket"]
+    assert len(inference._spans(rocket.shape[1] // 2, inference.TILE)) == 2
+    tiled, tiled_images = P.measure_image(net, "skimage/rocket", rocket)  # tile=TILE, as the panel runs
+    whole, whole_images = P.measure_image(net, "skimage/rocket", rocket, tile=None)
+    assert (tiled["height"], tiled["width"]) == (rocket.shape[0] // scale * scale, 640)
+    for column in ("lr_min", "lr_max", "z_max"):
+        assert tiled[column] == pytest.approx(whole[column], abs=1e-4), column
+    assert tiled["psnr_y_irn"] == pytest.approx(whole["psnr_y_irn"], abs=0.01)
+    assert tiled["worst_block_irn"] == pytest.approx(whole["worst_block_irn"], abs=0.05)
+    diff = np.abs(tiled_images["irn"].astype(int) - whole_images["irn"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # 8-bit rounding at most
 
 
 def test_run_and_write_the_panel(tiny, tmp_path):

@@ -7,12 +7,16 @@ run), its training curves as ``val_log.csv``, and a card: ``card.json`` (every n
 the file's SHA-256), ``measured_per_image.csv`` (what the numbers average) and ``README.md``
 (the same for people). The card's numbers are measured
 when it is written, with the paper's test protocol; the paper's own numbers stand beside
-them, labelled as the paper's.
+them, labelled as the paper's. The card also holds the generalisation panel of the model
+(:mod:`irnlib.experiments.panel_card`: ``panel_x{s}.csv``, ``.md``, ``_worst.png`` and a summary).
+A model trained in stages keeps the previous stage's card in ``started_from/`` (and the one
+before in ``started_from/started_from/``, and so on).
 
 Publishing a run::
 
     python -m irnlib.experiments.modelcard results/runs/quick_x2            # measure, copy, write the card
     python -m irnlib.experiments.modelcard results/runs/quick_x2 --draws 1  # faster, labelled as such
+    python -m irnlib.experiments.modelcard results/runs/quick_x2 --no-panel # without the generalisation panel
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
+from irnlib.experiments.panel_card import card_panel, panel_card_lines, panel_files
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
 from irnlib.protocol.evaluate import evaluate_dataset, write_csv
@@ -41,6 +47,7 @@ __all__ = [
     "MODELS_DIR",
     "CARD_DATASETS",
     "STARTED_FROM",
+    "card_stage",
     "reference_dir",
     "training_deviations",
     "recipe_overrides",
@@ -129,26 +136,45 @@ def training_seconds(run_dir) -> pd.DataFrame:
     return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
 
 
+STAGE_WORDS = {2: ("two", "second"), 3: ("three", "third"), 4: ("four", "fourth"), 5: ("five", "fifth")}
+
+
+def card_stage(card: dict) -> int:
+    """Which training stage a card's model is: its ``stage``, else (cards older than that field) 2
+    for a model started from another's weights (``init_from``), else 1."""
+    return int(card.get("stage") or (2 if card.get("training", {}).get("init_from") else 1))
+
+
+def _stage_text(card: dict) -> tuple[str, list[str]]:
+    """How the card's title paragraph counts the stages, and its facts' line on this stage."""
+    stage, start = card_stage(card), card["training"].get("init_from")
+    if not start:
+        return "", []
+    count, ordinal = STAGE_WORDS.get(stage, (str(stage), f"{stage}th"))
+    kept = card.get("previous_card", f"{STARTED_FROM}/README.md")  # cards older than the field kept it
+    line = (
+        f"- {ordinal} stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), "
+        + (f"the model described in `{STARTED_FROM}/`" if kept else "a model whose card is not kept here")
+        + ", with a fresh optimiser and learning-rate schedule"
+    )
+    if not kept:
+        return f" in at least {count} stages", [line]
+    which = "the first stage's" if stage == 2 else "the previous stage's"
+    earlier = "" if stage == 2 else f", which keeps the stages before it in its own `{STARTED_FROM}/`"
+    return f" in {count} stages ({which} card: `{kept}`{earlier})", [line]
+
+
 def _card_facts(card: dict) -> list[str]:
     """The card's title and its facts: file, training, data, commits."""
     s, run, cfg = card["scale"], card["training"], card["config"]
-    start = run.get("init_from")  # a second stage: started from another model's weights
+    start = run.get("init_from")  # a later stage: started from another model's weights
     done, planned, recipe = run["iterations_done"], int(cfg["iterations"]), card["recipe_iterations"]
-    stage = (
-        [
-            f"- second stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), the "
-            "model described in `started_from/`, with a fresh optimiser and learning-rate schedule"
-        ]
-        if start
-        else []
-    )
+    stages, stage_lines = _stage_text(card)
     return [
         f"# IRN ×{s} — kit reference model",
         "",
         f"IRN ×{s} trained **by this kit** (not the authors' released checkpoint), with the paper's",
-        "network and objective and the kit's quick recipe"
-        + (" in two stages (the first stage's card: `started_from/README.md`)" if start else "")
-        + ". Tests and the main job use it when no",
+        f"network and objective and the kit's quick recipe{stages}. Tests and the main job use it when no",
         f"official `data/pretrained/IRN_x{s}.pth` is present.",
         "",
         f"- file: `{card['file']}`, SHA-256 `{card['sha256']}`",
@@ -156,7 +182,7 @@ def _card_facts(card: dict) -> list[str]:
         + (" (**run not finished: a shortened model**)" if done < planned else "")
         + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
         + "; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
-        *stage,
+        *stage_lines,
         f"- training time: {run['train_hours']:.2f} h of training steps"
         + (" (this stage)" if start else "")
         + f"; begun on {run['started'].get('device')}, last resumed on {run['device']}",
@@ -200,16 +226,19 @@ def _measured_lines(card: dict) -> list[str]:
 
 def _retrain_lines(card: dict) -> list[str]:
     """How to train the model again (both stages of a second stage) and publish it here."""
-    s, start = card["scale"], card["training"].get("init_from")
+    s, start, stage = card["scale"], card["training"].get("init_from"), card_stage(card)
     lines = ["## Retrain or continue", "", "```bash"]
     if start:
-        # the first stage's own command, then this stage from the first stage's export
-        first = f"results/runs/quick_x{s}/IRN_x{s}.pth"
+        # the earlier stages' own commands, then this stage from the previous stage's export
+        previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
+        first = f"results/runs/{previous}/IRN_x{s}.pth"
         overrides = [o if not o.startswith("init_from=") else f"init_from={first}" for o in card["recipe_overrides"]]
         lines += [
-            f"# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then",
-            f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage2",
-            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage2  # measure and publish here",
+            f"# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then"
+            if stage <= 2
+            else f"# earlier stages: the commands in started_from/README.md (the last: results/runs/{previous}), then",
+            f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage{stage}",
+            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage{stage}  # measure and publish here",
         ]
     else:
         lines += [
@@ -224,16 +253,20 @@ def _card_markdown(card: dict) -> str:
     deviations = [[f"`{k}`", p, r] for k, (p, r) in card["deviations"].items()]
     lines = _card_facts(card) + ["## Deviations from the paper's training", ""]
     lines += markdown_table(["field", "paper", "this model"], deviations)
+    clipped = card["config"].get("quantize_gradient", "straight") != "straight"
     lines += [
         "",
-        "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective",
-        "(L_forw, L_back, L_distr with the official weights) and the test-time protocol.",
+        "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective's",
+        "terms (L_forw, L_back, L_distr with the official weights"
+        + ("; only the quantiser's gradient in L_back differs, as listed" if clipped else "")
+        + ") and the test-time protocol.",
         "",
     ]
-    return "\n".join(lines + _measured_lines(card) + _retrain_lines(card))
+    return "\n".join(lines + _measured_lines(card) + panel_card_lines(card) + _retrain_lines(card))
 
 
-STARTED_FROM = "started_from"  # a second stage's folder keeps the card of the model it started from
+STARTED_FROM = "started_from"  # a later stage's folder keeps the card of the model it started from
+CARD_TEXT = ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv")
 
 
 def _copy_present(src: Path, dest: Path, names) -> None:
@@ -251,12 +284,14 @@ def publish(
     progress: bool = True,
     data_root=None,
     note: str | None = None,
+    panel: bool = True,
 ) -> Path:
     """Copy a run's exported model into ``models/kit_reference_x{s}/``, measure it, write its card.
 
     A run that started from the model published there (``init_from``, same SHA-256) is its
-    second stage: that model's card (its text files, not its weights) moves to
-    ``started_from/`` first, so the new card's lineage stays readable.
+    next stage: that model's card (its text files and panel, not its weights) moves to
+    ``started_from/`` first, and the earlier stages' ``started_from/`` moves inside it
+    (:func:`_keep_lineage`), so the new card's lineage stays readable.
 
     Parameters
     ----------
@@ -269,34 +304,45 @@ def publish(
         run's own ``data_root``, which names the machine it trained on).
     note : str, optional
         A sentence the card prints with the training facts (how its data was made, say).
+    panel : bool
+        Also run the generalisation panel (:func:`irnlib.experiments.panel_card.card_panel`, minutes
+        on a CPU) and write it into the folder and the card; False leaves it out (and removes an
+        earlier model's panel files from the folder).
 
     Returns the model folder.
     """
     run_dir = Path(run_dir)
     config = as_trained(json.loads((run_dir / "config.json").read_text()))  # older runs lack newer fields
     record = json.loads((run_dir / "provenance.json").read_text())
-    model = exported_weights(run_dir, int(config["scale"]))
+    scale = int(config["scale"])
+    model = exported_weights(run_dir, scale)
     if not model.is_file():
         raise FileNotFoundError(f"{run_dir}: no exported model {model.name}; train (or resume) the run first")
-    dest = reference_dir(int(config["scale"]), models_dir)
+    dest = reference_dir(scale, models_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    _keep_first_stage(dest, record.get("init_from"))
+    stage, kept = _keep_lineage(dest, record.get("init_from"), scale)
     _copy_present(run_dir, dest, (model.name, "config.json", "provenance.json", "val_log.csv"))
     per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
+    for name in panel_files(scale).values():
+        (dest / name).unlink(missing_ok=True)  # an earlier model's panel never passes for this one's
+    panel_summary = card_panel(scale, dest / model.name, dest, progress=progress) if panel else None
     train_data = dataset_version(config["train_set"], data_root or config.get("data_root"))
     card = {
-        "scale": int(config["scale"]),
+        "scale": scale,
         "file": model.name,
         "sha256": sha256_file(dest / model.name),
         "draws": draws,
         "config": config,
         "deviations": training_deviations(config),
         "recipe_overrides": recipe_overrides(config),
-        "recipe_iterations": make_config("quick", scale=int(config["scale"])).iterations,
+        "recipe_iterations": make_config("quick", scale=scale).iterations,
         "training": _training_record(run_dir, record, train_data),
+        "stage": stage,
+        "previous_card": f"{STARTED_FROM}/README.md" if kept else None,
         **({"note": note} if note else {}),
         "measured": card_summary(per_image),
+        "panel": panel_summary,
         "provenance": provenance("cpu", purpose="kit reference model card"),
     }
     write_json(dest / "card.json", card)
@@ -304,13 +350,37 @@ def publish(
     return dest
 
 
-def _keep_first_stage(dest: Path, init: dict | None) -> None:
-    """A second stage of the model published in ``dest``: move that model's card to ``started_from/``."""
-    card = dest / "card.json"
-    if init and card.is_file() and json.loads(card.read_text())["sha256"] == init["sha256"]:
-        (dest / STARTED_FROM).mkdir(exist_ok=True)
-        _copy_present(dest, dest / STARTED_FROM, ("README.md", "card.json", "config.json", "provenance.json",
-                                                  "val_log.csv", "measured_per_image.csv"))  # fmt: skip
+def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]:
+    """Keep the card of the model a new stage started from, in ``dest/started_from/``.
+
+    A run that started (``init``) from the model published in ``dest`` is its next stage: that
+    model's text files and panel (not its weights) go to ``started_from/``, and the
+    ``started_from/`` already there (the stages before it) moves inside, to
+    ``started_from/started_from/``; built aside and renamed, so an interruption loses no card.
+    Publishing the same stage again finds its previous stage kept and moves nothing.
+
+    Returns
+    -------
+    stage : int
+        The new model's stage: 1 without ``init``, the previous stage's + 1 (:func:`card_stage`).
+    kept : bool
+        Whether ``started_from/`` holds the card of the model it started from.
+    """
+    if not init:
+        return 1, False
+    read = lambda path: json.loads(path.read_text())  # noqa: E731
+    kept, card = dest / STARTED_FROM / "card.json", dest / "card.json"
+    if kept.is_file() and read(kept)["sha256"] == init["sha256"]:
+        return card_stage(read(kept)) + 1, True  # published before: the lineage is in place
+    if not (card.is_file() and read(card)["sha256"] == init["sha256"]):
+        return 2, False  # started from weights published elsewhere: their card is not here
+    new = dest / f".{STARTED_FROM}.new"
+    new.mkdir(exist_ok=True)
+    _copy_present(dest, new, CARD_TEXT + tuple(panel_files(scale).values()))
+    if (dest / STARTED_FROM).exists():
+        os.replace(dest / STARTED_FROM, new / STARTED_FROM)
+    os.replace(new, dest / STARTED_FROM)
+    return card_stage(read(card)) + 1, True
 
 
 def _training_record(run_dir: Path, record: dict, train_data: dict) -> dict:
@@ -348,8 +418,14 @@ def main(argv=None) -> Path:
         help="where the run's training data is on this machine (for its fingerprint; default: the run's data_root)",
     )
     parser.add_argument("--note", default=None, help="a sentence for the card (how its training data was made, say)")
+    parser.add_argument(
+        "--no-panel", action="store_true", help="leave out the generalisation panel (it takes minutes on a CPU)"
+    )
     args = parser.parse_args(argv)
-    dest = publish(args.run_dir, args.models_dir, args.datasets, args.draws, data_root=args.data_root, note=args.note)
+    dest = publish(
+        args.run_dir, args.models_dir, args.datasets, args.draws,
+        data_root=args.data_root, note=args.note, panel=not args.no_panel,
+    )  # fmt: skip
     print((dest / "README.md").read_text())
     return dest
 

@@ -3,7 +3,8 @@
 The panel (:func:`panel_images`) holds scikit-image's photographs that the model was not
 trained on and that are not the kit's ``embedded-test`` set, its grey images as RGB, rendered
 text and a screenshot-like page, saturated highlights on a photograph, flat colour fields, the
-colour wheel and gradients (and, optionally, test sets under ``$IRN_DATA``). Each image goes
+colour wheel and gradients (and, optionally, test sets under ``$IRN_DATA``); photographs whole up
+to :data:`MAX_SIDE` pixels a side (rocket, 427×640, where the issue saw the worst failure). Each goes
 through the paper's protocol (:func:`irnlib.protocol.evaluate.round_trip`, one seeded draw of
 ``z``, Y-PSNR with border = scale) beside "Bicubic & Bicubic", and :func:`measure_image` adds
 what a mean PSNR hides: the worst 32×32 block of each reconstruction, the range of IRN's LR
@@ -16,7 +17,7 @@ Flags (one row per image; thresholds below): ``local_failure`` (IRN's worst bloc
 
 Command line::
 
-    python -m irnlib.experiments.panel --scale 4 [--checkpoint PATH] [--out DIR] [--datasets Set14 ...]
+    python -m irnlib.experiments.panel --scale 4 [--checkpoint PATH] [--out DIR] [--max-side 640] [--datasets Set14 ...]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "LOCAL_ABS",
     "LOCAL_RATIO",
     "BELOW_DB",
+    "MAX_SIDE",
     "PANEL_COLUMNS",
     "model_train_set",
     "excluded_photographs",
@@ -63,6 +65,7 @@ __all__ = [
     "panel_flags",
     "measure_image",
     "run_panel",
+    "goals_table",
     "panel_summary",
     "worst_crops_figure",
     "write_panel",
@@ -74,6 +77,7 @@ BLOCK = 32  # side of the blocks of the worst-block error, HR pixels
 LOCAL_ABS = 20.0  # a local failure: IRN's worst block mean |error| above this (0..255) ...
 LOCAL_RATIO = 2.0  # ... and above this many times bicubic's worst block
 BELOW_DB = 0.5  # below bicubic: IRN's Y-PSNR more than this many dB under Bicubic & Bicubic's
+MAX_SIDE = 640  # photographs: centre-cropped to at most this side (skimage's rocket, 427×640, stays whole)
 
 PANEL_COLUMNS = [
     "image",  # "<kind>/<name>": kind in skimage (colour photograph), grey (as RGB), synthetic, or a dataset
@@ -223,7 +227,7 @@ def _synthetic() -> dict[str, np.ndarray]:
 def panel_images(
     train_set: str | None = None,
     *,
-    max_side: int = 384,
+    max_side: int = MAX_SIDE,
     small_side: int = 256,
     datasets=(),
     data_root=None,
@@ -237,7 +241,8 @@ def panel_images(
         The model's training set (:func:`model_train_set`); decides which scikit-image
         photographs are left out (:func:`excluded_photographs`).
     max_side : int
-        Colour photographs and dataset images are centre-cropped to at most this side.
+        Colour photographs and dataset images are centre-cropped to at most this side (the default
+        640 keeps rocket, 427×640, logo, colorwheel, ... whole, and the centre of larger ones such as retina).
     small_side : int
         Grey images are centre-cropped to at most this side (the synthetic ones are 256 wide).
     datasets : sequence of str
@@ -359,6 +364,13 @@ GOALS = (  # the issue's goals: (flag, what it asks)
 )
 
 
+def goals_table(failing: dict[str, list[str]], total: int) -> list[str]:
+    """The goals against the measurements, Markdown table lines: ``failing`` maps each flag of
+    :data:`GOALS` to the images that fail it, of ``total`` measured (:func:`panel_summary`, model cards)."""
+    rows = [[goal, f"{len(failing[flag])} of {total}", ", ".join(failing[flag]) or "none"] for flag, goal in GOALS]
+    return markdown_table(["Goal", "Images failing", "Which"], rows)
+
+
 def panel_summary(frame: pd.DataFrame, record: dict) -> str:
     """A short Markdown page: the goals against the measurements, the flagged images, provenance.
 
@@ -372,11 +384,7 @@ def panel_summary(frame: pd.DataFrame, record: dict) -> str:
     scale = int(frame["scale"].iloc[0]) if len(frame) else record.get("scale", "?")
     lines = [f"# Generalisation panel, ×{scale}", "", f"{len(frame)} images unlike the training data (one draw of z)."]
     lines += ["", "## Goals (the issue) against the measurements", ""]
-    goal_rows = []
-    for flag, goal in GOALS:
-        bad = frame.loc[frame[flag], "image"].tolist()
-        goal_rows.append([goal, f"{len(bad)} of {len(frame)}", ", ".join(bad) or "none"])
-    lines += markdown_table(["Goal", "Images failing", "Which"], goal_rows)
+    lines += goals_table({flag: frame.loc[frame[flag], "image"].tolist() for flag, _ in GOALS}, len(frame))
     flagged = frame[frame[[flag for flag, _ in GOALS]].any(axis=1)].sort_values("worst_block_irn", ascending=False)
     lines += ["", "## Flagged images (worst block first)", ""]
     header = ["Image", "IRN Y-PSNR", "Bicubic Y-PSNR", "Worst block IRN / bicubic", "LR range", "max |z|", "Flags"]
@@ -438,14 +446,15 @@ def panel(
     *,
     datasets=(),
     data_root=None,
-    max_side: int = 384,
+    max_side: int = MAX_SIDE,
     seed: int = 0,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Measure one IRN model on the panel and write the results; returns the DataFrame.
 
     ``checkpoint`` defaults to :func:`irnlib.protocol.weights.choose_weights` ``("rescale", scale)``,
-    ``out`` to ``<results>/panel``. This is what ``python -m irnlib.experiments.panel`` (and ``irn panel``) runs.
+    ``out`` to ``<results>/panel``; photographs are whole up to ``max_side`` pixels a side (:data:`MAX_SIDE`).
+    Writes ``panel_x{s}.csv``, ``.md`` and ``_worst.png`` (:func:`write_panel`); ``python -m irnlib.experiments.panel``.
     """  # fmt: skip
     checkpoint = Path(checkpoint) if checkpoint else choose_weights("rescale", scale)
     net = load_checkpoint(checkpoint).eval()
@@ -476,7 +485,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="IRN weights (default: choose_weights('rescale', scale))")
     parser.add_argument("--out", help="output folder (default: <results>/panel)")
     parser.add_argument("--datasets", nargs="*", default=(), help="test sets under $IRN_DATA to add, e.g. Set14 BSD100")
-    parser.add_argument("--max-side", type=int, default=384, help="crop photographs to at most this side")
+    parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="crop photographs to at most this side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one draw of z")
     args = parser.parse_args(argv)
     frame = panel(args.scale, args.checkpoint, args.out, datasets=args.datasets, max_side=args.max_side, seed=args.seed)
