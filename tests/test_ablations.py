@@ -123,9 +123,10 @@ def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
     # The paper's ordering, seed by seed: full beats "without L_back" with seed 0, not with seed 1.
     ordering = pd.read_csv(paths["ordering"])
     claim = ordering.set_index("claim").loc["IRN (full) > without L_back"]
-    assert claim["holds"] == "1 of 2" and claim["verdict"].startswith("mixed")
+    assert claim["holds"] == "1 of 2" and claim["verdict"] == "not separable at this budget"  # mixed signs
     assert claim["margin_db"] == pytest.approx(((31 - 11) + (34 - 40)) / 2)
-    assert "| IRN (full) > without L_back | +7.00 | 1 of 2 seeds | mixed" in markdown
+    assert claim["margins_by_seed"] == "+20.00 / -6.00" and claim["spread_db"] == pytest.approx(26.0)
+    assert "| IRN (full) > without L_back | +7.00 | +20.00 / -6.00 | 26.00 | 1 of 2 seeds | not separable" in markdown
     edited = pd.read_csv(paths["per_image"])
     edited.loc[0, "psnr_y"] = 34.0  # the CSV is the source of truth
     again = at.ablation_table(edited, setup)

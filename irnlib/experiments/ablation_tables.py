@@ -1,8 +1,9 @@
 """The ablations' results (notebook 03), computed from the per-image CSV of
 :func:`irnlib.experiments.ablations.evaluate_ablations`: the table of every variant and
 condition (:func:`ablation_table`), the paper's ordering checked seed by seed
-(:func:`ordering_table`), the Markdown page (:func:`render_ablation_markdown`), the figure
-(:func:`plot_ablations`), and all of them written at once (:func:`write_tables`).
+(:func:`ordering_table`, judged by :mod:`irnlib.experiments.verdicts`, optionally beside the
+committed longer study's verdicts), the Markdown page (:func:`render_ablation_markdown`), the
+figure (:func:`plot_ablations`), and all of them written at once (:func:`write_tables`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import numpy as np
 import pandas as pd
 
 from irnlib.experiments.ablations import FULL, PAPER_CONDITION, AblationSetup
+from irnlib.experiments.verdicts import RULE, Study, compare_verdicts, describe_study, margin_fields, read_study
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
 from irnlib.protocol.summary import summarize_draws
 from irnlib.runtime.markdown import Footnotes, markdown_table
-from irnlib.runtime.paths import atomic_write
+from irnlib.runtime.paths import atomic_write, short_path
 
 __all__ = [
     "ABLATION_KEYS",
     "image_subset",
     "ablation_table",
+    "CLAIMS",
     "ordering_table",
     "render_ablation_markdown",
     "plot_ablations",
@@ -95,38 +98,36 @@ def _divergences(part: pd.DataFrame) -> str:
     return ", ".join(f"seed {r.train_seed:g} at iteration {r.diverged_at:.0f}" for r in runs.itertuples())
 
 
+# The paper's claims, (better, worse): each design choice helps, more InvBlocks beat fewer.
+CLAIMS = [(FULL, v) for v in ("without L_forw", "without L_back", "without L_distr", "learned 1x1 downsampling")]
+CLAIMS += [(FULL, "4 InvBlocks per level"), ("4 InvBlocks per level", "2 InvBlocks per level")]
+ORDERING_COLUMNS = ["claim", "better", "worse", "seeds", "margins_by_seed", "margin_db", "spread_db", "held", "holds",
+                    "verdict"]  # fmt: skip
+
+
 def ordering_table(per_image: pd.DataFrame) -> pd.DataFrame:
     """Does the paper's ordering of the variants hold at the study's budget?
 
     The paper's claim is that each design choice helps: the full model beats every objective
-    and downsampling variant, and more InvBlocks beat fewer. Each comparison is made seed by
-    seed (both networks trained with the same seed) under the paper's condition. Columns:
-    ``claim``, ``margin_db`` (mean over seeds of the first Y-PSNR minus the second),
-    ``holds`` (seeds where it holds, e.g. ``"1 of 2"``) and ``verdict``.
+    and downsampling variant, and more InvBlocks beat fewer (:data:`CLAIMS`). Each comparison
+    is made seed by seed (both networks trained with the same seed) under the paper's
+    condition, and judged by :func:`irnlib.experiments.verdicts.verdict`: "holds",
+    "reversed" or "not separable at this budget". Columns :data:`ORDERING_COLUMNS`: ``claim``,
+    ``better``, ``worse`` (the two variants) and :func:`irnlib.experiments.verdicts.margin_fields`
+    (``seeds``, ``margins_by_seed``, ``margin_db`` their mean, ``spread_db`` their max − min,
+    ``held``, ``holds`` e.g. ``"1 of 2"``, ``verdict``).
     """
     trained = per_image[(per_image["condition"] == PAPER_CONDITION) & per_image["train_seed"].notna()]
     means = trained.groupby(["variant", "train_seed"])["psnr_y"].mean()
     present = set(trained["variant"])
-    claims = [(FULL, v) for v in ("without L_forw", "without L_back", "without L_distr", "learned 1x1 downsampling")]
-    claims += [(FULL, "4 InvBlocks per level"), ("4 InvBlocks per level", "2 InvBlocks per level")]
     rows = []
-    for better, worse in claims:
+    for better, worse in CLAIMS:
         if better not in present or worse not in present:
             continue
-        margins = (means[better] - means[worse]).dropna()
-        held = int((margins > 0).sum())
-        verdict = ("holds for every seed" if held == len(margins) else
-                   "reversed for every seed" if held == 0 else "mixed: within the seed-to-seed noise")  # fmt: skip
+        margins = means[better] - means[worse]  # by training seed; NaN where one of them lacks that seed
         label = f"{better} (8 InvBlocks per level)" if better == FULL and worse.endswith("per level") else better
-        rows.append(
-            {
-                "claim": f"{label} > {worse}",
-                "margin_db": float(margins.mean()),
-                "holds": f"{held} of {len(margins)}",
-                "verdict": verdict,
-            }
-        )
-    return pd.DataFrame(rows, columns=["claim", "margin_db", "holds", "verdict"])
+        rows.append({"claim": f"{label} > {worse}", "better": better, "worse": worse, **margin_fields(margins)})
+    return pd.DataFrame(rows, columns=ORDERING_COLUMNS)
 
 
 def _fmt(value, digits):
@@ -191,23 +192,53 @@ def _variant_lines(table: pd.DataFrame, setup: AblationSetup, labels: dict[str, 
     return lines
 
 
-def render_ablation_markdown(table: pd.DataFrame, ordering: pd.DataFrame, setup: AblationSetup, record: dict) -> str:
+def _signed(value) -> str:
+    return "–" if pd.isna(value) or value == "" else f"{float(value):+.2f}"
+
+
+def _committed_cell(r) -> str:
+    """The committed study's verdict on a claim with its mean margin and seed spread (dB)."""
+    if not isinstance(r.committed_verdict, str) or not r.committed_verdict:
+        return "not in that study"
+    return f"{r.committed_verdict} ({_signed(r.committed_margin_db)}; spread {_fmt(float(r.committed_spread_db), 2)})"
+
+
+def _ordering_lines(ordering: pd.DataFrame, setup: AblationSetup, committed: Study | None) -> list[str]:
+    """The paper's claims, seed by seed, with the rule of the verdicts and, when ``committed`` is
+    given, that study's verdict beside each (or, when its files are absent, one line that says so)."""
+    lines = ["", "**Does the paper's ordering hold at this budget?** (seed by seed, z ~ N(0, 1); the paper: "
+             "every design choice helps)", "", f"Verdicts: {RULE}", ""]  # fmt: skip
+    header = ["claim", "mean margin (dB)", "per seed (dB)", "seed spread (dB)", "holds for", "verdict"]
+    rows = [[r.claim, _signed(r.margin_db), r.margins_by_seed or "–", _fmt(r.spread_db, 2), f"{r.holds} seeds",
+             r.verdict] for r in ordering.itertuples()]  # fmt: skip
+    if committed is None or not committed.found or "committed_verdict" not in ordering:
+        lines += markdown_table(header, rows)
+        if committed is not None and not committed.found:
+            lines += ["", f"The committed longer study (`{short_path(committed.folder)}/ablations_per_image.csv`) "
+                      "is not in this checkout: its verdicts cannot be shown beside these."]  # fmt: skip
+        return lines
+    notes = Footnotes()
+    mark = notes.mark(f"{describe_study(committed)}; its verdicts recomputed by the rule above from its "
+                      "`ablations_per_image.csv`.")  # fmt: skip
+    header += [f"committed study{mark}: verdict (mean margin; spread, dB)", f"agreement ({setup.profile} vs it)"]
+    for row, r in zip(rows, ordering.itertuples()):
+        row += [_committed_cell(r), r.agreement or "–"]
+    return lines + markdown_table(header, rows, notes)
+
+
+def render_ablation_markdown(
+    table: pd.DataFrame, ordering: pd.DataFrame, setup: AblationSetup, record: dict, committed: Study | None = None
+) -> str:
     """The ablation page in Markdown: what was trained, the numbers (a model not trained by the
     study under a short label, with a footnote for its weights and training), the paper's
-    ordering checked seed by seed, provenance."""
+    ordering checked seed by seed (beside ``committed``'s verdicts when given: ``ordering`` then
+    comes from :func:`irnlib.experiments.verdicts.compare_verdicts`), provenance."""
     label = profiles.get(setup.profile).ablation.label
     notes = Footnotes()
     labels = {r["variant"]: r["variant"] + notes.mark(_row_note(r)) for _, r in table.iterrows()}
     lines = [f"# Ablations of IRN ×{setup.scale} ({label})", "", _intro(table, setup, labels), ""]
     lines += _variant_lines(table, setup, labels, notes)
-    lines += [
-        "",
-        "**Does the paper's ordering hold at this budget?** (seed by seed, z ~ N(0, 1); the paper: "
-        "every design choice helps)",
-        "",
-    ]
-    claims = [[r.claim, f"{r.margin_db:+.2f}", f"{r.holds} seeds", r.verdict] for r in ordering.itertuples()]
-    lines += markdown_table(["claim", "mean margin (dB)", "holds for", "verdict"], claims)
+    lines += _ordering_lines(ordering, setup, committed)
     lines += ["", "**Provenance**", ""] + [f"- {k}: {v}" for k, v in record.items()]
     return "\n".join(lines) + "\n"
 
@@ -264,22 +295,38 @@ def plot_ablations(table: pd.DataFrame, setup: AblationSetup):
     return fig
 
 
+def _committed_study(committed_dir, out_dir: Path) -> Study | None:
+    """The study to set beside this one (None: none asked for, or it is the one being written)."""
+    if committed_dir is None or Path(committed_dir).resolve() == out_dir.resolve():
+        return None
+    return read_study(committed_dir)
+
+
 def write_tables(
-    per_image: pd.DataFrame, setup: AblationSetup, out_dir, record: dict
+    per_image: pd.DataFrame, setup: AblationSetup, out_dir, record: dict, committed_dir=None
 ) -> tuple[pd.DataFrame, str, dict]:
     """Write ``ablations_per_image.csv``, then build ``ablations.csv``, ``ablation_ordering.csv``
     and ``ablations.md`` from it (read back).
 
-    Returns the table, its Markdown and the paths written; every file is written atomically.
+    ``committed_dir`` (e.g. :data:`irnlib.experiments.verdicts.COMMITTED_STUDY`): a finished
+    study whose verdicts, recomputed from its per-image CSV, are set beside this run's
+    (:func:`irnlib.experiments.verdicts.compare_verdicts`: ``committed_*`` and ``agreement``
+    fields of the ordering CSV); if its files are absent the page says so once. None (default),
+    or ``out_dir`` itself: no comparison. Returns the table, its Markdown and the paths
+    written; every file is written atomically.
     """
     out_dir = Path(out_dir)
+    committed = _committed_study(committed_dir, out_dir)  # read before this study's files are written
     paths = {"per_image": ev.write_csv(per_image, out_dir / "ablations_per_image.csv")}
     written = pd.read_csv(paths["per_image"])
     table = ablation_table(written, setup)
     table.insert(0, "run_id", record.get("run_id", ""))
     paths["csv"] = ev.write_csv(table, out_dir / "ablations.csv")
     ordering = ordering_table(written)
+    if committed is not None:
+        theirs = ordering_table(committed.per_image) if committed.found else None
+        ordering = compare_verdicts(ordering, theirs, committed, run_label=setup.profile)
     paths["ordering"] = ev.write_csv(ordering, out_dir / "ablation_ordering.csv")
-    markdown = render_ablation_markdown(table, ordering, setup, record)
+    markdown = render_ablation_markdown(table, ordering, setup, record, committed)
     paths["md"] = atomic_write(out_dir / "ablations.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
     return table, markdown, paths

@@ -8,8 +8,9 @@ Variants trained with the same budget each (:func:`variants`):
 - capacity: 2, 4 and 8 InvBlocks per level.
 
 Every variant is trained once per seed of the plan (two by default), so that the table can
-say whether the paper's ordering of the variants holds at that budget or is within the
-seed-to-seed noise (:func:`ordering_table`).
+say whether each of the paper's claims about the variants holds at that budget, is reversed, or
+is not separable from the seed-to-seed noise
+(:func:`irnlib.experiments.ablation_tables.ordering_table`, :mod:`irnlib.experiments.verdicts`).
 
 Conditions at evaluation time (:func:`conditions`): the latent at upscaling (``z ~ N(0, 1)``
 as in the paper, ``z = 0``, temperatures 0.5 / 0.8 / 1.2), and JPEG re-encoding of the LR at

@@ -4,13 +4,17 @@
 present, the kit's reference model) on each available test set, writes the per-image CSV,
 reads it back, and writes the table (:mod:`irnlib.experiments.table1`) as CSV and Markdown
 (:mod:`irnlib.experiments.table1_markdown`). A missing test set or checkpoint becomes a
-"not available" entry whose note says how to get it (:func:`fetch_command`, :func:`checkpoint_help`).
+"not available" entry whose note says how to get it (:func:`fetch_command`, :func:`checkpoint_help`),
+except in the main job, which reports only what it measured: there the row of the profile's own
+model at a scale the main job does not train (:data:`MAIN_JOB_SCALES`) is left out, and the page
+says why once (:func:`left_out_note`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +31,14 @@ from irnlib.runtime.device import resolve_device
 from irnlib.runtime.paths import atomic_write, data_root, results_root, sha256_file, short_path
 from irnlib.runtime.provenance import current_run_id, provenance
 
-__all__ = ["Table1", "fetch_command", "checkpoint_help", "write_table", "make_table1"]
+__all__ = ["Table1", "MAIN_JOB_SCALES", "fetch_command", "checkpoint_help", "left_out_note", "write_table",
+           "make_table1"]  # fmt: skip
 
 BICUBIC = "Bicubic & Bicubic"
 IRN_PAPER_ROW = "IRN (ours)"
+# The scales at which the main job (`irn reproduce`: notebook 01 with its default `scale`) trains the
+# profile's own model; tests/test_table1_job.py checks that notebook 01 still says so.
+MAIN_JOB_SCALES = (4,)
 
 
 @dataclass
@@ -68,6 +76,24 @@ def checkpoint_help(profile: str, scale: int, path) -> str:
         f"`papermill notebooks/01_train.ipynb out.ipynb -p profile {profile} -p scale {scale}`, "
         "or pass checkpoints={scale: path}"
     )
+
+
+def left_out_note(profile: str, scale: int) -> str:
+    """Why the main job's ×``scale`` table has no row of the profile's own model (said once, in a footnote)."""
+    trains = "/".join(f"×{s}" for s in MAIN_JOB_SCALES)
+    return (
+        f"the {profile} profile trains {trains} only; ×{scale} rows of this run's own model are left out "
+        f"(to measure one, train it: `papermill notebooks/01_train.ipynb out.ipynb -p profile {profile} "
+        f"-p scale {scale}`)"
+    )
+
+
+def _leaves_out(profile: profiles.Profile, scale: int, main_job: bool | None) -> bool:
+    """Does this run leave out the row of the profile's own (absent) model at ``scale``? Only the main job
+    (``main_job`` None: inside ``irn reproduce``, which sets ``$IRN_RUN_ID``), only for a profile that
+    trains its own model (not one whose checkpoints the user fetches) and only at a scale it does not train."""
+    main_job = bool(os.environ.get("IRN_RUN_ID")) if main_job is None else main_job
+    return main_job and not profile.official_checkpoints and scale not in MAIN_JOB_SCALES
 
 
 def write_table(table: pd.DataFrame, markdown: str, stem) -> tuple[Path, Path]:
@@ -144,15 +170,17 @@ def _data_versions(datasets: list[str], root) -> tuple[dict, dict]:
     return versions, missing
 
 
-def _irn_models(checkpoint: Path, scale: int, device, profile: str, max_images) -> list[tuple[str, KitRow, object]]:
-    """``(who, row, network or None)``: the profile's checkpoint ("this kit"), then the kit's reference
-    model ("kit reference", see models/)."""
+def _irn_models(
+    checkpoint: Path, scale: int, device, profile: str, max_images, leave_out: bool = False
+) -> list[tuple[str, KitRow, object]]:
+    """``(who, row, network or None)``: the profile's checkpoint ("this kit"; an absent one is left out
+    when ``leave_out``, else "not available"), then the kit's reference model ("kit reference", see models/)."""
     subset = f"at most the first {max_images} images of each test set" if max_images else ""
     info = describe_checkpoint(checkpoint)
     irn = KitRow(_irn_label("this kit"), "irn", IRN_PAPER_ROW, checkpoint=short_path(checkpoint), subset=subset)
     if not info.exists:
         irn.missing = checkpoint_help(profile, scale, short_path(checkpoint))
-        models = [("this kit", irn, None)]
+        models = [] if leave_out else [("this kit", irn, None)]
     else:
         irn.training = info.training
         models = [("this kit", irn, _load_for_table(checkpoint, scale, device, irn))]
@@ -236,7 +264,8 @@ def _record(device, versions: dict, models, checkpoint: Path, per_image_path: Pa
     info = describe_checkpoint(checkpoint)
     reference = reference_weights(run["scale"])
     data = ", ".join(f"{v['dataset']} ({v['images']} images, sha256 {v['sha256']})" for v in versions.values())
-    card = f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: "
+    measured_reference = any(who == "kit reference" for who, _, _ in models)  # the profile's own may be left out
+    card = f"{short_path(reference)} (sha256 {sha256_file(reference)[:16]}; its card: " if measured_reference else ""
     return provenance(
         device,
         run_id=run["run_id"],
@@ -245,7 +274,7 @@ def _record(device, versions: dict, models, checkpoint: Path, per_image_path: Pa
         data_root=str(data_root(run["root"])),
         data=data or "none",
         checkpoint=f"{short_path(checkpoint)} ({info.training if info.exists else 'missing'})",
-        reference_model=f"{card}{short_path(reference.parent / 'README.md')})" if len(models) > 1 else "none",
+        reference_model=f"{card}{short_path(reference.parent / 'README.md')})" if measured_reference else "none",
         checkpoint_config=short_path(info.config_path) if info.config_path else "none",
         draws=run["draws"],
         temperatures=", ".join(f"{t:g}" for t in run["temperatures"]),
@@ -270,6 +299,7 @@ def make_table1(
     max_images: int | None = None,
     progress: bool = True,
     temperatures=(1.0,),
+    main_job: bool | None = None,
 ) -> Table1:
     """Measure and write Table 1 for one scale: ``<out_dir>/table1_x{s}_per_image.csv``, then, from it
     read back, ``table1_x{s}.csv`` and ``.md`` (``out_dir`` default ``results/tables``).
@@ -295,6 +325,12 @@ def make_table1(
     temperatures : sequence of float
         One IRN row per temperature, the standard deviation of ``z`` at upscaling: ``1`` is the
         paper's protocol, ``0`` upscales with ``z = 0``; another than 1 is in the label (``"IRN (this kit, z = 0)"``).
+    main_job : bool, optional
+        Whether this is the main job (default: inside ``irn reproduce``, i.e. ``$IRN_RUN_ID`` set). The main
+        job reports only what it measured: at a scale it does not train (:data:`MAIN_JOB_SCALES`), the row
+        of the profile's own model (absent) is left out and a footnote says why (:func:`left_out_note`);
+        elsewhere that row is "not available" with how to train it. Rows of checkpoints the user fetches
+        (the paper profile's official ones) and absent test sets stay "not available".
     """
     profile = profiles.get(profile)
     out_dir = Path(out_dir) if out_dir is not None else results_root() / "tables"
@@ -307,11 +343,13 @@ def make_table1(
     run["generated"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     run.update(temperatures=temperatures, seed=seed, max_images=max_images)
     versions, missing_data = _data_versions(datasets, root)
-    models = _irn_models(checkpoint, scale, device, profile.name, max_images)
+    leave_out = _leaves_out(profile, scale, main_job) and not describe_checkpoint(checkpoint).exists
+    models = _irn_models(checkpoint, scale, device, profile.name, max_images, leave_out)
     table, per_image_path = _measured_table(models, versions, missing_data, datasets, run, out_dir, progress)
     record = _record(device, versions, models, checkpoint, per_image_path, run)
-    markdown = render_markdown(
-        table, scale, record, _conditions(profile, draws, models[0][1], max_images, temperatures)
-    )
+    own = next((row for who, row, _ in models if who == "this kit"), None)
+    conditions = _conditions(profile, draws, own, max_images, temperatures)
+    left_out = left_out_note(profile.name, scale) if leave_out else ""
+    markdown = render_markdown(table, scale, record, conditions, left_out=left_out)
     csv_path, md_path = write_table(table, markdown, out_dir / f"table1_x{scale}")
     return Table1(scale, table, markdown, per_image_path, csv_path, md_path, record)

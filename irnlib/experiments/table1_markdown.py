@@ -101,8 +101,11 @@ def _paper_section(paper: pd.DataFrame) -> list[str]:
     ]
 
 
-def _kit_sections(kit: pd.DataFrame, labels: dict[str, str], row_notes: Footnotes, missing: Footnotes) -> list[str]:
-    """The measured table (with its footnotes) and the differences kit − paper."""
+def _kit_sections(
+    kit: pd.DataFrame, labels: dict[str, str], row_notes: Footnotes, missing: Footnotes, left_out: str = ""
+) -> list[str]:
+    """The measured table (with its footnotes; ``left_out``, why a row is not there, is one on its
+    header) and the differences kit − paper."""
     datasets = list(dict.fromkeys(kit["dataset"]))
     header = [_dataset_header(d) for d in datasets]
     measured, diffs = [], []
@@ -119,8 +122,8 @@ def _kit_sections(kit: pd.DataFrame, labels: dict[str, str], row_notes: Footnote
             diffs.append([f"{labels[name]} − paper's {paper_row}", *diff])
     lines = ["## Measured by this kit", ""]
     lines += ["Mean over the draws of z of the dataset average (IRN); Bicubic is deterministic.", ""]
-    lines += markdown_table(["Row (this kit)", "Param"] + header, measured, row_notes) + [""]
-    lines += ["## Difference, kit − paper (same row; PSNR dB / SSIM)", ""]
+    lines += markdown_table([f"Row (this kit){row_notes.mark(left_out)}", "Param"] + header, measured, row_notes)
+    lines += ["", "## Difference, kit − paper (same row; PSNR dB / SSIM)", ""]
     return lines + markdown_table(["Row"] + header, diffs) + [""]
 
 
@@ -147,7 +150,9 @@ def _details_section(kit: pd.DataFrame, labels: dict[str, str]) -> list[str]:
     ]
 
 
-def render_markdown(table: pd.DataFrame, scale: int, provenance: dict | None = None, conditions: str = "") -> str:
+def render_markdown(
+    table: pd.DataFrame, scale: int, provenance: dict | None = None, conditions: str = "", left_out: str = ""
+) -> str:
     """The Markdown page of one table (see the module docstring).
 
     Parameters
@@ -160,6 +165,9 @@ def render_markdown(table: pd.DataFrame, scale: int, provenance: dict | None = N
     conditions : str
         One paragraph under the title that says under what conditions the kit measured
         (profile, data, checkpoint; a shortened run must say so).
+    left_out : str
+        Why a row the reader may look for is not in the table (the main job leaves out its own model
+        at a scale it does not train): one footnote on the header of the kit's table.
     """
     paper = table[table["source"] == "paper"]
     kit = table[table["source"] == "this kit"]
@@ -168,7 +176,7 @@ def render_markdown(table: pd.DataFrame, scale: int, provenance: dict | None = N
         name: name + row_notes.mark(row_footnote(group.iloc[0])) for name, group in kit.groupby("row", sort=False)
     }
     lines = _head(table, scale, conditions) + _paper_section(paper)
-    lines += _kit_sections(kit, labels, row_notes, missing) + _details_section(kit, labels)
+    lines += _kit_sections(kit, labels, row_notes, missing, left_out) + _details_section(kit, labels)
     if len(missing):
         lines += ["## Not available", "", *missing.lines(), ""]
     if provenance:
