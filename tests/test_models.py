@@ -120,7 +120,9 @@ def test_a_second_stage_keeps_the_first_stages_card(tmp_path, one_thread):
     )
     first_card = json.loads((first / "card.json").read_text())
     second_run = train(make_config("smoke", run_name="second", init_from=str(first / "IRN_x2.pth"), lr=1e-4, **tiny))
-    dest = publish(second_run, models, datasets=["embedded-test"], draws=1, progress=False, note="made for a test", panel=False)
+    dest = publish(
+        second_run, models, datasets=["embedded-test"], draws=1, progress=False, note="made for a test", panel=False
+    )
     assert dest == first
     assert json.loads((dest / "started_from" / "card.json").read_text()) == first_card
     assert not (dest / "started_from" / "IRN_x2.pth").exists()  # its text, not its weights
