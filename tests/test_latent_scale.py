@@ -1,0 +1,46 @@
+"""The latent-scale measurement (issue 29): Y-PSNR against the temperature of z, per checkpoint."""
+
+import pandas as pd
+import pytest
+import torch
+
+from irnlib.experiments import latent_scale as L
+from irnlib.model.checkpoint import save_model
+from irnlib.model.network import IRN
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "IRN_x2.pth"
+    save_model(IRN(2, [1]), path)
+    return path
+
+
+def test_a_curve_per_checkpoint_and_temperature_and_its_gap(tiny_checkpoint):
+    curve = L.temperature_curve([("tiny", 3, tiny_checkpoint)], "embedded-test", (0.0, 1.0), draws=1, progress=False)
+    assert list(curve["temperature"]) == [0.0, 1.0] and (curve["iterations"] == 3).all()
+    assert curve["psnr_y"].between(5, 60).all() and curve["bicubic_psnr_y"].between(20, 40).all()
+    gaps = L.latent_gaps(curve)
+    at = curve.set_index("temperature")["psnr_y"]
+    assert gaps.loc[0, "gap_db"] == pytest.approx(at[1.0] - at[0.0])
+    assert gaps.loc[0, "best_temperature"] == at.idxmax()
+
+
+def test_gaps_are_ordered_by_training_length_and_rendered():
+    curve = pd.DataFrame(
+        [dict(label=lab, iterations=it, scale=2, dataset="Set5", temperature=t, psnr_y=p, bicubic_psnr_y=33.7)
+         for lab, it, t, p in [("long", 900, 0.0, 35.0), ("long", 900, 1.0, 37.0),
+                               ("short", 100, 0.0, 20.0), ("short", 100, 1.0, 36.0)]]
+    )  # fmt: skip
+    gaps = L.latent_gaps(curve)
+    assert list(gaps["label"]) == ["short", "long"] and list(gaps["gap_db"]) == [16.0, 2.0]
+    page = L.latent_markdown(gaps, {"commit": "abc"})
+    assert "| short | ×2 | 100 | 36.00 | 20.00 | +16.00 | 1 | 36.00 | 33.70 |" in page
+    assert L.latent_figure(curve.assign(checkpoint="x")) is not None
+
+
+def test_a_malformed_checkpoint_argument_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        L.main(["--checkpoint", "no-iterations.pth"])
+    assert "use LABEL=ITERATIONS=PATH" in capsys.readouterr().err
