@@ -116,7 +116,7 @@ def test_a_third_stage_nests_the_lineage_and_counts_its_stages(tmp_path):
     assert texts(dest / "started_from") == before and read(dest / "card.json")["stage"] == 3
 
 
-def test_the_committed_models_next_stage_is_their_third(tmp_path):
+def test_publishing_the_committed_models_next_stage_keeps_their_lineage(tmp_path):
     """What publishing a run started from today's models/kit_reference_x2 will do (no weights copied)."""
     committed = M.MODELS_DIR / "kit_reference_x2"
     dest = tmp_path / "models" / "kit_reference_x2"
@@ -129,10 +129,31 @@ def test_the_committed_models_next_stage_is_their_third(tmp_path):
         **{k: v for k, v in texts(committed).items() if k != "IRN_x2.pth" and not k.startswith("started_from/")},
         **{f"started_from/{k}": v for k, v in texts(committed / "started_from").items()},
     }
-    assert "in three stages (the previous stage's card" in (dest / "README.md").read_text()
+    count = M.STAGE_WORDS[M.card_stage(read(committed / "card.json")) + 1][0]
+    assert f"in {count} stages (the previous stage's card" in (dest / "README.md").read_text()
 
 
 def test_card_stage_reads_cards_older_than_the_field():
     assert M.card_stage({"training": {}}) == 1
     assert M.card_stage({"training": {"init_from": {"file": "x", "sha256": "y"}}}) == 2
     assert M.card_stage({"stage": 3, "training": {"init_from": {"file": "x", "sha256": "y"}}}) == 3
+
+
+def test_refreshing_a_card_gives_today_s_retrain_command_and_keeps_its_numbers(tmp_path):
+    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False)
+    card = read(dest / "card.json")
+    stale = {**card, "recipe_overrides": ["scale=2", "iterations=10"]}  # written before a profile change
+    (dest / "card.json").write_text(json.dumps(stale))
+    M.refresh_card(dest)
+    refreshed = read(dest / "card.json")
+    assert refreshed == card
+    assert " ".join(card["recipe_overrides"]) in (dest / "README.md").read_text()
+    before = texts(dest)
+    M.refresh_card(dest)
+    assert texts(dest) == before  # idempotent
+
+
+def test_a_card_without_a_training_log_says_its_time_was_not_recorded(tmp_path):
+    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False)
+    readme = (dest / "README.md").read_text()
+    assert "training time: not recorded" in readme and "nan" not in readme

@@ -183,8 +183,11 @@ def _card_facts(card: dict) -> list[str]:
         + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
         + "; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
         *stage_lines,
-        f"- training time: {run['train_hours']:.2f} h of training steps"
-        + (" (this stage)" if start else "")
+        (
+            "- training time: not recorded (the run's train_log.csv was not kept)"
+            if math.isnan(run["train_hours"])
+            else f"- training time: {run['train_hours']:.2f} h of training steps" + (" (this stage)" if start else "")
+        )
         + f"; begun on {run['started'].get('device')}, last resumed on {run['device']}",
         f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
         f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
@@ -321,6 +324,8 @@ def publish(
     dest = reference_dir(scale, models_dir)
     dest.mkdir(parents=True, exist_ok=True)
     stage, kept = _keep_lineage(dest, record.get("init_from"), scale)
+    for earlier in sorted(dest.glob(f"{STARTED_FROM}/**/card.json")):
+        refresh_card(earlier.parent)  # their retrain commands against today's quick profile
     _copy_present(run_dir, dest, (model.name, "config.json", "provenance.json", "val_log.csv"))
     per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
@@ -348,6 +353,24 @@ def publish(
     write_json(dest / "card.json", card)
     atomic_write(dest / "README.md", lambda tmp: tmp.write_text(_card_markdown(card), encoding="utf-8"))
     return dest
+
+
+def refresh_card(folder) -> Path:
+    """Bring a published card's retrain command up to date with today's quick profile.
+
+    When the quick profile changes, the ``field=value`` arguments a card prints must change
+    too, or its command would train something else: ``recipe_overrides`` is recomputed from the
+    folder's ``config.json`` (fields the run predates at their old values,
+    :func:`irnlib.train.as_trained`) and ``README.md`` is rewritten from ``card.json``. Nothing
+    measured changes. Returns the folder.
+    """
+    folder = Path(folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["recipe_overrides"] = recipe_overrides(as_trained(json.loads((folder / "config.json").read_text())))
+    card["recipe_iterations"] = make_config("quick", scale=int(card["scale"])).iterations
+    write_json(folder / "card.json", card)
+    atomic_write(folder / "README.md", lambda tmp: tmp.write_text(_card_markdown(card), encoding="utf-8"))
+    return folder
 
 
 def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]:

@@ -106,8 +106,8 @@ def panel_card_lines(card: dict) -> list[str]:
     if not summary:
         return lines + [
             f"Not measured for this card. `python -m irnlib.experiments.panel --scale {s} --checkpoint "
-            f"models/kit_reference_x{s}/{card['file']} --out models/kit_reference_x{s}` measures it (the notebooks "
-            "then show it); publishing without `--no-panel` measures it with the card.",
+            f"<folder>/{card['file']} --out <folder>` measures it for the weights with the SHA-256 above (the "
+            "notebooks then show it); publishing without `--no-panel` measures it with the card.",
             "",
         ]
     files = summary["files"]
