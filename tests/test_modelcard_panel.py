@@ -140,7 +140,9 @@ def test_card_stage_reads_cards_older_than_the_field():
 
 
 def test_refreshing_a_card_gives_today_s_retrain_command_and_keeps_its_numbers(tmp_path):
-    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False)
+    dest = M.publish(
+        fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False
+    )
     card = read(dest / "card.json")
     stale = {**card, "recipe_overrides": ["scale=2", "iterations=10"]}  # written before a profile change
     (dest / "card.json").write_text(json.dumps(stale))
@@ -154,6 +156,8 @@ def test_refreshing_a_card_gives_today_s_retrain_command_and_keeps_its_numbers(t
 
 
 def test_a_card_without_a_training_log_says_its_time_was_not_recorded(tmp_path):
-    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False)
+    dest = M.publish(
+        fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False
+    )
     readme = (dest / "README.md").read_text()
     assert "training time: not recorded" in readme and "nan" not in readme
