@@ -44,3 +44,12 @@ def test_a_malformed_checkpoint_argument_is_one_line(capsys):
     with pytest.raises(SystemExit):
         L.main(["--checkpoint", "no-iterations.pth"])
     assert "use LABEL=ITERATIONS=PATH" in capsys.readouterr().err
+
+
+def test_the_command_writes_the_curve_the_page_and_the_figure(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    L.main(
+        ["--checkpoint", f"tiny=3={tiny_checkpoint}", "--dataset", "embedded-test", "--draws", "1", "--out", str(out)]
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["latent_scale_x2.csv", "latent_scale_x2.md", "latent_scale_x2.png"]
+    assert len(pd.read_csv(out / "latent_scale_x2.csv")) == len(L.TEMPERATURES)

@@ -134,7 +134,7 @@ def _checkpoint(text: str) -> tuple[str, int, Path]:
 
 
 def main(argv=None) -> pd.DataFrame:
-    """``python -m irnlib.experiments.latent_scale``: write ``latent_scale.{csv,md,png}`` into ``--out``."""
+    """``python -m irnlib.experiments.latent_scale``: write ``latent_scale_x{s}.{csv,md,png}`` into ``--out``."""
     parser = argparse.ArgumentParser(
         prog="python -m irnlib.experiments.latent_scale", description=__doc__.split("\n")[0]
     )
@@ -145,13 +145,14 @@ def main(argv=None) -> pd.DataFrame:
     args = parser.parse_args(argv)
     curve = temperature_curve(args.checkpoint, args.dataset, draws=args.draws)
     args.out.mkdir(parents=True, exist_ok=True)
-    evaluate.write_csv(curve, args.out / "latent_scale.csv")
+    stem = f"latent_scale_x{'_'.join(str(s) for s in sorted(set(curve['scale'])))}"
+    evaluate.write_csv(curve, args.out / f"{stem}.csv")
     record = {"dataset": args.dataset, "draws of z": args.draws, "commit": git_commit(), "CPU": cpu_model(),
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "torch threads": torch.get_num_threads()}  # fmt: skip
     page = latent_markdown(latent_gaps(curve), record)
-    atomic_write(args.out / "latent_scale.md", lambda tmp: Path(tmp).write_text(page))
-    save_figure(latent_figure(curve), "latent_scale.png", folder=args.out)
+    atomic_write(args.out / f"{stem}.md", lambda tmp: Path(tmp).write_text(page))
+    save_figure(latent_figure(curve), f"{stem}.png", folder=args.out)
     print(page)
     return curve
 
