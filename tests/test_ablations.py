@@ -206,3 +206,25 @@ def test_a_variant_that_diverges_is_measured_from_its_last_good_checkpoint(tmp_p
     assert table.loc["without L_distr", "diverged"] == "seed 0 at iteration 3"
     assert table["diverged"].isna()[ab.FULL]
     assert "**without L_distr: training diverged** (seed 0 at iteration 3)" in markdown
+
+
+def test_a_shorter_study_stretches_the_plans_schedule_alike():
+    plan = ab.ablation_setup("quick")
+    short = ab.ablation_setup("quick", iterations=plan.train.iterations // 2)
+    assert short.train.lr_milestones == tuple(round(m / 2) for m in plan.train.lr_milestones)
+    assert ab.ablation_setup("quick", iterations=100, lr_milestones=(90,)).train.lr_milestones == (90,)
+
+
+def test_a_finetuned_study_starts_every_objective_variant_from_the_trained_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRN_RESULTS", str(tmp_path))
+    weights = save_model(randomize(IRN(2), seed=4).eval(), tmp_path / "IRN_x2.pth")
+    setup = ab.ablation_setup("smoke", iterations=2, patch_size=16, val_crop=32, val_every=2, checkpoint_every=2,
+                              init_from=str(weights))  # fmt: skip
+    chosen = ab.variants(2, finetuned=True)
+    assert [v.group for v in chosen] == ["reference", "objective", "objective", "objective"]
+    assert f"fine-tuned from `{weights}`" in setup.budget()
+    runs = ab.train_variants(setup, [v for v in chosen if v.name in (ab.FULL, "without L_distr")])
+    assert all("_finetuned_" in run.name for run in runs.values())
+    for run in runs.values():
+        record = pd.read_json(run / "provenance.json", typ="series")
+        assert record["init_from"]["file"] == str(weights)

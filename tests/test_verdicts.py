@@ -134,3 +134,23 @@ def test_the_committed_study_is_read_with_its_provenance():
     assert len(ordering) == 6 and (ordering["seeds"] == 2).all()
     assert set(ordering["verdict"]) <= {vd.HOLDS, vd.REVERSED, vd.NOT_SEPARABLE}
     assert "commit " + study.provenance["commit"] in vd.describe_study(study)
+
+
+def test_a_shorter_runs_verdict_the_longer_study_does_not_share_is_not_separable():
+    own = _ordering({"a > b": vd.HOLDS, "a > c": vd.REVERSED, "a > d": vd.HOLDS, "a > e": vd.NOT_SEPARABLE})
+    other = _ordering({"a > b": vd.HOLDS, "a > c": vd.NOT_SEPARABLE, "a > d": vd.REVERSED, "a > e": vd.HOLDS})
+    both = vd.compare_verdicts(own, other, shorter=True).set_index("claim")
+    assert both.loc["a > b", "verdict"] == vd.HOLDS and both.loc["a > b", "agreement"] == "agree"
+    assert both.loc["a > c", "verdict"] == (
+        f"{vd.NOT_SEPARABLE} (reversed for every seed here; the longer study: {vd.NOT_SEPARABLE})"
+    )
+    assert both.loc["a > d", "verdict"].startswith(vd.NOT_SEPARABLE + " (holds for every seed here")
+    assert both.loc["a > c", "agreement"] == "agree"  # neither study separates it
+    assert both.loc[["a > d", "a > e"], "agreement"].eq("smoke not separable").all()
+    assert vd.compare_verdicts(own, other).set_index("claim").loc["a > c", "verdict"] == vd.REVERSED  # same budget
+
+
+def test_a_studys_iterations_come_from_its_recorded_budget():
+    study = vd.Study(vd.COMMITTED_STUDY, None, {"training_budget": "1,500 iterations, batch 4 of 48² patches"})
+    assert vd.study_iterations(study) == 1500
+    assert vd.study_iterations(vd.Study(vd.COMMITTED_STUDY)) is None

@@ -16,7 +16,15 @@ import numpy as np
 import pandas as pd
 
 from irnlib.experiments.ablations import FULL, PAPER_CONDITION, AblationSetup
-from irnlib.experiments.verdicts import RULE, Study, compare_verdicts, describe_study, margin_fields, read_study
+from irnlib.experiments.verdicts import (
+    RULE,
+    Study,
+    compare_verdicts,
+    describe_study,
+    margin_fields,
+    read_study,
+    study_iterations,
+)
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
 from irnlib.protocol.summary import summarize_draws
@@ -218,8 +226,11 @@ def _ordering_lines(ordering: pd.DataFrame, setup: AblationSetup, committed: Stu
                       "is not in this checkout: its verdicts cannot be shown beside these."]  # fmt: skip
         return lines
     notes = Footnotes()
+    deferred = ordering["verdict"].str.contains("the longer study:", regex=False).any()
     mark = notes.mark(f"{describe_study(committed)}; its verdicts recomputed by the rule above from its "
-                      "`ablations_per_image.csv`.")  # fmt: skip
+                      "`ablations_per_image.csv`." + (" It trained longer than this run: a verdict of this run's "
+                      "that it does not share is one this budget cannot make, and reads \"not separable at this "
+                      "budget\" with both findings." if deferred else ""))  # fmt: skip
     header += [f"committed study{mark}: verdict (mean margin; spread, dB)", f"agreement ({setup.profile} vs it)"]
     for row, r in zip(rows, ordering.itertuples()):
         row += [_committed_cell(r), r.agreement or "–"]
@@ -325,7 +336,10 @@ def write_tables(
     ordering = ordering_table(written)
     if committed is not None:
         theirs = ordering_table(committed.per_image) if committed.found else None
-        ordering = compare_verdicts(ordering, theirs, committed, run_label=setup.profile)
+        longer = study_iterations(committed)
+        # a fine-tuned study (init_from) trains on top of a model: not a shorter version of that study
+        shorter = longer is not None and not setup.train.init_from and setup.train.iterations < longer
+        ordering = compare_verdicts(ordering, theirs, committed, run_label=setup.profile, shorter=shorter)
     paths["ordering"] = ev.write_csv(ordering, out_dir / "ablation_ordering.csv")
     markdown = render_ablation_markdown(table, ordering, setup, record, committed)
     paths["md"] = atomic_write(out_dir / "ablations.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))

@@ -86,11 +86,18 @@ class Condition:
 
 
 FULL = "IRN (full)"
+FINETUNABLE_GROUPS = ("reference", "objective")  # variants with the trained network's shape
 PAPER_CONDITION = "z ~ N(0, 1)"  # the paper's test-time condition
 
 
-def variants(scale: int) -> list[Variant]:
-    """The trained variants at ``scale``; the first is the full (paper) model."""
+def variants(scale: int, finetuned: bool = False) -> list[Variant]:
+    """The trained variants at ``scale``; the first is the full (paper) model.
+
+    ``finetuned``: only those that can start from a trained IRN's weights (the full model and the
+    objective's ablations); the others change the network, which the weights would not fit.
+    """
+    if finetuned:
+        return [v for v in variants(scale) if v.group in FINETUNABLE_GROUPS]
     levels = SCALES[scale]
     return [
         Variant(FULL, "reference"),
@@ -142,9 +149,10 @@ class AblationSetup:
 
     def budget(self) -> str:
         t = self.train
+        start = f", each fine-tuned from `{t.init_from}`" if t.init_from else ""
         return (
             f"{t.iterations:,} iterations, batch {t.batch_size} of {t.patch_size}² patches from "
-            f"{t.train_set}, lr {t.lr:g}, seeds {', '.join(map(str, self.seeds))}"
+            f"{t.train_set}, lr {t.lr:g}, seeds {', '.join(map(str, self.seeds))}{start}"
         )
 
 
@@ -159,6 +167,11 @@ def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_ove
     DIV2K, batch 16 of 144², and 100k iterations per variant and seed (a fifth of the
     paper's schedule, learning-rate milestones scaled alike), tested on the DIV2K validation
     set at full size.
+
+    ``iterations`` among ``train_overrides`` stretches the plan's learning-rate milestones alike
+    (unless ``lr_milestones`` is given too). ``init_from=<weights>`` fine-tunes every variant from
+    a trained IRN (what a trained model loses when a term of the objective is removed); only the
+    variants of :func:`variants` with ``finetuned=True`` fit such weights.
     """
     plan = profiles.get(profile).ablation
     scale = scale or plan.scale
@@ -166,6 +179,9 @@ def ablation_setup(profile: str = "smoke", scale: int | None = None, **train_ove
     setup = AblationSetup(
         profile, scale, config, plan.eval_set, plan.eval_crop, plan.eval_images, plan.draws, tuple(plan.seeds)
     )
+    if "iterations" in train_overrides and "lr_milestones" not in train_overrides:
+        stretch = train_overrides["iterations"] / config.iterations  # the plan's schedule, shortened or lengthened
+        train_overrides["lr_milestones"] = tuple(round(m * stretch) for m in config.lr_milestones)
     if train_overrides:
         setup.train = dataclasses.replace(setup.train, **train_overrides)
     setup.data_root, setup.device = setup.train.data_root, setup.train.device  # tests run where training does
@@ -176,7 +192,8 @@ def variant_config(setup: AblationSetup, variant: Variant, seed: int | None = No
     """The training configuration of ``variant`` with training seed ``seed`` (None: the
     study's first): the study's, with the variant's changes."""
     seed = setup.seeds[0] if seed is None else seed
-    name = f"ablation_{setup.profile}_x{setup.scale}_{variant.slug}_seed{seed}"
+    finetuned = "_finetuned" if setup.train.init_from else ""  # never resumes a from-scratch run
+    name = f"ablation_{setup.profile}{finetuned}_x{setup.scale}_{variant.slug}_seed{seed}"
     return dataclasses.replace(setup.train, run_name=name, runs_dir=runs_dir, seed=seed, **variant.changes)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "margin_fields",
     "agreement",
     "compare_verdicts",
+    "study_iterations",
     "Study",
     "read_study",
     "describe_study",
@@ -180,11 +181,31 @@ def describe_study(study: Study) -> str:
     return f"`{short_path(study.folder)}/` ({described or 'its provenance is not recorded'})"
 
 
+def study_iterations(study: Study) -> int | None:
+    """Training iterations per variant and seed of a study, from its recorded budget (None if unknown)."""
+    found = re.match(r"\s*([\d,]+) iterations", study.provenance.get("training_budget", ""))
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+def _deferred(own: str, theirs: str) -> str:
+    """A shorter run's confident verdict that the longer study does not share."""
+    return f"{NOT_SEPARABLE} ({own} for every seed here; the longer study: {theirs})"
+
+
 def compare_verdicts(
-    own: pd.DataFrame, other: pd.DataFrame | None, study: Study | None = None, run_label: str = "smoke"
+    own: pd.DataFrame,
+    other: pd.DataFrame | None,
+    study: Study | None = None,
+    run_label: str = "smoke",
+    shorter: bool = False,
 ) -> pd.DataFrame:
     """``own`` (an ordering frame: ``claim``, ``verdict``) with, for each claim, the other study's
     numbers and verdict on the same claim and whether they agree (:func:`agreement`).
+
+    With ``shorter`` (this run trained fewer iterations than the other study), a confident verdict
+    of this run's that the longer study does not share is one this budget cannot make: it becomes
+    ``"not separable at this budget (<its verdict> for every seed here; the longer study: ...)"``,
+    and the agreement is computed from that; the margins stay as measured.
 
     Parameters
     ----------
@@ -196,6 +217,8 @@ def compare_verdicts(
         ``committed_commit`` and ``committed_date``.
     run_label : str
         How :func:`agreement` names this run (its profile).
+    shorter : bool
+        Whether this run's budget is smaller than the other study's (see above).
     """
     out = own.copy()
     for name in COMMITTED_FIELDS:
@@ -206,6 +229,12 @@ def compare_verdicts(
     for name in ("seeds", "margins_by_seed", "margin_db", "spread_db", "verdict"):
         out["committed_" + name] = out["claim"].map(theirs[name]) if name in theirs else ""
     out["agreement"] = [agreement(a, b, run_label) for a, b in zip(out["verdict"], out["committed_verdict"])]
+    if shorter:
+        unconfirmed = out["agreement"].isin(["committed study not separable", "disagree"])
+        out.loc[unconfirmed, "verdict"] = [
+            _deferred(a, b) for a, b in zip(out.loc[unconfirmed, "verdict"], out.loc[unconfirmed, "committed_verdict"])
+        ]
+        out["agreement"] = [agreement(a, b, run_label) for a, b in zip(out["verdict"], out["committed_verdict"])]
     recorded = study.provenance if study is not None else {}
     for name, key in (("run_id", "run_id"), ("budget", "training_budget"), ("commit", "commit"), ("date", "date")):
         out["committed_" + name] = recorded.get(key, "")
