@@ -289,3 +289,22 @@ def test_bicubic_rows_match_the_reference_values(shared_data, scale):
         assert abs(summary.loc[dataset, "psnr_y"] - want_psnr) <= 0.02, dataset
         assert abs(summary.loc[dataset, "ssim_y"] - want_ssim) <= 0.001, dataset
     assert summary.loc["BSD100", "images"] == 100
+
+
+def test_a_later_stage_counts_its_earlier_stages(tmp_path):
+    folder = tmp_path / "kit_reference_x4"
+    folder.mkdir()
+    save_model(small_net(4), folder / "IRN_x4.pth")
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(make_config("quick", iterations=250))))
+    start = {"file": "models/kit_reference_x4/IRN_x4.pth", "sha256": "ab"}
+    record = {"status": "finished", "iterations_done": 250, "init_from": start}
+    (folder / "provenance.json").write_text(json.dumps(record))
+    assert "250 iterations from the weights of models/kit_reference_x4/IRN_x4.pth" in (
+        describe_checkpoint(folder / "IRN_x4.pth").training
+    )
+    for kept, done in ((folder / "started_from", 1000), (folder / "started_from" / "started_from", 4400)):
+        kept.mkdir()
+        (kept / "provenance.json").write_text(json.dumps({"status": "finished", "iterations_done": done}))
+    assert describe_checkpoint(folder / "IRN_x4.pth").training.startswith(
+        "5,650 iterations in 3 stages (the last 250), profile quick"
+    )

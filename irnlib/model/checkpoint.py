@@ -461,6 +461,21 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _iterations_text(folder: Path, iterations: int, record: dict) -> str:
+    """``"250 iterations"``; for a later stage (started from other weights, ``init_from``), the
+    stages' total where a published model keeps its earlier stages' records in ``started_from/``
+    (:mod:`irnlib.experiments.modelcard`), else the weights it started from."""
+    if not record.get("init_from"):
+        return f"{iterations:,} iterations"
+    earlier, kept = [], folder / "started_from"
+    while (kept / "provenance.json").is_file():
+        earlier.append(int(_read_json(kept / "provenance.json").get("iterations_done", 0)))
+        kept = kept / "started_from"
+    if earlier:
+        return f"{iterations + sum(earlier):,} iterations in {len(earlier) + 1} stages (the last {iterations:,})"
+    return f"{iterations:,} iterations from the weights of {record['init_from'].get('file', '?')}"
+
+
 def describe_checkpoint(path) -> CheckpointInfo:
     """Describe how a checkpoint was trained, from the training run folder it lives in.
 
@@ -480,7 +495,7 @@ def describe_checkpoint(path) -> CheckpointInfo:
         iterations = int(record.get("iterations_done", config["iterations"]))
         status = record.get("status", "finished")
         profile, train_set = config.get("profile", "?"), config.get("train_set", "?")
-        text = f"{iterations:,} iterations, profile {profile}, trained on {train_set}"
+        text = f"{_iterations_text(path.parent, iterations, record)}, profile {profile}, trained on {train_set}"
         if status == "running":  # still training, or stopped before its end (killed, out of time)
             text += f", run not finished ({iterations:,} of {int(config['iterations']):,} planned iterations)"
         elif status != "finished":
