@@ -16,7 +16,7 @@ from irnlib.imaging.images import save_png, to_batch, to_image
 from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr
 from irnlib.model import inference
-from irnlib.model.checkpoint import describe_checkpoint
+from irnlib.model.checkpoint_info import describe_checkpoint
 from irnlib.model.network import DenseSubnet, InvBlock
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol.summary import summarize_draws

@@ -34,7 +34,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from irnlib.imaging.images import jpeg_round_trip
-from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
+from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.checkpoint_info import describe_checkpoint
 from irnlib.model.network import SCALES
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles

@@ -2,7 +2,7 @@
 
 A reference model is a training run's exported ``IRN_x{s}.pth`` (the official format) copied
 into ``models/kit_reference_x{s}/`` together with the run's ``config.json`` and
-``provenance.json`` (so :func:`irnlib.protocol.evaluate.describe_checkpoint` describes it like any
+``provenance.json`` (so :func:`irnlib.model.checkpoint_info.describe_checkpoint` describes it like any
 run), its training curves as ``val_log.csv``, and a card: ``card.json`` (every number, with
 the file's SHA-256), ``measured_per_image.csv`` (what the numbers average) and ``README.md``
 (the same for people). The card's numbers are measured

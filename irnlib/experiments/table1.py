@@ -83,7 +83,7 @@ class KitRow:
         Average only over the images that the IRN row of this checkpoint measured (IRN may be
         measured on the first N images of a set; bicubic then needs the same images to compare).
     training : str
-        How the weights were trained (:attr:`irnlib.model.checkpoint.CheckpointInfo.training`).
+        How the weights were trained (:attr:`irnlib.model.checkpoint_info.CheckpointInfo.training`).
     subset : str
         Which images of each set the row averages, in words (``""``: all of them).
     """

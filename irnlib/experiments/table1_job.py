@@ -23,7 +23,8 @@ import pandas as pd
 from irnlib.data.folders import dataset_version
 from irnlib.experiments.table1 import KitRow, build_table, load_per_image
 from irnlib.experiments.table1_markdown import render_markdown
-from irnlib.model.checkpoint import describe_checkpoint, load_checkpoint
+from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.checkpoint_info import describe_checkpoint
 from irnlib.protocol import evaluate as ev
 from irnlib.protocol import profiles
 from irnlib.protocol.weights import choose_weights, reference_weights
