@@ -17,6 +17,7 @@ import pandas as pd
 
 from irnlib.experiments.ablations import FULL, PAPER_CONDITION, AblationSetup
 from irnlib.experiments.verdicts import (
+    DEFERRED,
     RULE,
     Study,
     compare_verdicts,
@@ -226,7 +227,7 @@ def _ordering_lines(ordering: pd.DataFrame, setup: AblationSetup, committed: Stu
                       "is not in this checkout: its verdicts cannot be shown beside these."]  # fmt: skip
         return lines
     notes = Footnotes()
-    deferred = ordering["verdict"].str.contains("the longer study:", regex=False).any()
+    deferred = ordering["verdict"].str.contains(DEFERRED, regex=False).any()
     mark = notes.mark(f"{describe_study(committed)}; its verdicts recomputed by the rule above from its "
                       "`ablations_per_image.csv`." + (" It trained longer than this run: a verdict of this run's "
                       "that it does not share is one this budget cannot make, and reads \"not separable at this "

@@ -43,6 +43,7 @@ __all__ = [
     "agreement",
     "compare_verdicts",
     "study_iterations",
+    "DEFERRED",
     "Study",
     "read_study",
     "describe_study",
@@ -187,9 +188,12 @@ def study_iterations(study: Study) -> int | None:
     return int(found.group(1).replace(",", "")) if found else None
 
 
+DEFERRED = "the longer study:"  # marks a shorter run's verdict that the longer study does not share
+
+
 def _deferred(own: str, theirs: str) -> str:
     """A shorter run's confident verdict that the longer study does not share."""
-    return f"{NOT_SEPARABLE} ({own} for every seed here; the longer study: {theirs})"
+    return f"{NOT_SEPARABLE} ({own} for every seed here; {DEFERRED} {theirs})"
 
 
 def compare_verdicts(
