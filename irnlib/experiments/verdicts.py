@@ -191,8 +191,11 @@ def study_iterations(study: Study) -> int | None:
 DEFERRED = "the longer study:"  # marks a shorter run's verdict that the longer study does not share
 
 
-def _deferred(own: str, theirs: str) -> str:
-    """A shorter run's confident verdict that the longer study does not share."""
+def _as_shorter_run(own: str, theirs: str) -> str:
+    """``own`` as a run shorter than the other study states it: a confident verdict the longer
+    study does not share is deferred to it."""
+    if agreement(own, theirs) not in ("committed study not separable", "disagree"):
+        return own
     return f"{NOT_SEPARABLE} ({own} for every seed here; {DEFERRED} {theirs})"
 
 
@@ -232,13 +235,9 @@ def compare_verdicts(
     theirs = other.set_index("claim")
     for name in ("seeds", "margins_by_seed", "margin_db", "spread_db", "verdict"):
         out["committed_" + name] = out["claim"].map(theirs[name]) if name in theirs else ""
-    out["agreement"] = [agreement(a, b, run_label) for a, b in zip(out["verdict"], out["committed_verdict"])]
     if shorter:
-        unconfirmed = out["agreement"].isin(["committed study not separable", "disagree"])
-        out.loc[unconfirmed, "verdict"] = [
-            _deferred(a, b) for a, b in zip(out.loc[unconfirmed, "verdict"], out.loc[unconfirmed, "committed_verdict"])
-        ]
-        out["agreement"] = [agreement(a, b, run_label) for a, b in zip(out["verdict"], out["committed_verdict"])]
+        out["verdict"] = [_as_shorter_run(a, b) for a, b in zip(out["verdict"], out["committed_verdict"])]
+    out["agreement"] = [agreement(a, b, run_label) for a, b in zip(out["verdict"], out["committed_verdict"])]
     recorded = study.provenance if study is not None else {}
     for name, key in (("run_id", "run_id"), ("budget", "training_budget"), ("commit", "commit"), ("date", "date")):
         out["committed_" + name] = recorded.get(key, "")
