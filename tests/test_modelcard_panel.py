@@ -151,8 +151,10 @@ def test_refreshing_a_card_gives_today_s_retrain_command_and_keeps_its_numbers(t
     assert refreshed == card
     assert " ".join(card["recipe_overrides"]) in (dest / "README.md").read_text()
     before = texts(dest)
+    written = {name: (dest / name).stat().st_mtime_ns for name in ("card.json", "README.md")}
     M.refresh_card(dest)
     assert texts(dest) == before  # idempotent
+    assert {name: (dest / name).stat().st_mtime_ns for name in written} == written  # and not rewritten
 
 
 def test_a_card_without_a_training_log_says_its_time_was_not_recorded(tmp_path):

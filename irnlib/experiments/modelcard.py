@@ -362,14 +362,18 @@ def refresh_card(folder) -> Path:
     too, or its command would train something else: ``recipe_overrides`` is recomputed from the
     folder's ``config.json`` (fields the run predates at their old values,
     :func:`irnlib.train.as_trained`) and ``README.md`` is rewritten from ``card.json``. Nothing
-    measured changes. Returns the folder.
+    measured changes, and a card already up to date is left untouched. Returns the folder.
     """
     folder = Path(folder)
-    card = json.loads((folder / "card.json").read_text())
+    recorded = json.loads((folder / "card.json").read_text())
+    card = dict(recorded)
     card["recipe_overrides"] = recipe_overrides(as_trained(json.loads((folder / "config.json").read_text())))
     card["recipe_iterations"] = make_config("quick", scale=int(card["scale"])).iterations
+    text, readme = _card_markdown(card), folder / "README.md"
+    if card == recorded and readme.is_file() and readme.read_text(encoding="utf-8") == text:
+        return folder  # already up to date: nothing is rewritten
     write_json(folder / "card.json", card)
-    atomic_write(folder / "README.md", lambda tmp: tmp.write_text(_card_markdown(card), encoding="utf-8"))
+    atomic_write(readme, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return folder
 
 
