@@ -37,6 +37,7 @@ __all__ = [
     "image_subset",
     "ablation_table",
     "CLAIMS",
+    "claim_label",
     "ordering_table",
     "render_ablation_markdown",
     "plot_ablations",
@@ -114,6 +115,13 @@ ORDERING_COLUMNS = ["claim", "better", "worse", "seeds", "margins_by_seed", "mar
                     "verdict"]  # fmt: skip
 
 
+def claim_label(better: str, worse: str) -> str:
+    """How a claim of :data:`CLAIMS` is written: ``"IRN (full) > without L_distr"`` (the full model
+    named by its block count where the claim is about capacity)."""
+    label = f"{better} (8 InvBlocks per level)" if better == FULL and worse.endswith("per level") else better
+    return f"{label} > {worse}"
+
+
 def ordering_table(per_image: pd.DataFrame) -> pd.DataFrame:
     """Does the paper's ordering of the variants hold at the study's budget?
 
@@ -134,8 +142,7 @@ def ordering_table(per_image: pd.DataFrame) -> pd.DataFrame:
         if better not in present or worse not in present:
             continue
         margins = means[better] - means[worse]  # by training seed; NaN where one of them lacks that seed
-        label = f"{better} (8 InvBlocks per level)" if better == FULL and worse.endswith("per level") else better
-        rows.append({"claim": f"{label} > {worse}", "better": better, "worse": worse, **margin_fields(margins)})
+        rows.append({"claim": claim_label(better, worse), "better": better, "worse": worse, **margin_fields(margins)})
     return pd.DataFrame(rows, columns=ORDERING_COLUMNS)
 
 
