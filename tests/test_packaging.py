@@ -1,6 +1,7 @@
 """The set-up stays coherent: pyproject and environment.yml agree, CI runs the README's test command."""
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def test_every_notebook_is_committed_stripped_with_a_profile_parameter():
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
         params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1 and re.search(r"^profile = ", params[0].source, re.M), path.name
+        ids = [cell.get("id") for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+        assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: every cell needs an id of its own"
 
 
 # The package's layers, lowest first: a module may import from its own layer and the ones below.
