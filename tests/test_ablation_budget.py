@@ -69,7 +69,9 @@ def test_a_run_that_stopped_early_leaves_its_seed_out_of_later_steps(tmp_path):
 
 
 def test_the_budget_page_is_built_from_the_csv_it_writes(runs, tmp_path):
-    budget, page, paths = ab_budget.write_budget(runs, tmp_path / "tables", "Verdicts during training")
+    budget, page, paths = ab_budget.write_budget(
+        ab_budget.budget_table(runs), tmp_path / "tables", "Verdicts during training"
+    )
     assert pd.read_csv(paths["csv"]).equals(budget)
     assert paths["md"].read_text() == page
     row = next(line for line in page.splitlines() if line.startswith(f"| {FULL} > without L_distr"))
@@ -77,3 +79,8 @@ def test_the_budget_page_is_built_from_the_csv_it_writes(runs, tmp_path):
     assert "1,000 steps" in page
     fig = ab_budget.plot_budget(budget, "Verdicts during training")
     assert len([ax for ax in fig.axes if ax.lines]) == 2
+
+
+def test_runs_without_both_variants_of_any_claim_give_an_empty_table(tmp_path):
+    budget = ab_budget.budget_table(fake_runs(tmp_path, {(FULL, 0): [10, 20, 30], (FULL, 1): [10, 21, 31]}))
+    assert budget.empty and budget["iteration"].nunique() == 0

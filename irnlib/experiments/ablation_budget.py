@@ -60,7 +60,7 @@ def budget_table(runs: dict[tuple[str, int], Path]) -> pd.DataFrame:
             per_seed = {f"margin_seed{seed:g}": by_seed[seed] for seed in seeds}
             rows.append({"claim": claim_label(better, worse), "iteration": int(iteration), **per_seed,
                          **margin_fields(by_seed.to_numpy())})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["claim", "iteration", "verdict"])
 
 
 def settled_at(budget: pd.DataFrame, claim: str) -> int | None:
@@ -123,11 +123,12 @@ def plot_budget(budget: pd.DataFrame, title: str):
     return fig
 
 
-def write_budget(runs: dict[tuple[str, int], Path], out_dir, title: str) -> tuple[pd.DataFrame, str, dict]:
-    """Write ``ablation_budget.csv`` and ``ablation_budget.md`` (the page built from the CSV read
-    back) to ``out_dir``; returns the table, its Markdown and the paths written."""
+def write_budget(budget: pd.DataFrame, out_dir, title: str) -> tuple[pd.DataFrame, str, dict]:
+    """Write ``budget`` (:func:`budget_table`) as ``ablation_budget.csv`` and ``ablation_budget.md``
+    (the page built from the CSV read back) to ``out_dir``; returns the table as read back, its
+    Markdown and the paths written."""
     out_dir = Path(out_dir)
-    paths = {"csv": ev.write_csv(budget_table(runs), out_dir / "ablation_budget.csv")}
+    paths = {"csv": ev.write_csv(budget, out_dir / "ablation_budget.csv")}
     budget = pd.read_csv(paths["csv"])
     markdown = render_budget_markdown(budget, title)
     paths["md"] = atomic_write(out_dir / "ablation_budget.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
