@@ -52,6 +52,9 @@ __all__ = [
 HOLDS = "holds"
 REVERSED = "reversed"
 NOT_SEPARABLE = "not separable at this budget"
+AGREE = "agree"
+DISAGREE = "disagree"  # one study holds, the other is reversed
+COMMITTED_OPEN = "committed study not separable"  # this run has a verdict, the committed study cannot tell
 
 # The kit's committed longer ablation study (the quick profile; docs/results.md says how it was run).
 COMMITTED_STUDY = REPO_ROOT / "results" / "quick" / "tables"
@@ -134,10 +137,10 @@ def agreement(own: str, other: str, run_label: str = "smoke") -> str:
         return ""
     own_open, other_open = own.startswith(NOT_SEPARABLE), other.startswith(NOT_SEPARABLE)
     if own == other or (own_open and other_open):
-        return "agree"
+        return AGREE
     if own_open:
         return f"{run_label} not separable"
-    return "committed study not separable" if other_open else "disagree"
+    return COMMITTED_OPEN if other_open else DISAGREE
 
 
 @dataclass
@@ -194,7 +197,7 @@ DEFERRED = "the longer study:"  # marks a shorter run's verdict that the longer 
 def _as_shorter_run(own: str, theirs: str) -> str:
     """``own`` as a run shorter than the other study states it: a confident verdict the longer
     study does not share is deferred to it."""
-    if agreement(own, theirs) not in ("committed study not separable", "disagree"):
+    if agreement(own, theirs) not in (COMMITTED_OPEN, DISAGREE):
         return own
     return f"{NOT_SEPARABLE} ({own} for every seed here; {DEFERRED} {theirs})"
 
