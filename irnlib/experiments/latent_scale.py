@@ -6,6 +6,8 @@ belongs to IRN or to short training shows when the same measurement is taken on 
 different training lengths: :func:`temperature_curve` measures each checkpoint at each
 temperature (the paper's protocol otherwise: 8-bit LR, Y channel, border = scale, seeded draws),
 :func:`latent_gaps` reduces it to the gap ``PSNR(T=1) − PSNR(T=0)`` per checkpoint.
+:func:`latent_use` says why a gap is there: how large the forward pass's own latent is, and how
+much the upscaler reads from it (its own ``z`` against a drawn one and zero).
 
 Command line (``LABEL=ITERATIONS=PATH`` per checkpoint)::
 
@@ -25,13 +27,19 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from irnlib.imaging.images import to_batch, to_image
+from irnlib.model import inference
 from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.network import quantize
 from irnlib.protocol import evaluate
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, save_figure, sha256_file, short_path
 from irnlib.runtime.provenance import cpu_model, git_commit
 
-__all__ = ["TEMPERATURES", "temperature_curve", "latent_gaps", "latent_markdown", "latent_figure", "main"]
+__all__ = [
+    "TEMPERATURES", "temperature_curve", "latent_gaps", "latent_markdown", "latent_figure",
+    "latent_use", "latent_use_markdown", "main",
+]  # fmt: skip
 
 TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0)  # standard deviations of z at upscaling; 1 is the paper's
 
@@ -81,6 +89,64 @@ def temperature_curve(
                              sha256=sha256_file(path), scale=net.scale, dataset=dataset, temperature=float(t),
                              draws=draws, psnr_y=float(np.mean(scores[t])), bicubic_psnr_y=float(bicubic)))  # fmt: skip
     return pd.DataFrame(rows)
+
+
+@torch.inference_mode()
+def latent_use(
+    checkpoints: list[tuple[str, int, Path]], dataset: str = "Set5", data_root=None, progress: bool = True
+) -> pd.DataFrame:
+    """What a trained IRN's upscaler takes from the latent: its own ``z`` against a drawn one and zero.
+
+    Per image, the forward pass gives the LR and its own latent ``z``; the 8-bit LR (the protocol's)
+    is then upscaled three ways: with that ``z`` (what the downscale kept there), with ``z ~ N(0, 1)``
+    drawn exactly as the protocol's first draw (:func:`irnlib.protocol.evaluate.draw_seed`, seed 0;
+    :func:`temperature_curve` at ``T = 1`` with one draw gives the same number), and with ``z = 0``.
+    An upscaler that ignores ``z`` scores the same with all three; one that reads detail from a
+    tiny ``z`` scores far higher with its own ``z`` than with zero.
+
+    Returns
+    -------
+    DataFrame, one row per checkpoint: label, iterations, checkpoint, sha256, scale, dataset,
+    images, z_rms (root mean square of the forward pass's ``z``, mean over images; ``N(0, 1)``
+    has 1), z_abs_max (largest ``|z|`` over the set), psnr_y_own_z, psnr_y_drawn_z, psnr_y_zero_z,
+    bicubic_psnr_y (dB, means over images; Y channel, border = scale).
+    """
+    rows = []
+    for label, iterations, path in tqdm(checkpoints, desc="checkpoints", disable=not progress, leave=False):
+        net = load_checkpoint(path).eval()
+        c, s = net.channels, net.scale
+        pairs = evaluate.evaluation_pairs(dataset, s, data_root)
+        per_image = []
+        for pair in pairs:
+            y = inference.forward(net, to_batch(pair.hr))  # (1, C·s², h, w): LR, then z
+            lr, z = quantize(y[:, :c]), y[:, c:]
+            gen = torch.Generator().manual_seed(evaluate.draw_seed(0, dataset, pair.name, 0))
+            psnr = {}
+            for name, z_in in (("own", z), ("drawn", net.sample_latent(lr, 1.0, gen)), ("zero", torch.zeros_like(z))):
+                sr = to_image(inference.inverse(net, torch.cat((lr, z_in), 1))[:, :c])
+                psnr[name] = evaluate.sr_metrics(sr, pair.hr, s)["psnr_y"]
+            bicubic = evaluate.sr_metrics(evaluate.bicubic_rescale(pair, s), pair.hr, s)["psnr_y"]
+            per_image.append([float(z.pow(2).mean().sqrt()), float(z.abs().max()), *psnr.values(), bicubic])
+        m = np.asarray(per_image)
+        rows.append(dict(label=label, iterations=int(iterations), checkpoint=short_path(path),
+                         sha256=sha256_file(path), scale=s, dataset=dataset, images=len(pairs),
+                         z_rms=m[:, 0].mean(), z_abs_max=m[:, 1].max(), psnr_y_own_z=m[:, 2].mean(),
+                         psnr_y_drawn_z=m[:, 3].mean(), psnr_y_zero_z=m[:, 4].mean(),
+                         bicubic_psnr_y=m[:, 5].mean()))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def latent_use_markdown(use: pd.DataFrame, record: dict) -> str:
+    """:func:`latent_use` as a Markdown page with the provenance at its foot."""
+    header = ["model", "scale", "iterations", "z rms", "max |z|", "own z", "drawn z", "z = 0", "bicubic"]
+    rows = [[r.label, f"×{r.scale}", f"{r.iterations:,}", f"{r.z_rms:.3g}", f"{r.z_abs_max:.3g}",
+             f"{r.psnr_y_own_z:.2f}", f"{r.psnr_y_drawn_z:.2f}", f"{r.psnr_y_zero_z:.2f}", f"{r.bicubic_psnr_y:.2f}"]
+            for r in use.itertuples()]  # fmt: skip
+    lines = ["# What the upscaler takes from the latent (Y-PSNR dB, 8-bit LR)", ""] + markdown_table(header, rows)
+    lines += ["", "z rms: the forward pass's own latent (N(0, 1) has 1). own z: upscaled with that latent;",
+              "drawn z: with z ~ N(0, 1), the protocol's first draw; z = 0: with zeros.",
+              "", "## Provenance", ""] + [f"- {k}: {v}" for k, v in record.items()]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def latent_gaps(curve: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +200,8 @@ def _checkpoint(text: str) -> tuple[str, int, Path]:
 
 
 def main(argv=None) -> pd.DataFrame:
-    """``python -m irnlib.experiments.latent_scale``: write ``latent_scale_x{s}.{csv,md,png}`` into ``--out``."""
+    """``python -m irnlib.experiments.latent_scale``: write ``latent_scale_x{s}.{csv,md,png}`` and
+    ``latent_use_x{s}.{csv,md}`` into ``--out``."""
     parser = argparse.ArgumentParser(
         prog="python -m irnlib.experiments.latent_scale", description=__doc__.split("\n")[0]
     )
@@ -144,6 +211,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--out", type=Path, default=Path("results/latent_scale"))
     args = parser.parse_args(argv)
     curve = temperature_curve(args.checkpoint, args.dataset, draws=args.draws)
+    use = latent_use(args.checkpoint, args.dataset)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"latent_scale_x{'_'.join(str(s) for s in sorted(set(curve['scale'])))}"
     evaluate.write_csv(curve, args.out / f"{stem}.csv")
@@ -153,7 +221,11 @@ def main(argv=None) -> pd.DataFrame:
     page = latent_markdown(latent_gaps(curve), record)
     atomic_write(args.out / f"{stem}.md", lambda tmp: Path(tmp).write_text(page))
     save_figure(latent_figure(curve), f"{stem}.png", folder=args.out)
-    print(page)
+    use_stem = stem.replace("latent_scale", "latent_use")
+    evaluate.write_csv(use, args.out / f"{use_stem}.csv")
+    use_page = latent_use_markdown(use, {k: v for k, v in record.items() if k != "draws of z"})
+    atomic_write(args.out / f"{use_stem}.md", lambda tmp: Path(tmp).write_text(use_page))
+    print(page + "\n" + use_page)
     return curve
 
 
