@@ -4,6 +4,7 @@ import os
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -203,3 +204,12 @@ def test_stale_temporaries_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     assert other.exists() and live.exists() and foreign.exists()  # another target's, alive, not ours
     assert remove_stale_temporaries(tmp_path) == [other]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, foreign.name, "out.png"])
+
+
+def test_to_batch_takes_a_read_only_image_without_a_warning():
+    img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    img.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = to_batch(img)
+    assert batch.shape == (1, 3, 2, 3) and float(batch[0, 2, 1, 2]) == pytest.approx(img[1, 2, 2] / 255.0)

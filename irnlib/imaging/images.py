@@ -197,8 +197,11 @@ def mod_crop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def to_batch(img: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` image -> float ``(1, 3, H, W)`` tensor in ``[0, 1]``."""
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+    """uint8 ``(H, W, 3)`` image -> float ``(1, 3, H, W)`` tensor in ``[0, 1]``; ``img`` may be read-only."""
+    arr = np.ascontiguousarray(img)
+    if not arr.flags.writeable:  # torch cannot wrap a read-only array (a cached or memory-mapped image)
+        arr = arr.copy()
+    t = torch.from_numpy(arr).permute(2, 0, 1)[None]
     return t.to(device=device, dtype=dtype) / 255.0
 
 
