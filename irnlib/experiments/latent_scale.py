@@ -142,10 +142,15 @@ def latent_use_markdown(use: pd.DataFrame, record: dict) -> str:
     rows = [[r.label, f"×{r.scale}", f"{r.iterations:,}", f"{r.z_rms:.3g}", f"{r.z_abs_max:.3g}",
              f"{r.psnr_y_own_z:.2f}", f"{r.psnr_y_drawn_z:.2f}", f"{r.psnr_y_zero_z:.2f}", f"{r.bicubic_psnr_y:.2f}"]
             for r in use.itertuples()]  # fmt: skip
-    lines = ["# What the upscaler takes from the latent (Y-PSNR dB, 8-bit LR)", ""] + markdown_table(header, rows)
-    lines += ["", "z rms: the forward pass's own latent (N(0, 1) has 1). own z: upscaled with that latent;",
-              "drawn z: with z ~ N(0, 1), the protocol's first draw; z = 0: with zeros.",
-              "", "## Provenance", ""] + [f"- {k}: {v}" for k, v in record.items()]  # fmt: skip
+    notes = ["z rms: the forward pass's own latent (N(0, 1) has 1). own z: upscaled with that latent;",
+             "drawn z: with z ~ N(0, 1), the protocol's first draw; z = 0: with zeros."]  # fmt: skip
+    return _page("What the upscaler takes from the latent (Y-PSNR dB, 8-bit LR)", header, rows, record, notes)
+
+
+def _page(title: str, header: list, rows: list, record: dict, notes: list[str] = ()) -> str:
+    """A results page: title, table, notes under it, provenance at its foot."""
+    lines = [f"# {title}", ""] + markdown_table(header, rows) + (["", *notes] if notes else [])
+    lines += ["", "## Provenance", ""] + [f"- {k}: {v}" for k, v in record.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -169,9 +174,7 @@ def latent_markdown(gaps: pd.DataFrame, record: dict) -> str:
     rows = [[r.label, f"×{r.scale}", f"{r.iterations:,}", f"{r.psnr_y_t1:.2f}", f"{r.psnr_y_t0:.2f}",
              f"{r.gap_db:+.2f}", f"{r.best_temperature:g}", f"{r.psnr_y_best:.2f}", f"{r.bicubic_psnr_y:.2f}"]
             for r in gaps.itertuples()]  # fmt: skip
-    lines = ["# IRN against the temperature of z (Y-PSNR dB)", ""] + markdown_table(header, rows)
-    lines += ["", "## Provenance", ""] + [f"- {k}: {v}" for k, v in record.items()]
-    return "\n".join(lines) + "\n"
+    return _page("IRN against the temperature of z (Y-PSNR dB)", header, rows, record)
 
 
 def latent_figure(curve: pd.DataFrame) -> Figure:
