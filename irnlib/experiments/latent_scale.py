@@ -115,24 +115,24 @@ def latent_use(
     for label, iterations, path in tqdm(checkpoints, desc="checkpoints", disable=not progress, leave=False):
         net = load_checkpoint(path).eval()
         c, s = net.channels, net.scale
-        pairs = evaluate.evaluation_pairs(dataset, s, data_root)
         per_image = []
-        for pair in pairs:
+        for pair in evaluate.evaluation_pairs(dataset, s, data_root):
             y = inference.forward(net, to_batch(pair.hr))  # (1, C·s², h, w): LR, then z
             lr, z = quantize(y[:, :c]), y[:, c:]
+            own = to_image(inference.inverse(net, torch.cat((lr, z), 1))[:, :c])
+            lr_image = to_image(lr)  # the 8-bit LR; the protocol's round trip upscales it with drawn and zero z
             gen = torch.Generator().manual_seed(evaluate.draw_seed(0, dataset, pair.name, 0))
-            psnr = {}
-            for name, z_in in (("own", z), ("drawn", net.sample_latent(lr, 1.0, gen)), ("zero", torch.zeros_like(z))):
-                sr = to_image(inference.inverse(net, torch.cat((lr, z_in), 1))[:, :c])
-                psnr[name] = evaluate.sr_metrics(sr, pair.hr, s)["psnr_y"]
-            bicubic = evaluate.sr_metrics(evaluate.bicubic_rescale(pair, s), pair.hr, s)["psnr_y"]
-            per_image.append([float(z.pow(2).mean().sqrt()), float(z.abs().max()), *psnr.values(), bicubic])
-        m = np.asarray(per_image)
-        rows.append(dict(label=label, iterations=int(iterations), checkpoint=short_path(path),
-                         sha256=sha256_file(path), scale=s, dataset=dataset, images=len(pairs),
-                         z_rms=m[:, 0].mean(), z_abs_max=m[:, 1].max(), psnr_y_own_z=m[:, 2].mean(),
-                         psnr_y_drawn_z=m[:, 3].mean(), psnr_y_zero_z=m[:, 4].mean(),
-                         bicubic_psnr_y=m[:, 5].mean()))  # fmt: skip
+            drawn = evaluate.round_trip(net, pair, [gen], lr=lr_image).sr_metrics[0]
+            zero = evaluate.round_trip(net, pair, [None], temperature=0.0, lr=lr_image).sr_metrics[0]
+            bicubic = evaluate.sr_metrics(evaluate.bicubic_rescale(pair, s), pair.hr, s)
+            per_image.append(dict(z_rms=float(z.pow(2).mean().sqrt()), z_abs_max=float(z.abs().max()),
+                                  psnr_y_own_z=evaluate.sr_metrics(own, pair.hr, s)["psnr_y"],
+                                  psnr_y_drawn_z=drawn["psnr_y"], psnr_y_zero_z=zero["psnr_y"],
+                                  bicubic_psnr_y=bicubic["psnr_y"]))  # fmt: skip
+        measured = pd.DataFrame(per_image)
+        rows.append({"label": label, "iterations": int(iterations), "checkpoint": short_path(path),
+                     "sha256": sha256_file(path), "scale": s, "dataset": dataset, "images": len(measured),
+                     **measured.mean().to_dict(), "z_abs_max": float(measured["z_abs_max"].max())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
