@@ -120,6 +120,7 @@ def test_table_is_computed_from_the_per_image_csv(setup, tmp_path):
     assert full["psnr_y_std"] == pytest.approx(0.5)  # seed 0: 1.0, seed 1: 0.0
     assert table.set_index("variant").loc["Bicubic & Bicubic", "seeds"] == 0
     assert "SMOKE RUN" in markdown and "| reference | IRN (full) | z ~ N(0, 1) | 32.50 | 31.00 / 34.00 |" in markdown
+    assert f", {setup.train.iterations:,} steps per variant and seed)" in markdown.splitlines()[0]  # the budget run
     # The paper's ordering, seed by seed: full beats "without L_back" with seed 0, not with seed 1.
     ordering = pd.read_csv(paths["ordering"])
     claim = ordering.set_index("claim").loc["IRN (full) > without L_back"]

@@ -252,7 +252,7 @@ def render_ablation_markdown(
     study under a short label, with a footnote for its weights and training), the paper's
     ordering checked seed by seed (beside ``committed``'s verdicts when given: ``ordering`` then
     comes from :func:`irnlib.experiments.verdicts.compare_verdicts`), provenance."""
-    label = profiles.get(setup.profile).ablation.label
+    label = f"{profiles.get(setup.profile).ablation.label}, {setup.train.iterations:,} steps per variant and seed"
     notes = Footnotes()
     labels = {r["variant"]: r["variant"] + notes.mark(_row_note(r)) for _, r in table.iterrows()}
     lines = [f"# Ablations of IRN ×{setup.scale} ({label})", "", _intro(table, setup, labels), ""]

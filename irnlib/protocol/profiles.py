@@ -53,7 +53,7 @@ class AblationPlan:
     eval_crop: int | None  # centre-crop test images to this size (None: whole images)
     eval_images: int | None  # the first N test images (None: all)
     draws: int  # draws of z per test image
-    label: str  # how the page's title describes the study
+    label: str  # how the page's title describes the study (the steps per run are added to it)
     seeds: tuple[int, ...] = (0, 1)  # each variant is trained once per seed (the ordering is checked per seed)
 
 
@@ -236,7 +236,7 @@ QUICK = Profile(
         eval_crop=None,
         eval_images=None,
         draws=5,
-        label="the kit's CPU recipe, 1,000 steps per variant and seed",
+        label="the kit's CPU recipe",
     ),
 )
 
