@@ -70,3 +70,5 @@ def test_the_command_writes_the_curve_the_page_and_the_figure(tiny_checkpoint, t
     ]  # fmt: skip
     assert len(pd.read_csv(out / "latent_scale_x2.csv")) == len(L.TEMPERATURES)
     assert list(pd.read_csv(out / "latent_use_x2.csv")["label"]) == ["tiny"]
+    command = "- command: python -m irnlib.experiments.latent_scale --checkpoint tiny=3="  # rerunnable from the page
+    assert command in (out / "latent_scale_x2.md").read_text() and command in (out / "latent_use_x2.md").read_text()

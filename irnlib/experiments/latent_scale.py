@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +222,8 @@ def main(argv=None) -> pd.DataFrame:
     evaluate.write_csv(curve, args.out / f"{stem}.csv")
     record = {"dataset": args.dataset, "draws of z": args.draws, "commit": git_commit(), "CPU": cpu_model(),
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "torch threads": torch.get_num_threads()}  # fmt: skip
+              "torch threads": torch.get_num_threads(),
+              "command": f"python -m irnlib.experiments.latent_scale {shlex.join(argv or sys.argv[1:])}"}  # fmt: skip
     page = latent_markdown(latent_gaps(curve), record)
     atomic_write(args.out / f"{stem}.md", lambda tmp: Path(tmp).write_text(page))
     save_figure(latent_figure(curve), f"{stem}.png", folder=args.out)
