@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from irnlib.experiments.panel import PANEL_COLUMNS
-from irnlib.experiments.panel_compare import compare_panels, compare_test_sets, goal_counts, write_comparison
+from irnlib.experiments.panel_compare import compare_panels, compare_test_sets, goal_counts, main, write_comparison
 
 
 def panel_rows(gaps, worst, z, scale=2):
@@ -60,3 +60,20 @@ def test_test_sets_side_by_side_and_the_files_written(tmp_path):
     assert "| 1 of 2 | 0 of 2 |" in page and "`cdcdcdcdcdcdcdcd…`" in page
     assert paths["figure"].stat().st_size > 1000
     assert len(pd.read_csv(paths["csv"])) == 2
+
+
+def test_models_without_cards_are_compared_on_the_panel_alone(tmp_path):
+    before, after = tmp_path / "full.csv", tmp_path / "other.csv"
+    panel_rows([-5.5, 3.0], [4.0, 5.0], [0.1, 1.0]).to_csv(before, index=False)
+    panel_rows([1.9, 3.5], [0.5, 4.0], [150.0, 1.0]).to_csv(after, index=False)
+    paths = main(["--before", str(before), "--after", str(after), "--out", str(tmp_path / "out")])
+    page = paths["markdown"].read_text()
+    assert "| 1 of 2 | 0 of 2 |" in page  # below bicubic: 1 before, none after
+    assert "| 0 of 2 | 1 of 2 | synthetic/img0 |" in page  # |z| > 8 after
+    assert "Test sets: not compared" in page and f"the panel `{after}`" in page
+
+
+def test_more_than_a_panel_and_a_card_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--before", "a.csv", "b.json", "c.json", "--after", "d.csv"])
+    assert "--before: a panel CSV and at most one card.json" in capsys.readouterr().err

@@ -4,12 +4,14 @@
 :func:`goal_counts` counts the images failing each of the panel's goals for both, and
 :func:`compare_test_sets` sets the two model cards' measured test sets (``card.json``'s
 ``measured``) side by side. :func:`write_comparison` writes the three tables as CSV, a Markdown
-page with both models' provenance and a figure of the per-image margins over bicubic.
+page with both models' provenance and a figure of the per-image margins over bicubic. A model
+without a card (a run of an ablation study, say) is compared on the panel alone.
 
 Command line::
 
     python -m irnlib.experiments.panel_compare --before OLD/panel_x2.csv OLD/card.json \\
         --after NEW/panel_x2.csv NEW/card.json --out results/panel
+    python -m irnlib.experiments.panel_compare --before A/panel_x2.csv --after B/panel_x2.csv --out DIR
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def compare_test_sets(before_card: dict, after_card: dict) -> pd.DataFrame:
 
 
 def _card_line(card: dict, which: str) -> str:
+    if "panel" in card:  # no model card: the panel's own files say which model
+        return f"- {which}: the panel `{card['panel']}` (model and provenance: the Markdown page beside it)"
     training = card.get("training", {})
     return (
         f"- {which}: `{card.get('file')}` SHA-256 `{card.get('sha256', '?')[:16]}…`, "
@@ -86,14 +90,21 @@ def _card_line(card: dict, which: str) -> str:
     )
 
 
-def comparison_markdown(goals: pd.DataFrame, test_sets: pd.DataFrame, scale: int, cards: tuple[dict, dict]) -> str:
-    """The before/after page: goals, median margin, test sets and both models' provenance."""
+def comparison_markdown(
+    goals: pd.DataFrame, test_sets: pd.DataFrame | None, scale: int, cards: tuple[dict, dict]
+) -> str:
+    """The before/after page: goals, median margin, test sets (``None``: not both models have a card)
+    and both models' provenance (a card, or ``{"panel": path}`` for a model without one)."""
     lines = [f"# Before and after, ×{scale}: the generalisation panel and the test sets", ""]
     rows = [[r.goal, f"{r.failing_before} of {r.images}", f"{r.failing_after} of {r.images}", r.which_after or "none"]
             for r in goals.itertuples()]  # fmt: skip
     rows.append(["median IRN − bicubic (dB)", f"{goals.attrs['median_margin_before']:+.2f}",
                  f"{goals.attrs['median_margin_after']:+.2f}", ""])  # fmt: skip
     lines += markdown_table(["Panel goal", "before: failing", "after: failing", "which, after"], rows)
+    if test_sets is None:
+        lines += ["", "Test sets: not compared (not both models have a card with measured test sets)."]
+        lines += ["", "## Models", "", _card_line(cards[0], "before"), _card_line(cards[1], "after")]
+        return "\n".join(lines) + "\n"
     lines += ["", "Test sets (Y-PSNR dB, the paper's protocol, as each model card measured them):", ""]
     rows = [
         [r.dataset, str(r.images), f"{r.irn_psnr_y_before:.2f}", f"{r.irn_psnr_y_after:.2f}",
@@ -123,13 +134,19 @@ def margins_figure(joined: pd.DataFrame) -> Figure:
     return fig
 
 
+def _card(card_json, panel_csv) -> dict:
+    return json.loads(Path(card_json).read_text()) if card_json else {"panel": str(panel_csv)}
+
+
 def write_comparison(before_csv, before_card, after_csv, after_card, out) -> dict[str, Path]:
-    """Compare two models (panel CSV and ``card.json`` each) and write ``before_after_x{s}.{csv,md,png}``
-    (per image; the goals and test sets in the Markdown page) into ``out``; returns the paths."""
-    cards = (json.loads(Path(before_card).read_text()), json.loads(Path(after_card).read_text()))
+    """Compare two models (panel CSV and ``card.json`` each; a card may be ``None``) and write
+    ``before_after_x{s}.{csv,md,png}`` (per image; the goals and, with both cards, the test sets in
+    the Markdown page) into ``out``; returns the paths."""
+    cards = (_card(before_card, before_csv), _card(after_card, after_csv))
     joined = compare_panels(pd.read_csv(before_csv), pd.read_csv(after_csv))
     scale = int(joined["scale"].iloc[0])
-    goals, test_sets = goal_counts(joined), compare_test_sets(*cards)
+    with_cards = all("measured" in card for card in cards)
+    goals, test_sets = goal_counts(joined), compare_test_sets(*cards) if with_cards else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     page = comparison_markdown(goals, test_sets, scale, cards)
@@ -145,11 +162,15 @@ def main(argv=None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(
         prog="python -m irnlib.experiments.panel_compare", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--before", nargs=2, metavar=("PANEL_CSV", "CARD_JSON"), required=True)
-    parser.add_argument("--after", nargs=2, metavar=("PANEL_CSV", "CARD_JSON"), required=True)
+    for which in ("before", "after"):
+        parser.add_argument(f"--{which}", nargs="+", metavar="PANEL_CSV [CARD_JSON]", required=True)
     parser.add_argument("--out", default="results/panel")
     args = parser.parse_args(argv)
-    paths = write_comparison(*args.before, *args.after, args.out)
+    for which in ("before", "after"):
+        if len(getattr(args, which)) > 2:
+            parser.error(f"--{which}: a panel CSV and at most one card.json, got {getattr(args, which)}")
+    before, after = ([*files, None][:2] for files in (args.before, args.after))
+    paths = write_comparison(*before, *after, args.out)
     print(Path(paths["markdown"]).read_text())
     return paths
 
