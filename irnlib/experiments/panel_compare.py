@@ -103,16 +103,15 @@ def comparison_markdown(
     lines += markdown_table(["Panel goal", "before: failing", "after: failing", "which, after"], rows)
     if test_sets is None:
         lines += ["", "Test sets: not compared (not both models have a card with measured test sets)."]
-        lines += ["", "## Models", "", _card_line(cards[0], "before"), _card_line(cards[1], "after")]
-        return "\n".join(lines) + "\n"
-    lines += ["", "Test sets (Y-PSNR dB, the paper's protocol, as each model card measured them):", ""]
-    rows = [
-        [r.dataset, str(r.images), f"{r.irn_psnr_y_before:.2f}", f"{r.irn_psnr_y_after:.2f}",
-         f"{r.irn_change_db:+.2f}", f"{r.bicubic_psnr_y_after:.2f}", f"{r.draws_before} / {r.draws_after}"]
-        for r in test_sets.itertuples()
-    ]  # fmt: skip
-    header = ["test set", "images", "IRN before", "IRN after", "change", "Bicubic & Bicubic", "draws of z"]
-    lines += markdown_table(header, rows)
+    else:
+        lines += ["", "Test sets (Y-PSNR dB, the paper's protocol, as each model card measured them):", ""]
+        rows = [
+            [r.dataset, str(r.images), f"{r.irn_psnr_y_before:.2f}", f"{r.irn_psnr_y_after:.2f}",
+             f"{r.irn_change_db:+.2f}", f"{r.bicubic_psnr_y_after:.2f}", f"{r.draws_before} / {r.draws_after}"]
+            for r in test_sets.itertuples()
+        ]  # fmt: skip
+        header = ["test set", "images", "IRN before", "IRN after", "change", "Bicubic & Bicubic", "draws of z"]
+        lines += markdown_table(header, rows)
     lines += ["", "## Models", "", _card_line(cards[0], "before"), _card_line(cards[1], "after")]
     return "\n".join(lines) + "\n"
 
@@ -135,7 +134,7 @@ def margins_figure(joined: pd.DataFrame) -> Figure:
 
 
 def _card(card_json, panel_csv) -> dict:
-    return json.loads(Path(card_json).read_text()) if card_json else {"panel": str(panel_csv)}
+    return json.loads(Path(card_json).read_text()) if card_json is not None else {"panel": str(panel_csv)}
 
 
 def write_comparison(before_csv, before_card, after_csv, after_card, out) -> dict[str, Path]:
@@ -145,7 +144,7 @@ def write_comparison(before_csv, before_card, after_csv, after_card, out) -> dic
     cards = (_card(before_card, before_csv), _card(after_card, after_csv))
     joined = compare_panels(pd.read_csv(before_csv), pd.read_csv(after_csv))
     scale = int(joined["scale"].iloc[0])
-    with_cards = all("measured" in card for card in cards)
+    with_cards = before_card is not None and after_card is not None
     goals, test_sets = goal_counts(joined), compare_test_sets(*cards) if with_cards else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
