@@ -42,11 +42,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The suite runs in one process per CPU (pytest-xdist), each with one OpenMP thread
+# (tests/conftest.py); a test file stays in one process, so module fixtures are made once.
 test: lint
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -m 'not slow' $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder -m 'not slow' $(ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -11,6 +11,28 @@ import torch
 from irnlib.runtime import threads as policy
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n auto``) every process gets one OpenMP thread.
+
+    Workers share the CPUs: torch's default team (one thread per CPU) in each of them spins at
+    every barrier while the other worker holds the cores (``irnlib.runtime.threads``), which made
+    small convolutions ten times slower. The variable is set before the workers start, so they,
+    and every process a test starts (the ``irn`` command, notebook kernels), inherit it.
+    """
+    workers = getattr(config.option, "numprocesses", None)
+    if workers not in (None, 0, 1) and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+LONGEST_FIRST = ("test_main_job.py", "test_tables.py", "test_models.py")  # minutes, then about two
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest test files first: the other workers share the rest of the suite meanwhile."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The folder named by IRN_DATA (``../shared/datasets`` in CI); skip if absent."""

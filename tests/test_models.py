@@ -117,6 +117,7 @@ def test_a_second_stage_keeps_the_first_stages_card(tmp_path, one_thread):
         datasets=["embedded-test"],
         draws=1,
         progress=False,
+        panel=False,  # the panel's part of a card: test_modelcard_panel
     )
     first_card = json.loads((first / "card.json").read_text())
     second_run = train(make_config("smoke", run_name="second", init_from=str(first / "IRN_x2.pth"), lr=1e-4, **tiny))
