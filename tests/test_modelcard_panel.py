@@ -163,3 +163,15 @@ def test_a_card_without_a_training_log_says_its_time_was_not_recorded(tmp_path):
     )
     readme = (dest / "README.md").read_text()
     assert "training time: not recorded" in readme and "nan" not in readme
+
+
+def test_a_card_names_every_part_of_the_objective_that_differs_from_the_papers(tmp_path):
+    run = fake_run(tmp_path / "runs" / "a", seed=1)  # the quick recipe: the clipped quantiser gradient
+    readme = (M.publish(run, tmp_path / "models", draws=1, progress=False, panel=False) / "README.md").read_text()
+    assert "; only the quantiser's gradient in L_back differs, as listed)" in readme
+    config = read(run / "config.json") | {"distr_loss": "unit_kl"}
+    (run / "config.json").write_text(json.dumps(config))
+    dest = M.publish(run, tmp_path / "models", draws=1, progress=False, panel=False)
+    readme = (dest / "README.md").read_text()
+    assert "only the quantiser's gradient in L_back and L_distr's form (`distr_loss`) differ, as listed" in readme
+    assert read(dest / "card.json")["deviations"]["distr_loss"] == ["sum_of_squares", "unit_kl"]

@@ -31,7 +31,9 @@ from irnlib.train import (
     parse_overrides,
     resolve_amp,
     run_network,
+    unit_kl_loss,
 )
+from irnlib.training.errors import SettingsError
 
 # ---------------------------------------------------------------- each loss term by hand
 
@@ -47,6 +49,30 @@ def test_distribution_loss_is_sum_of_squares_averaged_over_batch():
     z = torch.tensor([[[[1.0, -2.0]], [[0.5, 0.0]]], [[[3.0, 0.0]], [[0.0, 0.0]]]])  # (2, 2, 1, 2)
     # image 0: 1 + 4 + 0.25 = 5.25; image 1: 9; mean 7.125
     assert distribution_loss(z).item() == pytest.approx(7.125)
+
+
+def test_unit_kl_loss_is_the_kl_to_a_unit_gaussian_of_each_images_mean_square():
+    z = torch.tensor([[[[1.0, -2.0]], [[0.5, 0.0]]], [[[3.0, 0.0]], [[0.0, 0.0]]]])  # (2, 2, 1, 2), N = 4
+    # image 0: m = 5.25 / 4; image 1: m = 9 / 4; each N/2 · (m − 1 − ln m), averaged over the batch
+    by_hand = [2 * (m - 1 - math.log(m)) for m in (5.25 / 4, 9 / 4)]
+    assert unit_kl_loss(z).item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+    unit = torch.tensor([1.0, -1.0, 1.0, -1.0]).reshape(1, 4, 1, 1)
+    assert unit_kl_loss(unit).item() == pytest.approx(0, abs=1e-6)  # its minimum: unit mean square
+    # Where the official term is smallest (z -> 0) this one grows: it pulls the latent's scale up to 1.
+    small = torch.full((1, 4, 1, 1), 0.1, requires_grad=True)
+    unit_kl_loss(small).backward()
+    assert unit_kl_loss(small).item() > unit_kl_loss(unit).item() and (small.grad < 0).all()
+    net = randomize(IRN(2, block_num=[1]), seed=3)
+    terms = {
+        kind: IRNObjective(net, make_config("paper", scale=2, distr_loss=kind))(*_batch())
+        for kind in ("sum_of_squares", "unit_kl")
+    }
+    y = net(_batch()[0])
+    torch.testing.assert_close(terms["unit_kl"]["l_distr"], unit_kl_loss(y[:, 3:]))
+    torch.testing.assert_close(terms["sum_of_squares"]["l_distr"], distribution_loss(y[:, 3:]))
+    assert make_config("paper").distr_loss == make_config("quick").distr_loss == "sum_of_squares"
+    with pytest.raises(SettingsError, match="distr_loss must be 'sum_of_squares' .the paper. or 'unit_kl'"):
+        make_config("smoke", distr_loss="kl")
 
 
 def test_backward_loss_is_charbonnier_summed_per_image_averaged_over_batch():

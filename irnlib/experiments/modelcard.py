@@ -256,12 +256,16 @@ def _card_markdown(card: dict) -> str:
     deviations = [[f"`{k}`", p, r] for k, (p, r) in card["deviations"].items()]
     lines = _card_facts(card) + ["## Deviations from the paper's training", ""]
     lines += markdown_table(["field", "paper", "this model"], deviations)
-    clipped = card["config"].get("quantize_gradient", "straight") != "straight"
+    differs = []
+    if card["config"].get("quantize_gradient", "straight") != "straight":
+        differs.append("the quantiser's gradient in L_back")
+    if card["config"].get("distr_loss", "sum_of_squares") != "sum_of_squares":
+        differs.append("L_distr's form (`distr_loss`)")
     lines += [
         "",
         "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective's",
         "terms (L_forw, L_back, L_distr with the official weights"
-        + ("; only the quantiser's gradient in L_back differs, as listed" if clipped else "")
+        + (f"; only {' and '.join(differs)} differ{'s' if len(differs) == 1 else ''}, as listed" if differs else "")
         + ") and the test-time protocol.",
         "",
     ]

@@ -81,6 +81,10 @@ class TrainConfig:
     # official release: passed through also where the clamp cuts the LR off) or "clipped" (the
     # kit's: 0 outside [0, 1], so L_back cannot push the LR further out of range)
     quantize_gradient: str = "straight"
+    # L_distr's form: "sum_of_squares" (the official release: λ3 · mean_b Σ z², smallest at z = 0)
+    # or "unit_kl" (the kit's: λ3 · mean_b Σ KL(N(0, m) ‖ N(0, 1)), m the image's mean z², smallest
+    # when the latent has the unit scale of the z' drawn at test time; see objective.py)
+    distr_loss: str = "sum_of_squares"
     # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
     # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`
     # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
@@ -163,6 +167,7 @@ LEGACY_VALUES = {
     "distr_ramp_iterations": 0,
     "synthetic_fraction": 0.0,
     "quantize_gradient": "straight",
+    "distr_loss": "sum_of_squares",
 }
 
 

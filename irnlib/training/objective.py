@@ -6,6 +6,7 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     lr, z  = y[:, :3], y[:, 3:]
     L_forw = λ1 · mean_b Σ (lr − lr_bicubic)²           # LR close to MATLAB bicubic
     L_distr= λ3 · mean_b Σ z²                            # z close to N(0, 1)
+                                                        # (or the kit's unit_kl_loss: config.distr_loss)
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
@@ -28,6 +29,7 @@ __all__ = [
     "TERMS",
     "forward_loss",
     "distribution_loss",
+    "unit_kl_loss",
     "backward_loss",
     "run_network",
     "IRNObjective",
@@ -46,6 +48,19 @@ def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
 def distribution_loss(z: torch.Tensor) -> torch.Tensor:
     """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant."""
     return z.pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def unit_kl_loss(z: torch.Tensor) -> torch.Tensor:
+    """``mean_b N/2 · (m − 1 − ln m)``, ``m`` an image's mean ``z²`` over its ``N`` latent values.
+
+    ``N`` times the KL divergence from N(0, m) to N(0, 1): zero when the image's latent has unit
+    mean square, the scale of the ``z' ~ N(0, 1)`` the protocol draws; it grows without bound as
+    ``m → 0``, where :func:`distribution_loss` is smallest. The kit's alternative L_distr
+    (``TrainConfig.distr_loss = "unit_kl"``), not the paper's.
+    """
+    n = z[0].numel()
+    m = z.float().pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)  # (b,)
+    return (0.5 * n * (m - 1 - m.log())).mean()
 
 
 def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -90,7 +105,7 @@ class IRNObjective(nn.Module):
     ----------
     net : IRN
     config : TrainConfig
-        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``gaussian_scale``,
+        Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``distr_loss``, ``gaussian_scale``,
         ``quantize_gradient``, ``memory_saving`` and ``channels_last``.
     """
 
@@ -101,6 +116,7 @@ class IRNObjective(nn.Module):
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
         self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
         self.quantize_gradient = config.quantize_gradient
+        self.distr_loss = unit_kl_loss if config.distr_loss == "unit_kl" else distribution_loss
 
     def forward(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
@@ -116,7 +132,7 @@ class IRNObjective(nn.Module):
         terms = {
             "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
             "l_back": zero,
-            "l_distr": lambda_distr * distribution_loss(z) if lambda_distr else zero,
+            "l_distr": lambda_distr * self.distr_loss(z) if lambda_distr else zero,
         }
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
