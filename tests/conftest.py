@@ -24,6 +24,12 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per CPU this process may really use (affinity and cgroup quota, as
+    the kit's thread policy counts them), not per CPU the host has."""
+    return policy.cpu_capacity(len(policy.allowed_cpus()), policy.cpu_quota())
+
+
 LONGEST_FIRST = ("test_main_job.py", "test_tables.py", "test_models.py")  # minutes, then about two
 
 
