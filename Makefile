@@ -43,12 +43,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # The suite runs in one process per CPU (pytest-xdist), each with one OpenMP thread
-# (tests/conftest.py); a test file stays in one process, so module fixtures are made once.
+# (tests/conftest.py); a test file stays in one process, so module fixtures are made once, and
+# the files keep conftest's order (longest first) instead of xdist's reordering by test count.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder
+
 test: lint
-	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder -m 'not slow' $(ARGS)
+	$(PYTEST) -m 'not slow' $(ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -252,15 +252,18 @@ def _retrain_lines(card: dict) -> list[str]:
     return lines + ["```", ""]
 
 
+# The objective's settings a card's "Unchanged" line names when they deviate from the paper's
+OBJECTIVE_DEVIATIONS = {
+    "quantize_gradient": "the quantiser's gradient in L_back",
+    "distr_loss": "L_distr's form (`distr_loss`)",
+}
+
+
 def _card_markdown(card: dict) -> str:
     deviations = [[f"`{k}`", p, r] for k, (p, r) in card["deviations"].items()]
     lines = _card_facts(card) + ["## Deviations from the paper's training", ""]
     lines += markdown_table(["field", "paper", "this model"], deviations)
-    differs = []
-    if card["config"].get("quantize_gradient", "straight") != "straight":
-        differs.append("the quantiser's gradient in L_back")
-    if card["config"].get("distr_loss", "sum_of_squares") != "sum_of_squares":
-        differs.append("L_distr's form (`distr_loss`)")
+    differs = [words for field, words in OBJECTIVE_DEVIATIONS.items() if field in card["deviations"]]
     lines += [
         "",
         "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective's",
