@@ -53,6 +53,7 @@ from irnlib.training.objective import (
     forward_loss,
     lr_factor,
     run_network,
+    unit_hinge_loss,
     unit_kl_loss,
 )
 from irnlib.training.run_folder import LOCK_NAME, LOG_COLUMNS, VAL_COLUMNS, RunRecord, lock_run_folder, plot_curves
@@ -70,6 +71,7 @@ __all__ = [
     "forward_loss",
     "distribution_loss",
     "unit_kl_loss",
+    "unit_hinge_loss",
     "backward_loss",
     "run_network",
     "IRNObjective",

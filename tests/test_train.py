@@ -31,6 +31,7 @@ from irnlib.train import (
     parse_overrides,
     resolve_amp,
     run_network,
+    unit_hinge_loss,
     unit_kl_loss,
 )
 from irnlib.training.errors import SettingsError
@@ -71,8 +72,23 @@ def test_unit_kl_loss_is_the_kl_to_a_unit_gaussian_of_each_images_mean_square():
     torch.testing.assert_close(terms["unit_kl"]["l_distr"], unit_kl_loss(y[:, 3:]))
     torch.testing.assert_close(terms["sum_of_squares"]["l_distr"], distribution_loss(y[:, 3:]))
     assert make_config("paper").distr_loss == make_config("quick").distr_loss == "sum_of_squares"
-    with pytest.raises(SettingsError, match="distr_loss must be 'sum_of_squares' .the paper. or 'unit_kl'"):
+    with pytest.raises(SettingsError, match="distr_loss must be 'sum_of_squares' .the paper., 'unit_kl' or"):
         make_config("smoke", distr_loss="kl")
+
+
+def test_unit_hinge_loss_is_the_squared_excess_of_abs_z_over_one_summed_per_image():
+    z = torch.tensor([[[[1.5, -3.0]], [[0.5, 0.0]]], [[[-0.9, 1.0]], [[2.0, 0.0]]]])  # (2, 2, 1, 2)
+    # image 0: 0.5² + 2² = 4.25 (0.5 and 0 are inside); image 1: 1² = 1; mean over the batch 2.625
+    assert unit_hinge_loss(z).item() == pytest.approx(2.625)
+    # Inside the draw's standard deviation it neither pulls z to 0 nor pushes it up: no gradient.
+    inside = torch.tensor([0.0, 0.3, -0.7, 0.99]).reshape(1, 4, 1, 1).requires_grad_()
+    unit_hinge_loss(inside).backward()
+    assert unit_hinge_loss(inside).item() == 0 and (inside.grad == 0).all()
+    outside = torch.tensor([4.0, -4.0]).reshape(1, 2, 1, 1)
+    assert unit_hinge_loss(outside).item() == pytest.approx(18)  # 3² + 3², where Σ z² is 32
+    net = randomize(IRN(2, block_num=[1]), seed=3)
+    l_distr = IRNObjective(net, make_config("paper", scale=2, distr_loss="unit_hinge"))(*_batch())["l_distr"]
+    torch.testing.assert_close(l_distr, unit_hinge_loss(net(_batch()[0])[:, 3:]))
 
 
 def test_backward_loss_is_charbonnier_summed_per_image_averaged_over_batch():

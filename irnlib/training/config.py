@@ -83,7 +83,8 @@ class TrainConfig:
     quantize_gradient: str = "straight"
     # L_distr's form: "sum_of_squares" (the official release: λ3 · mean_b Σ z², smallest at z = 0)
     # or "unit_kl" (the kit's: λ3 · mean_b Σ KL(N(0, m) ‖ N(0, 1)), m the image's mean z², smallest
-    # when the latent has the unit scale of the z' drawn at test time; see objective.py)
+    # when the latent has the unit scale of the z' drawn at test time) or "unit_hinge" (the kit's:
+    # λ3 · mean_b Σ max(|z| − 1, 0)², zero within the draw's standard deviation; see objective.py)
     distr_loss: str = "sum_of_squares"
     # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
     # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`

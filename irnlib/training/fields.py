@@ -130,7 +130,10 @@ RULES: dict[str, tuple[Callable, str]] = {
     "lambda_distr": (_real(0), "a finite number >= 0 (0: term off)"),
     "gaussian_scale": (_real(0), ">= 0, a finite number"),
     "quantize_gradient": (_one_of("straight", "clipped"), "'straight' (the paper) or 'clipped'"),
-    "distr_loss": (_one_of("sum_of_squares", "unit_kl"), "'sum_of_squares' (the paper) or 'unit_kl'"),
+    "distr_loss": (
+        _one_of("sum_of_squares", "unit_kl", "unit_hinge"),
+        "'sum_of_squares' (the paper), 'unit_kl' or 'unit_hinge'",
+    ),
     "distr_off_iterations": (_count(0), ">= 0, a whole number"),
     "distr_ramp_iterations": (_count(0), ">= 0, a whole number"),
     "iterations": (_count(0), COUNT.format(low=0)),

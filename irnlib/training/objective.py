@@ -6,7 +6,8 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     lr, z  = y[:, :3], y[:, 3:]
     L_forw = λ1 · mean_b Σ (lr − lr_bicubic)²           # LR close to MATLAB bicubic
     L_distr= λ3 · mean_b Σ z²                            # z close to N(0, 1)
-                                                        # (or the kit's unit_kl_loss: config.distr_loss)
+                                                        # (or the kit's unit_kl_loss or
+                                                        # unit_hinge_loss: config.distr_loss)
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
@@ -30,6 +31,8 @@ __all__ = [
     "forward_loss",
     "distribution_loss",
     "unit_kl_loss",
+    "unit_hinge_loss",
+    "DISTR_LOSSES",
     "backward_loss",
     "run_network",
     "IRNObjective",
@@ -61,6 +64,22 @@ def unit_kl_loss(z: torch.Tensor) -> torch.Tensor:
     n = z[0].numel()
     m = z.float().pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)  # (b,)
     return (0.5 * n * (m - 1 - m.log())).mean()
+
+
+def unit_hinge_loss(z: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ max(|z| − 1, 0)²``: the squared excess of ``|z|`` over 1, summed per image.
+
+    Zero for every latent value within one standard deviation of the ``z' ~ N(0, 1)`` the
+    protocol draws, and :func:`distribution_loss`'s growth beyond it. It holds the latent to the
+    draw's scale without pulling it below (:func:`distribution_loss` is smallest at ``z = 0``) or
+    pushing it up (:func:`unit_kl_loss` grows as an image's latent shrinks). The kit's alternative
+    L_distr (``TrainConfig.distr_loss = "unit_hinge"``), not the paper's.
+    """
+    return (z.abs() - 1).clamp_min(0).pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+# L_distr's forms by TrainConfig.distr_loss: the official one and the kit's two alternatives
+DISTR_LOSSES = {"sum_of_squares": distribution_loss, "unit_kl": unit_kl_loss, "unit_hinge": unit_hinge_loss}
 
 
 def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -116,7 +135,7 @@ class IRNObjective(nn.Module):
         self.lambda_distr, self.gaussian_scale = config.lambda_distr, config.gaussian_scale
         self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
         self.quantize_gradient = config.quantize_gradient
-        self.distr_loss = unit_kl_loss if config.distr_loss == "unit_kl" else distribution_loss
+        self.distr_loss = DISTR_LOSSES[config.distr_loss]
 
     def forward(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
