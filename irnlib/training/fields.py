@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.training.errors import SettingsError
 
-__all__ = ["RULES", "SSIM_WINDOW", "MAX_INT", "check_fields", "check_run_name", "show"]
+__all__ = ["RULES", "SSIM_WINDOW", "MAX_INT", "DISTR_LOSS_FORMS", "check_fields", "check_run_name", "show"]
 
 MAX_INT = 2**63 - 1  # the largest count or seed torch and numpy take
+# TrainConfig.distr_loss's allowed values, the paper's first (their losses: objective.DISTR_LOSSES)
+DISTR_LOSS_FORMS = ("sum_of_squares", "unit_kl", "unit_hinge")
 HAAR_LEVELS = {2: 1, 4: 2, 8: 3}
 
 
@@ -131,8 +133,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     "gaussian_scale": (_real(0), ">= 0, a finite number"),
     "quantize_gradient": (_one_of("straight", "clipped"), "'straight' (the paper) or 'clipped'"),
     "distr_loss": (
-        _one_of("sum_of_squares", "unit_kl", "unit_hinge"),
-        "'sum_of_squares' (the paper), 'unit_kl' or 'unit_hinge'",
+        _one_of(*DISTR_LOSS_FORMS),
+        f"'{DISTR_LOSS_FORMS[0]}' (the paper), " + " or ".join(f"'{form}'" for form in DISTR_LOSS_FORMS[1:]),
     ),
     "distr_off_iterations": (_count(0), ">= 0, a whole number"),
     "distr_ramp_iterations": (_count(0), ">= 0, a whole number"),

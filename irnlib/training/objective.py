@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from irnlib.model.network import IRN, quantize
 from irnlib.training.config import TrainConfig
+from irnlib.training.fields import DISTR_LOSS_FORMS
 
 __all__ = [
     "TERMS",
@@ -78,8 +79,8 @@ def unit_hinge_loss(z: torch.Tensor) -> torch.Tensor:
     return (z.abs() - 1).clamp_min(0).pow(2).sum(dim=(1, 2, 3)).mean()
 
 
-# L_distr's forms by TrainConfig.distr_loss: the official one and the kit's two alternatives
-DISTR_LOSSES = {"sum_of_squares": distribution_loss, "unit_kl": unit_kl_loss, "unit_hinge": unit_hinge_loss}
+# L_distr's forms by TrainConfig.distr_loss (fields.DISTR_LOSS_FORMS): the official one, the kit's two
+DISTR_LOSSES = dict(zip(DISTR_LOSS_FORMS, (distribution_loss, unit_kl_loss, unit_hinge_loss), strict=True))
 
 
 def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
