@@ -24,6 +24,7 @@ from irnlib.model.inference import (
     downscale_image,
     downscale_image_with_health,
 )
+from irnlib.model.network import quantize
 from irnlib.protocol import evaluate
 
 
@@ -172,6 +173,16 @@ def test_trace_forward_ends_at_the_network_output(tiny):
     assert trace["lr_max"].iloc[-1] == pytest.approx(float(y[:, :3].max()))
     ablation = C.reconstruction_ablation(tiny, img, y)
     assert ablation.loc[0, "psnr_y"] > 60  # the true LR and z: exact
+    response = C.latent_response(tiny, img, y)
+    assert list(response["operation"]) == ["level 1: InvBlock 1", "level 1: downsampling"]
+    assert response["z_branch_rms"].iloc[-1] == 0.0 and np.isnan(response["z_gain"].iloc[-1])
+    with torch.no_grad():  # the last row: the RGB images' RMS difference, true z against the seed-0 draw
+        lr = quantize(y[:, :3])
+        drawn = tiny.sample_latent(lr, 1.0, torch.Generator().manual_seed(0))
+        sr = [tiny.inverse(torch.cat((lr, z), 1)) for z in (y[:, 3:], drawn)]
+        expected = 255 * (sr[1] - sr[0]).pow(2).mean().sqrt()
+    assert response["lr_branch_rms"].iloc[-1] == pytest.approx(float(expected), rel=1e-5)
+    assert 0 < response["lr_branch_rms"].iloc[-1] and np.exp(-1) < response["z_gain"].iloc[0] < np.exp(1)
     grads = C.gradient_check(tiny, img)
     assert grads["ste_autograd_at_1_5"] != 0 and grads["ste_finite_difference_at_1_5"] == 0
 

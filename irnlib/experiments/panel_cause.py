@@ -5,9 +5,11 @@ does) and records, after each Haar level and InvBlock, the range of the LR branc
 ``C`` channels) and the largest ``|z|`` (the others). :func:`region_stats` compares saturated
 and natural regions channel by channel, :func:`reconstruction_ablation` upscales with the true
 or a drawn ``z`` and the LR before or after 8-bit quantisation (which of the two destroys the
-image), :func:`gradient_check` measures what the training objective's gradient does at clipped
-LR pixels (:mod:`irnlib.training.objective`), and :func:`training_coverage` how often the
-training images hold such content. :func:`cause_report` writes them all as Markdown.
+image), :func:`latent_response` follows a drawn ``z``'s departure from the true one through the
+inverse pass (which InvBlock lets it into the picture), :func:`gradient_check` measures what the
+training objective's gradient does at clipped LR pixels (:mod:`irnlib.training.objective`), and
+:func:`training_coverage` how often the training images hold such content. :func:`cause_report`
+writes them all as Markdown.
 
 Command line::
 
@@ -34,7 +36,7 @@ from irnlib.imaging.imresize import imresize
 from irnlib.imaging.metrics import psnr
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, Z_LIMIT
-from irnlib.model.network import IRN, HaarDownsampling, quantize
+from irnlib.model.network import IRN, InvBlock, quantize
 from irnlib.protocol.weights import choose_weights
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, sha256_file, short_path
@@ -45,9 +47,11 @@ __all__ = [
     "synthetic_mosaic",
     "SATURATED",
     "saturated_mask",
+    "operation_names",
     "trace_forward",
     "region_stats",
     "reconstruction_ablation",
+    "latent_response",
     "gradient_check",
     "content_stats",
     "training_coverage",
@@ -66,6 +70,20 @@ def saturated_mask(img: np.ndarray, scale: int = 1) -> np.ndarray:
 
 
 @torch.no_grad()
+def operation_names(net: IRN) -> list[str]:
+    """``net.operations`` in words: ``level 1: downsampling``, ``level 1: InvBlock 1``, ..."""
+    names, level, block = [], 0, 0
+    for op in net.operations:
+        if isinstance(op, InvBlock):
+            block += 1
+            names.append(f"level {level}: InvBlock {block}")
+        else:
+            level, block = level + 1, 0
+            names.append(f"level {level}: downsampling")
+    return names
+
+
+@torch.no_grad()
 def trace_forward(net: IRN, hr: np.ndarray) -> tuple[pd.DataFrame, torch.Tensor]:
     """The forward pass one operation at a time: LR-branch range and max ``|z|`` after each.
 
@@ -80,14 +98,9 @@ def trace_forward(net: IRN, hr: np.ndarray) -> tuple[pd.DataFrame, torch.Tensor]
     tensor
         The forward output ``(1, C·s², H/s, W/s)``, equal to ``net(x)``.
     """
-    x, rows, level, block = to_batch(hr), [], 0, 0
-    for step, op in enumerate(net.operations):
+    x, rows, c = to_batch(hr), [], net.channels
+    for step, (op, name) in enumerate(zip(net.operations, operation_names(net), strict=True)):
         x = op(x)
-        if isinstance(op, HaarDownsampling) or not hasattr(op, "split"):
-            level, block, name = level + 1, 0, f"level {level + 1}: downsampling"
-        else:
-            block, name = block + 1, f"level {level}: InvBlock {block + 1}"
-        c = net.channels
         rows.append([step, name, float(x[:, :c].min()), float(x[:, :c].max()), float(x[:, c:].abs().max())])
     return pd.DataFrame(rows, columns=["step", "operation", "lr_min", "lr_max", "z_max"]), x
 
@@ -130,6 +143,43 @@ def reconstruction_ablation(net: IRN, hr: np.ndarray, y: torch.Tensor, seed: int
             sr = to_image(net.inverse(torch.cat((lr_in, z_in), 1))[:, :c])
             rows.append([lr_name, z_name, psnr(sr, hr, border=s), float(block_errors(sr, hr).max())])
     return pd.DataFrame(rows, columns=["lr", "z", "psnr_y", "worst_block"])
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(t.pow(2).mean().sqrt()) if t.numel() else 0.0
+
+
+@torch.no_grad()
+def latent_response(net: IRN, hr: np.ndarray, y: torch.Tensor, seed: int = 0) -> pd.DataFrame:
+    """The inverse pass from the 8-bit LR twice, with the true ``z`` and with one drawn ``z ~ N(0, 1)``
+    (seed ``seed``), one operation at a time: how far apart the two are after each.
+
+    The upscaled image differs only through the draw, so this shows which InvBlock carries the
+    drawn latent into the LR branch and, at the last step, into the picture.
+
+    Returns
+    -------
+    DataFrame
+        ``step, operation, lr_branch_rms, z_branch_rms, z_gain``: the RMS difference (0..255 units)
+        of the first ``C`` channels and of the others after the operation, in the order the
+        inverse runs them; ``z_gain`` is the InvBlock's mean ``exp(-s)``, the factor its inverse
+        multiplies the latent branch by (on the drawn pass; NaN for a Haar level). After the last
+        step (level 1's Haar inverse) ``lr_branch_rms`` is the RGB image's.
+    """
+    c = net.channels
+    lr = quantize(y[:, :c])
+    true_z = torch.cat((lr, y[:, c:]), 1)
+    drawn = torch.cat((lr, net.sample_latent(lr, 1.0, torch.Generator().manual_seed(seed))), 1)
+    names = operation_names(net)
+    rows = []
+    for step, op in reversed(list(enumerate(net.operations))):
+        gain = float("nan")
+        if isinstance(op, InvBlock):
+            gain = float(torch.exp(-op._log_scale(drawn[:, : op.split])).mean())
+        true_z, drawn = op.inverse(true_z), op.inverse(drawn)
+        diff = 255.0 * (drawn - true_z)
+        rows.append([step, names[step], _rms(diff[:, :c]), _rms(diff[:, c:]), gain])
+    return pd.DataFrame(rows, columns=["step", "operation", "lr_branch_rms", "z_branch_rms", "z_gain"])
 
 
 def gradient_check(net: IRN, hr: np.ndarray, lambda_forw: float = 16.0) -> dict:
@@ -235,6 +285,8 @@ def cause_report(net: IRN, name: str, img: np.ndarray, checkpoint, data_root=Non
     lines += _table(region_stats(net, hr, y)) + [""]
     lines += ["### Upscaling with the true or a drawn z, the LR before or after quantisation", ""]
     lines += _table(reconstruction_ablation(net, hr, y), 2) + [""]
+    lines += ["### A drawn z against the true z through the inverse pass (RMS difference, 0..255)", ""]
+    lines += _table(latent_response(net, hr, y), 3) + [""]
     grads = gradient_check(net, _crop_around(hr, y, net))
     lines += ["### The training objective's gradient at clipped LR values (128-pixel crop around max |z|)", ""]
     lines += markdown_table(["quantity", "value"], [[k, f"{v:.4g}"] for k, v in grads.items()]) + [""]
