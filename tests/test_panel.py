@@ -176,6 +176,7 @@ def test_trace_forward_ends_at_the_network_output(tiny):
     response = C.latent_response(tiny, img, y)
     assert list(response["operation"]) == ["level 1: InvBlock 1", "level 1: downsampling"]
     assert response["z_branch_rms"].iloc[-1] == 0.0 and np.isnan(response["z_gain"].iloc[-1])
+    assert 0 <= response["s_at_clamp"].iloc[0] <= 1
     with torch.no_grad():  # the last row: the RGB images' RMS difference, true z against the seed-0 draw
         lr = quantize(y[:, :3])
         drawn = tiny.sample_latent(lr, 1.0, torch.Generator().manual_seed(0))

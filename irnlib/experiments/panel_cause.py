@@ -160,11 +160,13 @@ def latent_response(net: IRN, hr: np.ndarray, y: torch.Tensor, seed: int = 0) ->
     Returns
     -------
     DataFrame
-        ``step, operation, lr_branch_rms, z_branch_rms, z_gain``: the RMS difference (0..255 units)
-        of the first ``C`` channels and of the others after the operation, in the order the
-        inverse runs them; ``z_gain`` is the InvBlock's mean ``exp(-s)``, the factor its inverse
-        multiplies the latent branch by (on the drawn pass; NaN for a Haar level). After the last
-        step (level 1's Haar inverse) ``lr_branch_rms`` is the RGB image's.
+        ``step, operation, lr_branch_rms, z_branch_rms, z_gain, s_at_clamp``: the RMS difference
+        (0..255 units) of the first ``C`` channels and of the others after the operation, in the
+        order the inverse runs them; ``z_gain`` is the InvBlock's mean ``exp(-s)``, the factor its
+        inverse multiplies the latent branch by, and ``s_at_clamp`` the fraction of its ``s`` within
+        0.01 of the clamp (``|s| > 0.99``: the sigmoid saturated, the scale at its bound e^±1), both
+        on the drawn pass (NaN for a Haar level). After the last step (level 1's Haar inverse)
+        ``lr_branch_rms`` is the RGB image's.
     """
     c = net.channels
     lr = quantize(y[:, :c])
@@ -173,13 +175,15 @@ def latent_response(net: IRN, hr: np.ndarray, y: torch.Tensor, seed: int = 0) ->
     names = operation_names(net)
     rows = []
     for step, op in reversed(list(enumerate(net.operations))):
-        gain = float("nan")
+        gain = at_clamp = float("nan")
         if isinstance(op, InvBlock):
-            gain = float(torch.exp(-op._log_scale(drawn[:, : op.split])).mean())
+            log_scale = op._log_scale(drawn[:, : op.split])  # s in (-1, 1)
+            gain, at_clamp = float(torch.exp(-log_scale).mean()), float((log_scale.abs() > 0.99).float().mean())
         true_z, drawn = op.inverse(true_z), op.inverse(drawn)
         diff = 255.0 * (drawn - true_z)
-        rows.append([step, names[step], _rms(diff[:, :c]), _rms(diff[:, c:]), gain])
-    return pd.DataFrame(rows, columns=["step", "operation", "lr_branch_rms", "z_branch_rms", "z_gain"])
+        rows.append([step, names[step], _rms(diff[:, :c]), _rms(diff[:, c:]), gain, at_clamp])
+    columns = ["step", "operation", "lr_branch_rms", "z_branch_rms", "z_gain", "s_at_clamp"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def gradient_check(net: IRN, hr: np.ndarray, lambda_forw: float = 16.0) -> dict:
