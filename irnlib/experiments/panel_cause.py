@@ -69,7 +69,6 @@ def saturated_mask(img: np.ndarray, scale: int = 1) -> np.ndarray:
     return sat[: h * scale, : w * scale].reshape(h, scale, w, scale).any(axis=(1, 3))
 
 
-@torch.no_grad()
 def operation_names(net: IRN) -> list[str]:
     """``net.operations`` in words: ``level 1: downsampling``, ``level 1: InvBlock 1``, ..."""
     names, level, block = [], 0, 0
@@ -177,7 +176,7 @@ def latent_response(net: IRN, hr: np.ndarray, y: torch.Tensor, seed: int = 0) ->
     for step, op in reversed(list(enumerate(net.operations))):
         gain = at_clamp = float("nan")
         if isinstance(op, InvBlock):
-            log_scale = op._log_scale(drawn[:, : op.split])  # s in (-1, 1)
+            log_scale = op.log_scale(drawn[:, : op.split])  # s in (-1, 1)
             gain, at_clamp = float(torch.exp(-log_scale).mean()), float((log_scale.abs() > 0.99).float().mean())
         true_z, drawn = op.inverse(true_z), op.inverse(drawn)
         diff = 255.0 * (drawn - true_z)

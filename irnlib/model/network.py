@@ -206,25 +206,26 @@ class InvBlock(nn.Module):
         self.G = DenseSubnet(split, rest, growth)
         self.H = DenseSubnet(split, rest, growth)
 
-    def _log_scale(self, y1: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
+    def log_scale(self, y1: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
+        """``s = 2·sigmoid(H(y1)) - 1``, the log of the gain on the second part (one value per element)."""
         return torch.sigmoid(run_subnet(self.H, y1)) * 2 - 1  # clamp = 1: s in (-1, 1)
 
     def forward(self, x: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
         x1, x2 = x[:, : self.split], x[:, self.split :]
         y1 = x1 + run_subnet(self.F, x2)
-        y2 = x2 * torch.exp(self._log_scale(y1, run_subnet)) + run_subnet(self.G, y1)
+        y2 = x2 * torch.exp(self.log_scale(y1, run_subnet)) + run_subnet(self.G, y1)
         return torch.cat((y1, y2), 1)
 
     def inverse(self, y: torch.Tensor, run_subnet=_apply) -> torch.Tensor:
         y1, y2 = y[:, : self.split], y[:, self.split :]
-        x2 = (y2 - run_subnet(self.G, y1)) * torch.exp(-self._log_scale(y1, run_subnet))
+        x2 = (y2 - run_subnet(self.G, y1)) * torch.exp(-self.log_scale(y1, run_subnet))
         x1 = y1 - run_subnet(self.F, x2)
         return torch.cat((x1, x2), 1)
 
     def log_det(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of ``s`` over channels and pixels, per sample."""
         y1 = x[:, : self.split] + self.F(x[:, self.split :])
-        return self._log_scale(y1).flatten(1).sum(1)
+        return self.log_scale(y1).flatten(1).sum(1)
 
 
 def default_blocks(scale: int) -> list[int]:
