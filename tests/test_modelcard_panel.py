@@ -116,6 +116,24 @@ def test_a_third_stage_nests_the_lineage_and_counts_its_stages(tmp_path):
     assert texts(dest / "started_from") == before and read(dest / "card.json")["stage"] == 3
 
 
+def test_a_model_that_replaces_a_lineage_drops_its_earlier_stages(tmp_path):
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    dest = M.publish(fake_run(runs / "one", seed=1), models, draws=1, progress=False, panel=False)
+    dest = M.publish(fake_run(runs / "two", 2, dest / "IRN_x2.pth"), models, draws=1, progress=False, panel=False)
+    assert (dest / "started_from" / "card.json").is_file()
+    elsewhere = tmp_path / "elsewhere.pth"
+    save_model(randomize(IRN(2, block_num=[1]), seed=4).eval(), elsewhere)
+    dest = M.publish(fake_run(runs / "four", 4, elsewhere), models, draws=1, progress=False, panel=False)
+    card = read(dest / "card.json")
+    assert card["stage"] == 2 and card["previous_card"] is None and not (dest / "started_from").exists()
+    dest = M.publish(fake_run(runs / "six", 6, dest / "IRN_x2.pth"), models, draws=1, progress=False, panel=False)
+    assert read(dest / "started_from" / "card.json") == card
+    dest = M.publish(fake_run(runs / "five", seed=5), models, draws=1, progress=False, panel=False)  # from scratch
+    card = read(dest / "card.json")
+    assert card["stage"] == 1 and card["previous_card"] is None and not (dest / "started_from").exists()
+    assert "started_from" not in (dest / "README.md").read_text() and not list(dest.glob(".started_from*"))
+
+
 def test_publishing_the_committed_models_next_stage_keeps_their_lineage(tmp_path):
     """What publishing a run started from today's models/kit_reference_x2 will do (no weights copied)."""
     committed = M.MODELS_DIR / "kit_reference_x2"

@@ -391,7 +391,10 @@ def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]
     model's text files and panel (not its weights) go to ``started_from/``, and the
     ``started_from/`` already there (the stages before it) moves inside, to
     ``started_from/started_from/``; built aside and renamed, so an interruption loses no card.
-    Publishing the same stage again finds its previous stage kept and moves nothing.
+    Publishing the same stage again finds its previous stage kept and moves nothing. A model
+    that did not start from the one published there (a first stage, or weights published
+    elsewhere) replaces its lineage: the ``started_from/`` there belonged to the replaced model
+    and is removed (git history keeps it).
 
     Returns
     -------
@@ -400,14 +403,13 @@ def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]
     kept : bool
         Whether ``started_from/`` holds the card of the model it started from.
     """
-    if not init:
-        return 1, False
     read = lambda path: json.loads(path.read_text())  # noqa: E731
     kept, card = dest / STARTED_FROM / "card.json", dest / "card.json"
-    if kept.is_file() and read(kept)["sha256"] == init["sha256"]:
+    if init and kept.is_file() and read(kept)["sha256"] == init["sha256"]:
         return card_stage(read(kept)) + 1, True  # published before: the lineage is in place
-    if not (card.is_file() and read(card)["sha256"] == init["sha256"]):
-        return 2, False  # started from weights published elsewhere: their card is not here
+    if not (init and card.is_file() and read(card)["sha256"] == init["sha256"]):
+        _drop_lineage(dest)  # a first stage, or weights published elsewhere: their card is not here
+        return (2 if init else 1), False
     new = dest / f".{STARTED_FROM}.new"
     new.mkdir(exist_ok=True)
     _copy_present(dest, new, CARD_TEXT + tuple(panel_files(scale).values()))
@@ -415,6 +417,15 @@ def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]
         os.replace(dest / STARTED_FROM, new / STARTED_FROM)
     os.replace(new, dest / STARTED_FROM)
     return card_stage(read(card)) + 1, True
+
+
+def _drop_lineage(dest: Path) -> None:
+    """Remove ``dest/started_from/`` (the replaced model's earlier stages), renamed aside first."""
+    if (dest / STARTED_FROM).exists():
+        old = dest / f".{STARTED_FROM}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest / STARTED_FROM, old)
+        shutil.rmtree(old)
 
 
 def _training_record(run_dir: Path, record: dict, train_data: dict) -> dict:
