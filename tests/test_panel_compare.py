@@ -21,7 +21,9 @@ def panel_rows(gaps, worst, z, scale=2):
 
 
 def card(irn_set5, sha="ab" * 32):
+    # a card as modelcard.publish writes it: its own panel summary beside the measured test sets
     return {"file": "IRN_x2.pth", "sha256": sha, "training": {"iterations_done": 10, "commit": "abc"},
+            "panel": {"images": 2, "scale": 2, "median_margin_db": 1.0},
             "measured": [{"dataset": "Set5", "images": 5, "draws": 1, "irn_psnr_y": irn_set5,
                           "bicubic_psnr_y": 33.7, "margin_psnr_y": irn_set5 - 33.7}]}  # fmt: skip
 
@@ -57,7 +59,8 @@ def test_test_sets_side_by_side_and_the_files_written(tmp_path):
     paths = write_comparison(before, tmp_path / "b.json", after, tmp_path / "a.json", tmp_path / "out")
     page = paths["markdown"].read_text()
     assert "| Set5 | 5 | 37.06 | 37.50 | +0.44 |" in page
-    assert "| 1 of 2 | 0 of 2 |" in page and "`cdcdcdcdcdcdcdcd…`" in page
+    assert "| 1 of 2 | 0 of 2 |" in page and "`cdcdcdcdcdcdcdcd…`" in page and "`abababababababab…`" in page
+    assert "the panel `" not in page  # both models named by their cards
     assert paths["figure"].stat().st_size > 1000
     assert len(pd.read_csv(paths["csv"])) == 2
 

@@ -81,8 +81,8 @@ def compare_test_sets(before_card: dict, after_card: dict) -> pd.DataFrame:
 
 
 def _card_line(card: dict, which: str) -> str:
-    if "panel" in card:  # no model card: the panel's own files say which model
-        return f"- {which}: the panel `{card['panel']}` (model and provenance: the Markdown page beside it)"
+    if "panel_csv" in card:  # no model card: the panel's own files say which model
+        return f"- {which}: the panel `{card['panel_csv']}` (model and provenance: the Markdown page beside it)"
     training = card.get("training", {})
     return (
         f"- {which}: `{card.get('file')}` SHA-256 `{card.get('sha256', '?')[:16]}…`, "
@@ -94,7 +94,7 @@ def comparison_markdown(
     goals: pd.DataFrame, test_sets: pd.DataFrame | None, scale: int, cards: tuple[dict, dict]
 ) -> str:
     """The before/after page: goals, median margin, test sets (``None``: not both models have a card)
-    and both models' provenance (a card, or ``{"panel": path}`` for a model without one)."""
+    and both models' provenance (a card, or ``{"panel_csv": path}`` for a model without one)."""
     lines = [f"# Before and after, ×{scale}: the generalisation panel and the test sets", ""]
     rows = [[r.goal, f"{r.failing_before} of {r.images}", f"{r.failing_after} of {r.images}", r.which_after or "none"]
             for r in goals.itertuples()]  # fmt: skip
@@ -134,7 +134,7 @@ def margins_figure(joined: pd.DataFrame) -> Figure:
 
 
 def _card(card_json, panel_csv) -> dict:
-    return json.loads(Path(card_json).read_text()) if card_json is not None else {"panel": str(panel_csv)}
+    return json.loads(Path(card_json).read_text()) if card_json is not None else {"panel_csv": str(panel_csv)}
 
 
 def write_comparison(before_csv, before_card, after_csv, after_card, out) -> dict[str, Path]:
