@@ -148,7 +148,8 @@ def test_publishing_the_committed_models_next_stage_keeps_their_lineage(tmp_path
         **{f"started_from/{k}": v for k, v in texts(committed / "started_from").items()},
     }
     count = M.STAGE_WORDS[M.card_stage(read(committed / "card.json")) + 1][0]
-    assert f"in {count} stages (the previous stage's card" in (dest / "README.md").read_text()
+    readme = (dest / "README.md").read_text()
+    assert f"in {count} stages (the " in readme and " stage's card: `started_from/README.md`" in readme
 
 
 def test_card_stage_reads_cards_older_than_the_field():
