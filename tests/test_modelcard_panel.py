@@ -147,9 +147,9 @@ def test_publishing_the_committed_models_next_stage_keeps_their_lineage(tmp_path
         **{k: v for k, v in texts(committed).items() if k != "IRN_x2.pth" and not k.startswith("started_from/")},
         **{f"started_from/{k}": v for k, v in texts(committed / "started_from").items()},
     }
-    count = M.STAGE_WORDS[M.card_stage(read(committed / "card.json")) + 1][0]
-    readme = (dest / "README.md").read_text()
-    assert f"in {count} stages (the " in readme and " stage's card: `started_from/README.md`" in readme
+    stage = M.card_stage(read(committed / "card.json")) + 1
+    count, which = M.STAGE_WORDS[stage][0], "first" if stage == 2 else "previous"
+    assert f"in {count} stages (the {which} stage's card: `started_from/README.md`" in (dest / "README.md").read_text()
 
 
 def test_card_stage_reads_cards_older_than_the_field():
