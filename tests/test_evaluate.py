@@ -256,6 +256,10 @@ def test_describe_checkpoint(tmp_path):
     info = describe_checkpoint(run / "IRN_x4.pth")
     assert info.shortened and "300 iterations" in info.training and "smoke" in info.training
     assert "embedded-train" in info.training and "shortened" in info.label()
+    assert "distr_loss" not in info.training  # the paper's L_distr goes unnamed
+    (run / "config.json").write_text(json.dumps(config | {"distr_loss": "unit_hinge"}))
+    assert "profile smoke with distr_loss=unit_hinge, trained on" in describe_checkpoint(run / "IRN_x4.pth").training
+    (run / "config.json").write_text(json.dumps(config))
     (run / "provenance.json").write_text(json.dumps({"status": "running", "iterations_done": 150}))
     assert "150 iterations" in describe_checkpoint(run / "IRN_x4.pth").training
     assert "run not finished (150 of 300 planned iterations)" in describe_checkpoint(run / "IRN_x4.pth").training

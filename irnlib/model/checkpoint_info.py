@@ -14,6 +14,7 @@ from pathlib import Path
 
 from irnlib.paper import PAPER_ITERATIONS
 from irnlib.runtime.paths import short_path
+from irnlib.training.fields import DISTR_LOSS_FORMS
 
 __all__ = ["CheckpointInfo", "describe_checkpoint"]
 
@@ -27,8 +28,10 @@ class CheckpointInfo:
     path : Path
     exists : bool
     training : str
-        How it was trained: e.g. ``"2,000 iterations, profile smoke (shortened run; the
-        paper trains 500,000)"``, ``"official checkpoint"`` or ``"training unknown ..."``.
+        How it was trained: e.g. ``"2,000 iterations, profile smoke, trained on embedded-train
+        (shortened run; the paper trains 500,000)"``, ``"official checkpoint"`` or ``"training
+        unknown ..."``. A form of L_distr other than the paper's is named after the profile
+        (``"profile quick with distr_loss=unit_hinge"``).
     shortened : bool
         True when the run is known to be shorter than the paper's 500k iterations.
     config_path : Path or None
@@ -89,7 +92,10 @@ def describe_checkpoint(path) -> CheckpointInfo:
         iterations = int(record.get("iterations_done", config["iterations"]))
         status = record.get("status", "finished")
         profile, train_set = config.get("profile", "?"), config.get("train_set", "?")
-        text = f"{_iterations_text(path.parent, iterations, record)}, profile {profile}, trained on {train_set}"
+        text = f"{_iterations_text(path.parent, iterations, record)}, profile {profile}"
+        distr_loss = config.get("distr_loss") or DISTR_LOSS_FORMS[0]  # older runs: the paper's, unnamed
+        text += f" with distr_loss={distr_loss}" if distr_loss != DISTR_LOSS_FORMS[0] else ""
+        text += f", trained on {train_set}"
         if status == "running":  # still training, or stopped before its end (killed, out of time)
             text += f", run not finished ({iterations:,} of {int(config['iterations']):,} planned iterations)"
         elif status != "finished":
