@@ -1,6 +1,7 @@
 """The thread policy (irnlib.runtime.threads): its decisions from allowed CPUs, quota and load, the
 environment's overrides, and the machine readers on fake cgroup and /proc files. No timings."""
 
+import importlib
 import platform
 
 import pytest
@@ -239,3 +240,28 @@ def test_busy_meter_reads_something_sane_on_this_machine():
 def test_allocator_setting_applies_on_glibc():
     assert tune_cpu_allocator() is True
     assert tune_cpu_allocator() is True  # idempotent: applying it again is harmless
+
+
+class _PolicyApplied(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        ("panel", ["--scale", "2"]),
+        ("panel_cause", ["--image", "synthetic/gradients", "--scale", "2"]),
+        ("latent_scale", ["--checkpoint", "a=100=IRN_x2.pth"]),
+        ("modelcard", ["results/runs/quick_x2"]),
+    ],
+)
+def test_the_measuring_commands_apply_the_thread_policy_before_their_work(monkeypatch, module, argv):
+    """Minutes of measuring beside a training keep to IRN_THREADS as the training does."""
+    command = importlib.import_module(f"irnlib.experiments.{module}")
+
+    def applied(*args, **kwargs):
+        raise _PolicyApplied
+
+    monkeypatch.setattr(command, "apply_thread_policy", applied)
+    with pytest.raises(_PolicyApplied):  # the first thing main does after reading its arguments
+        command.main(argv)

@@ -37,6 +37,7 @@ from irnlib.protocol import evaluate
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, save_figure, sha256_file, short_path
 from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.threads import apply_thread_policy
 
 __all__ = [
     "TEMPERATURES", "temperature_curve", "latent_gaps", "latent_markdown", "latent_figure",
@@ -215,6 +216,7 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--draws", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/latent_scale"))
     args = parser.parse_args(argv)
+    apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     curve = temperature_curve(args.checkpoint, args.dataset, draws=args.draws)
     use = latent_use(args.checkpoint, args.dataset)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,7 @@ from irnlib.protocol.weights import MODELS_DIR, exported_weights, reference_weig
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, sha256_file, write_json
 from irnlib.runtime.provenance import provenance
+from irnlib.runtime.threads import apply_thread_policy
 from irnlib.train import RESUMABLE_CHANGES, TrainConfig, as_trained, make_config
 
 __all__ = [
@@ -467,6 +468,7 @@ def main(argv=None) -> Path:
         "--no-panel", action="store_true", help="leave out the generalisation panel (it takes minutes on a CPU)"
     )
     args = parser.parse_args(argv)
+    apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     dest = publish(
         args.run_dir, args.models_dir, args.datasets, args.draws,
         data_root=args.data_root, note=args.note, panel=not args.no_panel,

@@ -48,7 +48,7 @@ from irnlib.runtime.device import net_device
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, results_root, save_figure, sha256_file, short_path
 from irnlib.runtime.provenance import cpu_model, git_commit
-from irnlib.runtime.threads import tune_cpu_allocator
+from irnlib.runtime.threads import apply_thread_policy, tune_cpu_allocator
 
 __all__ = [
     "BLOCK",
@@ -488,6 +488,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-side", type=int, default=MAX_SIDE, help="crop photographs to at most this side")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one draw of z")
     args = parser.parse_args(argv)
+    apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     frame = panel(args.scale, args.checkpoint, args.out, datasets=args.datasets, max_side=args.max_side, seed=args.seed)
     flags = [flag for flag, _ in GOALS]
     print(frame[["image", "psnr_gap_db", "worst_block_irn", "worst_block_bicubic", "lr_min", "lr_max", "z_max", *flags]]

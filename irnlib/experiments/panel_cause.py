@@ -41,6 +41,7 @@ from irnlib.protocol.weights import choose_weights
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, sha256_file, short_path
 from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.threads import apply_thread_policy
 from irnlib.training.objective import backward_loss, distribution_loss, forward_loss
 
 __all__ = [
@@ -309,6 +310,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", nargs="*", default=(), help="weights per scale (default: choose_weights)")
     parser.add_argument("--out", help="write the Markdown here (default: print it)")
     args = parser.parse_args(argv)
+    apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     scales = args.scale * len(args.image) if len(args.scale) == 1 else args.scale
     torch.manual_seed(0)
     parts = [
