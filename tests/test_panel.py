@@ -164,6 +164,18 @@ def test_panel_command_line(tiny, tmp_path, monkeypatch, capsys):
 # -- the cause tools ------------------------------------------------------------------------
 
 
+def test_cause_command_line_measures_every_image_with_the_one_checkpoint_given(tiny, tmp_path, monkeypatch):
+    save_model(tiny, tmp_path / "IRN_x2.pth")
+    images = {"synthetic/gradients": P._gradients(32), "synthetic/flat": P._flat_colours(16)}
+    monkeypatch.setattr(C, "panel_images", lambda *a, **k: images)
+    argv = ["--image", *images, "--scale", "2", "--checkpoint", str(tmp_path / "IRN_x2.pth")]
+    assert C.main([*argv, "--out", str(tmp_path / "cause.md")]) == 0
+    text = (tmp_path / "cause.md").read_text()
+    assert text.count(f"{tmp_path / 'IRN_x2.pth'}") >= 2 and "kit_reference" not in text
+    with pytest.raises(SystemExit):  # two checkpoints for three images: which goes with which?
+        C.main(["--image", *images, "synthetic/text", "--scale", "2", "--checkpoint", "a.pth", "b.pth"])
+
+
 def test_trace_forward_ends_at_the_network_output(tiny):
     img = skimage.data.coffee()[:32, :32]
     trace, y = C.trace_forward(tiny, img)

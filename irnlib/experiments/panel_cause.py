@@ -307,11 +307,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--image", nargs="+", required=True, help="panel image names, e.g. skimage/rocket")
     parser.add_argument("--scale", type=int, nargs="+", required=True, help="one scale per image (or one for all)")
-    parser.add_argument("--checkpoint", nargs="*", default=(), help="weights per scale (default: choose_weights)")
+    parser.add_argument(
+        "--checkpoint", nargs="*", default=(), help="weights per image (or one for all; default: choose_weights)"
+    )
     parser.add_argument("--out", help="write the Markdown here (default: print it)")
     args = parser.parse_args(argv)
     apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     scales = args.scale * len(args.image) if len(args.scale) == 1 else args.scale
+    checkpoints = args.checkpoint * len(args.image) if len(args.checkpoint) == 1 else args.checkpoint
+    for option, given in (("--scale", scales), ("--checkpoint", checkpoints)):
+        if given and len(given) != len(args.image):
+            parser.error(
+                f"{option}: give one value for all images or one per image ({len(args.image)}), not {len(given)}"
+            )
     torch.manual_seed(0)
     parts = [
         "# Why IRN destroys part of some images: measurements", "",
@@ -320,7 +328,7 @@ def main(argv=None) -> int:
         f"{torch.get_num_threads()} torch threads. Thresholds: LR range {LR_RANGE}, |z| ≤ {Z_LIMIT:g}.", "",
     ]  # fmt: skip
     for k, (name, scale) in enumerate(zip(args.image, scales)):
-        checkpoint = Path(args.checkpoint[k]) if k < len(args.checkpoint) else choose_weights("rescale", scale)
+        checkpoint = Path(checkpoints[k]) if checkpoints else choose_weights("rescale", scale)
         net = load_checkpoint(checkpoint).eval()
         img = panel_images(model_train_set(checkpoint), scale=scale)[name]
         parts.append(cause_report(net, name, img, checkpoint))
