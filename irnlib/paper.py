@@ -26,6 +26,7 @@ __all__ = [
     "parse_cell",
     "paper_value",
     "PAPER_ITERATIONS",
+    "PAPER_DISTR_LOSS",
 ]
 
 PAPER_CSV = REPO_ROOT / "data" / "paper_tables.csv"
@@ -34,6 +35,7 @@ PAPER_CITATION = 'Xiao et al., "Invertible Image Rescaling", ECCV 2020, Table 1'
 BICUBIC_ROW = "Bicubic & Bicubic"
 IRN_ROW = "IRN (ours)"
 PAPER_ITERATIONS = 500_000  # the paper's training length (TrainConfig's default)
+PAPER_DISTR_LOSS = "sum_of_squares"  # the paper's L_distr, Σ z² per image (TrainConfig.distr_loss's default)
 DASH = "–"  # the paper's "no value" mark (an en dash)
 
 # Folder name of a test set on disk -> the paper's column (DIV2K is its validation set).

@@ -12,9 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from irnlib.paper import PAPER_ITERATIONS
+from irnlib.paper import PAPER_DISTR_LOSS, PAPER_ITERATIONS
 from irnlib.runtime.paths import short_path
-from irnlib.training.fields import DISTR_LOSS_FORMS
 
 __all__ = ["CheckpointInfo", "describe_checkpoint"]
 
@@ -93,8 +92,8 @@ def describe_checkpoint(path) -> CheckpointInfo:
         status = record.get("status", "finished")
         profile, train_set = config.get("profile", "?"), config.get("train_set", "?")
         text = f"{_iterations_text(path.parent, iterations, record)}, profile {profile}"
-        distr_loss = config.get("distr_loss") or DISTR_LOSS_FORMS[0]  # older runs: the paper's, unnamed
-        text += f" with distr_loss={distr_loss}" if distr_loss != DISTR_LOSS_FORMS[0] else ""
+        distr_loss = config.get("distr_loss") or PAPER_DISTR_LOSS  # older runs: the paper's, unnamed
+        text += f" with distr_loss={distr_loss}" if distr_loss != PAPER_DISTR_LOSS else ""
         text += f", trained on {train_set}"
         if status == "running":  # still training, or stopped before its end (killed, out of time)
             text += f", run not finished ({iterations:,} of {int(config['iterations']):,} planned iterations)"

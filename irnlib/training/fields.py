@@ -16,13 +16,14 @@ import os
 from collections.abc import Callable, Sequence
 
 from irnlib.imaging.metrics import SSIM_WINDOW
+from irnlib.paper import PAPER_DISTR_LOSS
 from irnlib.training.errors import SettingsError
 
 __all__ = ["RULES", "SSIM_WINDOW", "MAX_INT", "DISTR_LOSS_FORMS", "check_fields", "check_run_name", "show"]
 
 MAX_INT = 2**63 - 1  # the largest count or seed torch and numpy take
 # TrainConfig.distr_loss's allowed values, the paper's first (their losses: objective.DISTR_LOSSES)
-DISTR_LOSS_FORMS = ("sum_of_squares", "unit_kl", "unit_hinge")
+DISTR_LOSS_FORMS = (PAPER_DISTR_LOSS, "unit_kl", "unit_hinge")
 HAAR_LEVELS = {2: 1, 4: 2, 8: 3}
 
 
