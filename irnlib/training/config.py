@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from irnlib.paper import PAPER_ITERATIONS
+from irnlib.paper import PAPER_DISTR_LOSS, PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.runtime.paths import results_root
 from irnlib.runtime.provenance import native_bf16
@@ -85,7 +85,7 @@ class TrainConfig:
     # or "unit_kl" (the kit's: λ3 · mean_b Σ KL(N(0, m) ‖ N(0, 1)), m the image's mean z², smallest
     # when the latent has the unit scale of the z' drawn at test time) or "unit_hinge" (the kit's:
     # λ3 · mean_b Σ max(|z| − 1, 0)², zero within the draw's standard deviation; see objective.py)
-    distr_loss: str = "sum_of_squares"
+    distr_loss: str = PAPER_DISTR_LOSS
     # A curriculum on L_distr (the kit's; the paper has none, 0 and 0): its weight is 0 for the
     # first `distr_off_iterations` steps, then grows linearly to λ3 over `distr_ramp_iterations`
     # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
@@ -168,7 +168,7 @@ LEGACY_VALUES = {
     "distr_ramp_iterations": 0,
     "synthetic_fraction": 0.0,
     "quantize_gradient": "straight",
-    "distr_loss": "sum_of_squares",
+    "distr_loss": PAPER_DISTR_LOSS,
 }
 
 
