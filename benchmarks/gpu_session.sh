@@ -9,6 +9,7 @@
 #
 #   bash benchmarks/gpu_session.sh OUT DATA_ROOT TRAIN_SET [TRAIN_SECONDS [field=value ...]]
 #   e.g. bash benchmarks/gpu_session.sh /tmp/out ../shared/datasets T91+BSD200 300
+# DATA_ROOT may be a folder packed by benchmarks/gpu_data.py; it is unpacked (pixels checked) first.
 # Further field=value arguments go to both trainings ({s} stands for the scale), e.g. a second
 # stage from the reference models: init_from=models/kit_reference_x{s}/IRN_x{s}.pth lr=1e-4.
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
@@ -25,6 +26,12 @@ check="import torch, irnlib.train; from irnlib.runtime.provenance import device_
 print('torch', torch.__version__, device_name('$device'))"
 { date -u; nvidia-smi; "$python" -c "$check"; } >"$log" 2>&1 \
   || { cat "$log"; echo "the device or irnlib is not usable here"; exit 1; }
+
+# a folder packed by benchmarks/gpu_data.py (lossless WebP: all of T91 + BSD200 fits the transfer)
+if [ -f "$data/pixels.json" ]; then
+  "$python" benchmarks/gpu_data.py unpack "$data" /tmp/irn-data >>"$log" 2>&1 || { tail -3 "$log"; exit 1; }
+  data=/tmp/irn-data
+fi
 
 touch "$out/bench.md"
 [ "$device" = cpu ] || [ "${BENCH:-1}" = 0 ] \
