@@ -27,6 +27,10 @@ def no_measuring(monkeypatch):
     monkeypatch.setattr(M, "dataset_version", lambda *args: {"images": 91, "sha256": "0123456789abcdef"})
     images = {"synthetic/gradients": P._gradients(64), "synthetic/flat_colours": P._flat_colours(16)}
     monkeypatch.setattr(P, "panel_images", lambda *args, **kwargs: images)
+    real_health = M.test_set_health  # on the embedded images only: they need no data root
+    monkeypatch.setattr(
+        M, "test_set_health", lambda net, datasets, progress: real_health(net, ["embedded-test"], progress)
+    )
 
 
 def fake_run(folder, seed: int, init_from=None):
@@ -56,6 +60,10 @@ def texts(folder):
 def test_publishing_writes_the_panel_into_the_model_folder_and_its_card(tmp_path):
     dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False)
     assert all((dest / name).is_file() for name in PANEL)
+    health = pd.read_csv(dest / "health_per_image.csv")
+    assert list(health["image"]) == ["astronaut", "chelsea", "coffee"]
+    assert read(dest / "card.json")["health"]["images"] == 3
+    assert "## Latent and LR on the test images" in (dest / "README.md").read_text()
     frame = pd.read_csv(dest / "panel_x2.csv")
     summary = read(dest / "card.json")["panel"]
     assert summary["images"] == len(frame) == 2 and summary["max_side"] == P.MAX_SIDE

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
+from irnlib.experiments.card_health import HEALTH_FILE, health_lines, health_summary, test_set_health
 from irnlib.experiments.panel_card import card_panel, panel_card_lines, panel_files
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
@@ -273,11 +274,12 @@ def _card_markdown(card: dict) -> str:
         + ") and the test-time protocol.",
         "",
     ]
-    return "\n".join(lines + _measured_lines(card) + panel_card_lines(card) + _retrain_lines(card))
+    return "\n".join(lines + _measured_lines(card) + health_lines(card) + panel_card_lines(card) + _retrain_lines(card))
 
 
 STARTED_FROM = "started_from"  # a later stage's folder keeps the card of the model it started from
-CARD_TEXT = ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv")
+CARD_TEXT = ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv",
+             HEALTH_FILE)  # fmt: skip
 
 
 def _copy_present(src: Path, dest: Path, names) -> None:
@@ -337,6 +339,9 @@ def publish(
     _copy_present(run_dir, dest, (model.name, "config.json", "provenance.json", "val_log.csv"))
     per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
+    measured_sets = [d for d in dict.fromkeys(per_image["dataset"]) if d in available_datasets()]
+    health = test_set_health(load_checkpoint(dest / model.name).eval(), measured_sets, progress)
+    write_csv(health, dest / HEALTH_FILE)
     for name in panel_files(scale).values():
         (dest / name).unlink(missing_ok=True)  # an earlier model's panel never passes for this one's
     panel_summary = card_panel(scale, dest / model.name, dest, progress=progress) if panel else None
@@ -355,6 +360,7 @@ def publish(
         "previous_card": f"{STARTED_FROM}/README.md" if kept else None,
         **({"note": note} if note else {}),
         "measured": card_summary(per_image),
+        "health": health_summary(health),
         "panel": panel_summary,
         "provenance": provenance("cpu", purpose="kit reference model card"),
     }
