@@ -256,3 +256,21 @@ def test_explorer_shows_the_warning_in_its_message_area(tmp_path):
     ex._lr_cache.clear()
     ex.update()
     assert ex.message.value == ""
+
+
+def test_coupling_gains_find_a_block_whose_scale_sits_at_its_clamp():
+    net = IRN(2, block_num=[1]).eval()  # conv5 starts at zero: F = G = H = 0, s = 0, gain 1
+    img = skimage.data.coffee()[:32, :32]
+    calm = C.coupling_gains(net, img)
+    assert list(calm["operation"]) == ["level 1: InvBlock 1"]
+    assert calm.loc[0, "gain"] == pytest.approx(1.0) and calm.loc[0, "s_there"] == 0.0
+    with torch.no_grad():
+        net.operations[1].H.conv5.bias.fill_(20.0)  # s = 2·sigmoid(20) − 1 ≈ 1: z multiplied by e
+    blown = C.coupling_gains(net, img)
+    assert blown.loc[0, "gain"] == pytest.approx(np.e, rel=1e-6) and blown.loc[0, "s_there"] == pytest.approx(1.0)
+    assert blown.loc[0, "s_at_clamp"] == 9 * 16 * 16  # every element of z (9 channels × 16²)
+
+
+def test_an_embedded_test_image_can_be_traced_though_the_panel_leaves_it_out():
+    coffee = C.embedded_or_panel_image("embedded-test/coffee", None, 4)
+    np.testing.assert_array_equal(coffee, skimage.data.coffee())  # 400×600: already a multiple of 4

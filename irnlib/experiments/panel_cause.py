@@ -37,6 +37,7 @@ from irnlib.imaging.metrics import psnr
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, Z_LIMIT
 from irnlib.model.network import IRN, InvBlock, quantize
+from irnlib.protocol.evaluate import evaluation_pairs
 from irnlib.protocol.weights import choose_weights
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, sha256_file, short_path
@@ -81,6 +82,42 @@ def operation_names(net: IRN) -> list[str]:
             level, block = level + 1, 0
             names.append(f"level {level}: downsampling")
     return names
+
+
+@torch.no_grad()
+def coupling_gains(net: IRN, hr: np.ndarray) -> pd.DataFrame:
+    """Each InvBlock's gain on the latent where it grows most, in the forward pass.
+
+    An InvBlock multiplies its second part by ``exp(s)`` with ``s = 2·sigmoid(H(y1)) − 1`` in
+    (−1, 1): at most e per block. Rows: ``z_in`` / ``z_out`` (largest ``|z|`` of the second part
+    before and after the block), ``gain`` (their ratio; NaN where the latent is zero), ``s_there``
+    (the largest ``s`` over channels at the pixel of ``z_out``) and ``s_at_clamp`` (how many ``s``
+    values of the image exceed 0.99). A latent that explodes shows ``gain`` near e and ``s_there``
+    near 1 in consecutive blocks.
+    """
+    x, rows = to_batch(hr), []
+    for op, name in zip(net.operations, operation_names(net), strict=True):
+        if isinstance(op, InvBlock):
+            x1, x2 = x[:, : op.split], x[:, op.split :]
+            s = op.log_scale(x1 + op.F(x2))
+            y = op(x)
+            z_out = y[0, op.split :].abs().amax(dim=0)
+            i, j = np.unravel_index(int(torch.argmax(z_out)), tuple(z_out.shape))
+            z_in, z_max = float(x2.abs().max()), float(z_out.max())
+            rows.append(
+                [
+                    name,
+                    z_in,
+                    z_max,
+                    z_max / z_in if z_in > 0 else float("nan"),
+                    float(s[0, :, i, j].max()),
+                    int((s > 0.99).sum()),
+                ]
+            )
+            x = y
+        else:
+            x = op(x)
+    return pd.DataFrame(rows, columns=["operation", "z_in", "z_out", "gain", "s_there", "s_at_clamp"])
 
 
 @torch.no_grad()
@@ -285,6 +322,8 @@ def cause_report(net: IRN, name: str, img: np.ndarray, checkpoint, data_root=Non
     lines = [f"## {name}, ×{net.scale} ({hr.shape[1]}×{hr.shape[0]}), {short_path(checkpoint)}", ""]
     lines += [f"sha256 {sha256_file(checkpoint)}; trained on {model_train_set(checkpoint)}.", ""]
     lines += ["### The forward pass, operation by operation", ""] + _table(trace) + [""]
+    lines += ["### The couplings' gain on the latent (forward; at most e = 2.718 per InvBlock)", ""]
+    lines += _table(coupling_gains(net, hr)) + [""]
     lines += [f"### Saturated (some channel ≤ {SATURATED[0]} or ≥ {SATURATED[1]}) against natural LR pixels", ""]
     lines += _table(region_stats(net, hr, y)) + [""]
     lines += ["### Upscaling with the true or a drawn z, the LR before or after quantisation", ""]
@@ -300,12 +339,23 @@ def cause_report(net: IRN, name: str, img: np.ndarray, checkpoint, data_root=Non
     return "\n".join(lines)
 
 
+def embedded_or_panel_image(name: str, train_set: str | None, scale: int) -> np.ndarray:
+    """A panel image by its panel name, or an embedded test image as ``embedded-test/<name>`` (the
+    panel leaves those out; mod-cropped as the test protocol does)."""
+    dataset, _, image = name.partition("/")
+    if dataset == "embedded-test":
+        return {pair.name: pair.hr for pair in evaluation_pairs(dataset, scale)}[image]
+    return panel_images(train_set, scale=scale)[name]
+
+
 def main(argv=None) -> int:
     """``python -m irnlib.experiments.panel_cause``: :func:`cause_report` for panel images."""
     parser = argparse.ArgumentParser(
         prog="python -m irnlib.experiments.panel_cause", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--image", nargs="+", required=True, help="panel image names, e.g. skimage/rocket")
+    parser.add_argument(
+        "--image", nargs="+", required=True, help="panel image names, e.g. skimage/rocket, or embedded-test/coffee"
+    )
     parser.add_argument("--scale", type=int, nargs="+", required=True, help="one scale per image (or one for all)")
     parser.add_argument(
         "--checkpoint", nargs="*", default=(), help="weights per image (or one for all; default: choose_weights)"
@@ -330,7 +380,7 @@ def main(argv=None) -> int:
     for k, (name, scale) in enumerate(zip(args.image, scales)):
         checkpoint = Path(checkpoints[k]) if checkpoints else choose_weights("rescale", scale)
         net = load_checkpoint(checkpoint).eval()
-        img = panel_images(model_train_set(checkpoint), scale=scale)[name]
+        img = embedded_or_panel_image(name, model_train_set(checkpoint), scale)
         parts.append(cause_report(net, name, img, checkpoint))
     text = "\n".join(parts)
     if args.out:
