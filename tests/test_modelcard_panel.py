@@ -11,6 +11,7 @@ import pytest
 from conftest import randomize
 
 from irnlib import IRN, save_model
+from irnlib.experiments import card_health as H
 from irnlib.experiments import modelcard as M
 from irnlib.experiments import panel as P
 from irnlib.experiments.panel_card import find_panel
@@ -202,3 +203,20 @@ def test_a_card_names_every_part_of_the_objective_that_differs_from_the_papers(t
     readme = (dest / "README.md").read_text()
     assert "only the quantiser's gradient in L_back and L_distr's form (`distr_loss`) differ, as listed" in readme
     assert read(dest / "card.json")["deviations"]["distr_loss"] == ["sum_of_squares", "unit_kl"]
+
+
+def test_a_card_older_than_the_health_check_gets_it_added(tmp_path, monkeypatch):
+    dest = M.publish(
+        fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False
+    )
+    card = read(dest / "card.json")
+    del card["health"]  # as published before the check existed
+    (dest / "card.json").write_text(json.dumps(card))
+    (dest / "health_per_image.csv").unlink()
+    measured = (dest / "measured_per_image.csv").read_bytes()
+    monkeypatch.setattr(H, "available_datasets", lambda: ["embedded-test"])
+    assert M.main([str(dest), "--add-health"]) == dest
+    assert read(dest / "card.json")["health"]["images"] == 3
+    assert list(pd.read_csv(dest / "health_per_image.csv")["image"]) == ["astronaut", "chelsea", "coffee"]
+    assert "## Latent and LR on the test images" in (dest / "README.md").read_text()
+    assert (dest / "measured_per_image.csv").read_bytes() == measured  # nothing else measured again

@@ -12,20 +12,27 @@ PSNR hides it (a ×4 stage on the GPU, 2026-12-04: a green blob on the wood of `
   the two flags and the box of the flagged LR pixels (HR pixels).
 - :func:`health_summary` — the card's record: images, which fail each check, the extremes.
 - :func:`health_lines` — the card README's section.
+- :func:`add_health` — the check for a card published before it existed.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from irnlib.data.folders import available_datasets
 from irnlib.imaging.images import to_batch
+from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, TILE, Z_LIMIT, downscale_health, forward
 from irnlib.model.network import IRN
-from irnlib.protocol.evaluate import evaluation_pairs
+from irnlib.protocol.evaluate import evaluation_pairs, write_csv
 from irnlib.runtime.device import net_device
 from irnlib.runtime.markdown import markdown_table
+from irnlib.runtime.paths import write_json
 
 HEALTH_FILE = "health_per_image.csv"
 HEALTH_COLUMNS = ["dataset", "image", "height", "width", "lr_min", "lr_max", "z_max", "latent_far", "lr_out_of_range",
@@ -110,3 +117,17 @@ def health_lines(card: dict) -> list[str]:
         f"{health['lr_min']:.3f} ({health['lr_min_image']}) … {health['lr_max']:.3f} ({health['lr_max_image']}).",
         "",
     ]
+
+
+def add_health(folder, progress: bool = True) -> Path:
+    """Run :func:`test_set_health` for a published model folder on the test sets its card measured
+    (those present here), write :data:`HEALTH_FILE` and ``card.json``'s ``health``; the caller
+    rewrites the README (:func:`irnlib.experiments.modelcard.refresh_card`). Returns the folder."""
+    folder = Path(folder)
+    card = json.loads((folder / "card.json").read_text())
+    measured = pd.read_csv(folder / "measured_per_image.csv")["dataset"]
+    datasets = [d for d in dict.fromkeys(measured) if d in available_datasets()]
+    frame = test_set_health(load_checkpoint(folder / card["file"]).eval(), datasets, progress)
+    write_csv(frame, folder / HEALTH_FILE)
+    write_json(folder / "card.json", {**card, "health": health_summary(frame)})
+    return folder

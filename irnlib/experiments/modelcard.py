@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
-from irnlib.experiments.card_health import HEALTH_FILE, health_lines, health_summary, test_set_health
+from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_lines, health_summary, test_set_health
 from irnlib.experiments.panel_card import card_panel, panel_card_lines, panel_files
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
@@ -473,8 +473,12 @@ def main(argv=None) -> Path:
     parser.add_argument(
         "--no-panel", action="store_true", help="leave out the generalisation panel (it takes minutes on a CPU)"
     )
+    parser.add_argument("--add-health", action="store_true", help="run_dir is a published model folder: add the "
+                        "LR-range and |z| checks on its test images to its card (cards older than them)")  # fmt: skip
     args = parser.parse_args(argv)
     apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
+    if args.add_health:
+        return refresh_card(add_health(args.run_dir))
     dest = publish(
         args.run_dir, args.models_dir, args.datasets, args.draws,
         data_root=args.data_root, note=args.note, panel=not args.no_panel,
