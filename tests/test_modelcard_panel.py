@@ -216,7 +216,9 @@ def test_a_card_older_than_the_health_check_gets_it_added(tmp_path, monkeypatch)
     measured = (dest / "measured_per_image.csv").read_bytes()
     monkeypatch.setattr(H, "available_datasets", lambda: ["embedded-test"])
     assert M.main([str(dest), "--add-health"]) == dest
-    assert read(dest / "card.json")["health"]["images"] == 3
+    health = read(dest / "card.json")["health"]
+    assert health["images"] == 3 and health["provenance"]["commit"]
     assert list(pd.read_csv(dest / "health_per_image.csv")["image"]) == ["astronaut", "chelsea", "coffee"]
-    assert "## Latent and LR on the test images" in (dest / "README.md").read_text()
+    readme = (dest / "README.md").read_text()
+    assert "## Latent and LR on the test images" in readme and "Added to this card later: measured" in readme
     assert (dest / "measured_per_image.csv").read_bytes() == measured  # nothing else measured again

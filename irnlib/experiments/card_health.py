@@ -33,6 +33,7 @@ from irnlib.protocol.evaluate import evaluation_pairs, write_csv
 from irnlib.runtime.device import net_device
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import write_json
+from irnlib.runtime.provenance import provenance
 
 HEALTH_FILE = "health_per_image.csv"
 HEALTH_COLUMNS = ["dataset", "image", "height", "width", "lr_min", "lr_max", "z_max", "latent_far", "lr_out_of_range",
@@ -116,7 +117,15 @@ def health_lines(card: dict) -> list[str]:
         f"Largest |z| {health['z_max']:.2f} ({health['z_max_image']}); LR before quantisation "
         f"{health['lr_min']:.3f} ({health['lr_min_image']}) … {health['lr_max']:.3f} ({health['lr_max_image']}).",
         "",
-    ]
+    ] + _added_later(health)
+
+
+def _added_later(health: dict) -> list[str]:
+    """A line naming when and where checks added to an earlier card were measured (nothing otherwise)."""
+    record = health.get("provenance")
+    if not record:
+        return []
+    return [f"Added to this card later: measured {record['date']}, commit {record['commit']}, {record['device']}.", ""]
 
 
 def add_health(folder, progress: bool = True) -> Path:
@@ -129,5 +138,6 @@ def add_health(folder, progress: bool = True) -> Path:
     datasets = [d for d in dict.fromkeys(measured) if d in available_datasets()]
     frame = test_set_health(load_checkpoint(folder / card["file"]).eval(), datasets, progress)
     write_csv(frame, folder / HEALTH_FILE)
-    write_json(folder / "card.json", {**card, "health": health_summary(frame)})
+    measured_here = provenance("cpu", purpose="the test images' health checks, added to an earlier card")
+    write_json(folder / "card.json", {**card, "health": {**health_summary(frame), "provenance": measured_here}})
     return folder
