@@ -14,7 +14,7 @@ def net():
 
 
 def test_every_embedded_image_gets_its_range_and_latent(net):
-    frame = H.test_set_health(net, ["embedded-test"], progress=False)
+    frame = H.health_per_image(net, ["embedded-test"], progress=False)
     assert list(frame.columns) == H.HEALTH_COLUMNS
     assert list(frame["image"]) == ["astronaut", "chelsea", "coffee"]
     assert (frame["lr_min"] <= frame["lr_max"]).all() and (frame["z_max"] >= 0).all()
@@ -31,7 +31,7 @@ def test_a_blow_up_in_one_image_is_flagged_with_its_box(net, monkeypatch):
         return y
 
     monkeypatch.setattr(H, "forward", blown_up)
-    frame = H.test_set_health(net, ["embedded-test"], progress=False)
+    frame = H.health_per_image(net, ["embedded-test"], progress=False)
     coffee = frame.set_index("image").loc["coffee"]
     assert coffee["latent_far"] and coffee["lr_out_of_range"] and coffee["z_max"] == 50.0
     assert (coffee["box_top"], coffee["box_left"], coffee["box_bottom"], coffee["box_right"]) == (40, 60, 42, 62)

@@ -28,9 +28,9 @@ def no_measuring(monkeypatch):
     monkeypatch.setattr(M, "dataset_version", lambda *args: {"images": 91, "sha256": "0123456789abcdef"})
     images = {"synthetic/gradients": P._gradients(64), "synthetic/flat_colours": P._flat_colours(16)}
     monkeypatch.setattr(P, "panel_images", lambda *args, **kwargs: images)
-    real_health = M.test_set_health  # on the embedded images only: they need no data root
+    real_health = M.health_per_image  # on the embedded images only: they need no data root
     monkeypatch.setattr(
-        M, "test_set_health", lambda net, datasets, progress: real_health(net, ["embedded-test"], progress)
+        M, "health_per_image", lambda net, datasets, progress: real_health(net, ["embedded-test"], progress)
     )
 
 

@@ -8,7 +8,7 @@ PSNR hides it (a ×4 stage on the GPU, 2026-12-04: a green blob on the wood of `
 3.0, |z| 164, with Set5 at its best). This module runs the forward pass of
 :func:`irnlib.model.inference.downscale_health` (what ``irn downscale`` warns with) on each image.
 
-- :func:`test_set_health` — one row per image: LR range before quantisation, largest ``|z|``,
+- :func:`health_per_image` — one row per image: LR range before quantisation, largest ``|z|``,
   the two flags and the box of the flagged LR pixels (HR pixels).
 - :func:`health_summary` — the card's record: images, which fail each check, the extremes.
 - :func:`health_lines` — the card README's section.
@@ -40,7 +40,7 @@ HEALTH_COLUMNS = ["dataset", "image", "height", "width", "lr_min", "lr_max", "z_
                   "box_top", "box_left", "box_bottom", "box_right"]  # fmt: skip
 
 
-def test_set_health(net: IRN, datasets: list[str], progress: bool = True, tile: int | None = TILE) -> pd.DataFrame:
+def health_per_image(net: IRN, datasets: list[str], progress: bool = True, tile: int | None = TILE) -> pd.DataFrame:
     """The LR range before quantisation and the largest ``|z|`` of ``net`` on every image of ``datasets``.
 
     Each HR image is mod-cropped to the scale (the protocol's test image) and passed forward once.
@@ -67,7 +67,7 @@ def test_set_health(net: IRN, datasets: list[str], progress: bool = True, tile: 
 
 
 def health_summary(frame: pd.DataFrame) -> dict:
-    """The card's ``health`` record of :func:`test_set_health`'s rows."""
+    """The card's ``health`` record of :func:`health_per_image`'s rows."""
     named = frame["dataset"] + "/" + frame["image"]
 
     def extreme(column: str, pick) -> tuple[float, str]:
@@ -129,14 +129,14 @@ def _added_later(health: dict) -> list[str]:
 
 
 def add_health(folder, progress: bool = True) -> Path:
-    """Run :func:`test_set_health` for a published model folder on the test sets its card measured
+    """Run :func:`health_per_image` for a published model folder on the test sets its card measured
     (those present here), write :data:`HEALTH_FILE` and ``card.json``'s ``health``; the caller
     rewrites the README (:func:`irnlib.experiments.modelcard.refresh_card`). Returns the folder."""
     folder = Path(folder)
     card = json.loads((folder / "card.json").read_text())
     measured = pd.read_csv(folder / "measured_per_image.csv")["dataset"]
     datasets = [d for d in dict.fromkeys(measured) if d in available_datasets()]
-    frame = test_set_health(load_checkpoint(folder / card["file"]).eval(), datasets, progress)
+    frame = health_per_image(load_checkpoint(folder / card["file"]).eval(), datasets, progress)
     write_csv(frame, folder / HEALTH_FILE)
     measured_here = provenance("cpu", purpose="the test images' health checks, added to an earlier card")
     write_json(folder / "card.json", {**card, "health": {**health_summary(frame), "provenance": measured_here}})
