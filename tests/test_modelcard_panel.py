@@ -28,10 +28,7 @@ def no_measuring(monkeypatch):
     monkeypatch.setattr(M, "dataset_version", lambda *args: {"images": 91, "sha256": "0123456789abcdef"})
     images = {"synthetic/gradients": P._gradients(64), "synthetic/flat_colours": P._flat_colours(16)}
     monkeypatch.setattr(P, "panel_images", lambda *args, **kwargs: images)
-    real_health = M.health_per_image  # on the embedded images only: they need no data root
-    monkeypatch.setattr(
-        M, "health_per_image", lambda net, datasets, progress: real_health(net, ["embedded-test"], progress)
-    )
+    monkeypatch.setattr(H, "available_datasets", lambda: ["embedded-test"])  # health: no data root needed
 
 
 def fake_run(folder, seed: int, init_from=None):
@@ -205,7 +202,7 @@ def test_a_card_names_every_part_of_the_objective_that_differs_from_the_papers(t
     assert read(dest / "card.json")["deviations"]["distr_loss"] == ["sum_of_squares", "unit_kl"]
 
 
-def test_a_card_older_than_the_health_check_gets_it_added(tmp_path, monkeypatch):
+def test_a_card_older_than_the_health_check_gets_it_added(tmp_path):
     dest = M.publish(
         fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False, panel=False
     )
@@ -214,7 +211,6 @@ def test_a_card_older_than_the_health_check_gets_it_added(tmp_path, monkeypatch)
     (dest / "card.json").write_text(json.dumps(card))
     (dest / "health_per_image.csv").unlink()
     measured = (dest / "measured_per_image.csv").read_bytes()
-    monkeypatch.setattr(H, "available_datasets", lambda: ["embedded-test"])
     assert M.main([str(dest), "--add-health"]) == dest
     health = read(dest / "card.json")["health"]
     assert health["images"] == 3 and health["provenance"]["commit"]

@@ -12,6 +12,7 @@ PSNR hides it (a ×4 stage on the GPU, 2026-12-04: a green blob on the wood of `
   the two flags and the box of the flagged LR pixels (HR pixels).
 - :func:`health_summary` — the card's record: images, which fail each check, the extremes.
 - :func:`health_lines` — the card README's section.
+- :func:`write_health` — the rows for a card's folder (publishing and :func:`add_health` both use it).
 - :func:`add_health` — the check for a card published before it existed.
 """
 
@@ -128,6 +129,16 @@ def _added_later(health: dict) -> list[str]:
     return [f"Added to this card later: measured {record['date']}, commit {record['commit']}, {record['device']}.", ""]
 
 
+def write_health(folder, weights, measured_datasets, progress: bool = True) -> pd.DataFrame:
+    """:func:`health_per_image` of ``weights`` on the test sets a card measured (``measured_datasets``:
+    their names, repeats allowed, in order; those absent here are left out), written to
+    ``folder/``:data:`HEALTH_FILE`. Returns the rows."""
+    datasets = [d for d in dict.fromkeys(measured_datasets) if d in available_datasets()]
+    frame = health_per_image(load_checkpoint(weights).eval(), datasets, progress)
+    write_csv(frame, Path(folder) / HEALTH_FILE)
+    return frame
+
+
 def add_health(folder, progress: bool = True) -> Path:
     """Run :func:`health_per_image` for a published model folder on the test sets its card measured
     (those present here), write :data:`HEALTH_FILE` and ``card.json``'s ``health``; the caller
@@ -135,9 +146,7 @@ def add_health(folder, progress: bool = True) -> Path:
     folder = Path(folder)
     card = json.loads((folder / "card.json").read_text())
     measured = pd.read_csv(folder / "measured_per_image.csv")["dataset"]
-    datasets = [d for d in dict.fromkeys(measured) if d in available_datasets()]
-    frame = health_per_image(load_checkpoint(folder / card["file"]).eval(), datasets, progress)
-    write_csv(frame, folder / HEALTH_FILE)
+    frame = write_health(folder, folder / card["file"], measured, progress)
     measured_here = provenance("cpu", purpose="the test images' health checks, added to an earlier card")
     write_json(folder / "card.json", {**card, "health": {**health_summary(frame), "provenance": measured_here}})
     return folder

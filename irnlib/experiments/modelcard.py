@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
-from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_lines, health_per_image, health_summary
+from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_lines, health_summary, write_health
 from irnlib.experiments.panel_card import card_panel, panel_card_lines, panel_files
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
@@ -339,9 +339,7 @@ def publish(
     _copy_present(run_dir, dest, (model.name, "config.json", "provenance.json", "val_log.csv"))
     per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
-    measured_sets = [d for d in dict.fromkeys(per_image["dataset"]) if d in available_datasets()]
-    health = health_per_image(load_checkpoint(dest / model.name).eval(), measured_sets, progress)
-    write_csv(health, dest / HEALTH_FILE)
+    health = write_health(dest, dest / model.name, per_image["dataset"], progress)
     for name in panel_files(scale).values():
         (dest / name).unlink(missing_ok=True)  # an earlier model's panel never passes for this one's
     panel_summary = card_panel(scale, dest / model.name, dest, progress=progress) if panel else None
