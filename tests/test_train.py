@@ -128,6 +128,36 @@ def test_objective_is_the_official_composition():
     torch.testing.assert_close(terms["l_back"], l_back)
 
 
+def test_stress_term_is_the_forward_terms_on_the_batch_moved_up_their_gradient():
+    net = randomize(IRN(2, block_num=[2]), seed=1)
+    hr, lr_ref, z_prime = _batch()
+    paper = IRNObjective(net, make_config("paper", scale=2))(hr, lr_ref, z_prime)
+    assert paper["l_stress"].item() == 0  # the paper has no such term
+    config = make_config("paper", scale=2, lambda_distr=0.5, lambda_stress=3.0, stress_eps=0.01)
+    terms = IRNObjective(net, config)(hr, lr_ref, z_prime)
+    for name in ("l_forw", "l_back"):  # the paper's terms are unchanged by it
+        torch.testing.assert_close(terms[name], paper[name])
+
+    def forward_terms(x):  # by hand: 4 · Σ (lr − lr_ref)² + 0.5 · Σ z², per image, batch mean
+        y = net(x)
+        l_forw = 4.0 * ((y[:, :3] - lr_ref) ** 2).flatten(1).sum(1).mean()
+        return l_forw + 0.5 * (y[:, 3:] ** 2).flatten(1).sum(1).mean()
+
+    x = hr.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(forward_terms(x), x)
+    moved = (hr + 0.01 * grad.sign()).clamp(0, 1)
+    assert (moved - hr).abs().max().item() <= 0.01 + 1e-7 and not torch.equal(moved, hr)
+    torch.testing.assert_close(terms["l_stress"], 3.0 * forward_terms(moved))
+    # Moving up the gradient makes the forward terms larger than at the batch itself.
+    assert forward_terms(moved).item() > forward_terms(hr).item()
+    # It trains the weights (through the moved batch) and leaves the batch's own tensor alone.
+    terms["l_stress"].backward()
+    assert net.operations[1].H.conv5.weight.grad.abs().sum() > 0 and not hr.requires_grad
+    for field, value in (("lambda_stress", -1.0), ("stress_eps", 0.0), ("stress_eps", 1.0)):
+        with pytest.raises(SettingsError, match=field):
+            make_config("paper", scale=2, **{field: value})
+
+
 def test_quantization_in_the_objective_is_straight_through_not_detached():
     net = randomize(IRN(2, block_num=[1]), seed=2)
     config = make_config("paper", scale=2, lambda_forw=0.0, lambda_distr=0.0)  # only L_back

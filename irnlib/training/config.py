@@ -91,6 +91,12 @@ class TrainConfig:
     # steps (see distr_factor). Early on L_distr holds the reconstruction back (benchmarks/README.md).
     distr_off_iterations: int = 0
     distr_ramp_iterations: int = 0
+    # The kit's stress term (off in the paper, lambda_stress = 0): L_forw and L_distr once more, on
+    # the batch moved by stress_eps per value the way that makes them grow fastest (one signed-
+    # gradient step), weighted by lambda_stress. An image and its neighbour within a fraction of
+    # one 8-bit level must give the same LR and a latent of the same scale (objective.py).
+    lambda_stress: float = 0.0
+    stress_eps: float = 1 / 255
     # optimisation
     iterations: int = PAPER_ITERATIONS
     lr: float = 2e-4
@@ -169,6 +175,8 @@ LEGACY_VALUES = {
     "synthetic_fraction": 0.0,
     "quantize_gradient": "straight",
     "distr_loss": PAPER_DISTR_LOSS,
+    "lambda_stress": 0.0,
+    "stress_eps": 1 / 255,
 }
 
 

@@ -88,7 +88,7 @@ def train_step(
 
     Returns
     -------
-    values : tensor (4,)
+    values : tensor (5,)
         ``loss`` and the terms :data:`TERMS`, as the processes' average.
     grad_norm : tensor
         The gradient norm before clipping.
@@ -103,7 +103,7 @@ def train_step(
     amp_dtype = state.amp_dtype
     with torch.autocast(hr.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         terms = state.model(hr, lr_ref, z_prime, distr_factor(step, config))
-    loss = terms["l_forw"] + terms["l_back"] + terms["l_distr"]
+    loss = sum(terms[k] for k in TERMS)
     values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
     if world > 1:
         dist.all_reduce(values)

@@ -11,7 +11,18 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
-    total  = L_forw + L_back + L_distr
+    total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress, below)
+
+The kit's stress term (``lambda_stress > 0``; not the paper's)::
+
+    x'       = clip(x + ε · sign(∇_x (L_forw + L_distr)), 0, 1)   # ε = stress_eps
+    L_stress = λs · (L_forw + L_distr)(net(x'))                   # same targets as x's
+
+``x'`` differs from ``x`` by at most ``ε`` (1/255 by default: one 8-bit level) per value, in the
+direction that makes the forward terms grow fastest (one step of the fast gradient sign
+method). An IRN whose couplings sit at their clamp can turn such a change into a latent of
+|z| in the hundreds (``results/panel/gpu_x4/README.md``); L_stress asks for the same LR and a
+latent of the same scale there.
 
 :func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
 iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
@@ -41,7 +52,7 @@ __all__ = [
     "distr_factor",
 ]
 
-TERMS = ("l_forw", "l_back", "l_distr")  # the loss terms, in train_log.csv's order
+TERMS = ("l_forw", "l_back", "l_distr", "l_stress")  # the loss terms, in train_log.csv's order
 
 
 def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
@@ -118,15 +129,17 @@ class IRNObjective(nn.Module):
     """The training objective as a module, so that DDP can wrap it as a whole.
 
     ``forward(hr, lr_ref, z_prime, distr_factor=1.0)`` returns the weighted loss terms
-    ``{"l_forw", "l_back", "l_distr"}`` (a switched-off term is a zero tensor); L_distr's
-    weight is ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`).
+    :data:`TERMS` (a switched-off term is a zero tensor); L_distr's weight is
+    ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`), also inside
+    L_stress.
 
     Parameters
     ----------
     net : IRN
     config : TrainConfig
         Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``distr_loss``, ``gaussian_scale``,
-        ``quantize_gradient``, ``memory_saving`` and ``channels_last``.
+        ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``memory_saving`` and
+        ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -137,29 +150,46 @@ class IRNObjective(nn.Module):
         self.memory_saving, self.channels_last = config.memory_saving, config.channels_last
         self.quantize_gradient = config.quantize_gradient
         self.distr_loss = DISTR_LOSSES[config.distr_loss]
+        self.lambda_stress, self.stress_eps = config.lambda_stress, config.stress_eps
 
-    def forward(
-        self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
-    ) -> dict[str, torch.Tensor]:
-        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+    def forward_terms(
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The LR ``net(hr)[:, :C]`` and the weighted ``{"l_forw", "l_distr"}`` of ``hr``."""
         c = self.net.channels
-        lambda_distr = self.lambda_distr * distr_factor
         y = run_network(
             self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last
         ).float()  # (b, 3·s², P/s, P/s)
         lr, z = y[:, :c], y[:, c:]
         zero = y.new_zeros(())
-        terms = {
+        return lr, {
             "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
-            "l_back": zero,
             "l_distr": lambda_distr * self.distr_loss(z) if lambda_distr else zero,
         }
+
+    def forward(
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
+    ) -> dict[str, torch.Tensor]:
+        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+        lambda_distr = self.lambda_distr * distr_factor
+        stress = self.lambda_stress > 0 and torch.is_grad_enabled()
+        if stress:
+            hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
+        lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr)  # lr (b, 3, P/s, P/s)
+        zero = lr.new_zeros(())
+        terms = {**forward_terms, "l_back": zero, "l_stress": zero}
+        if stress:
+            (grad,) = torch.autograd.grad(sum(forward_terms.values()), hr, retain_graph=True)
+            hr = hr.detach()
+            moved = (hr + self.stress_eps * grad.sign()).clamp(0, 1)  # x': (b, 3, P, P)
+            _, moved_terms = self.forward_terms(moved, lr_ref, lambda_distr)
+            terms["l_stress"] = self.lambda_stress * sum(moved_terms.values())
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.
             y_hat = torch.cat((quantize(lr, self.quantize_gradient), self.gaussian_scale * z_prime), dim=1)
             x_hat = run_network(
                 self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
-            )[:, :c]
+            )[:, : self.net.channels]
             terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
         return terms
 

@@ -121,8 +121,8 @@ def plot_curves(run_dir):
     log_path, val_path = run_dir / "train_log.csv", run_dir / "val_log.csv"
     if log_path.is_file() and log_path.stat().st_size:
         log = pd.read_csv(log_path)
-        for term in ("loss", "l_forw", "l_back", "l_distr"):
-            if log[term].abs().sum() > 0:
+        for term in ("loss", *TERMS):
+            if term in log and log[term].abs().sum() > 0:  # l_stress: not in older logs
                 ax_loss.plot(log["iteration"], log[term], label=term, lw=1)
         ax_loss.set_yscale("log")
     ax_loss.set(xlabel="iteration", ylabel="loss (weighted)", title="training loss")
