@@ -21,8 +21,9 @@ The kit's stress term (``lambda_stress > 0``; not the paper's)::
 ``x'`` differs from ``x`` by at most ``ε`` (1/255 by default: one 8-bit level) per value, in the
 direction that makes the forward terms grow fastest (one step of the fast gradient sign
 method). An IRN whose couplings sit at their clamp can turn such a change into a latent of
-|z| in the hundreds (``results/panel/gpu_x4/README.md``); L_stress asks for the same LR and a
-latent of the same scale there.
+|z| in the hundreds; L_stress asks for the same LR and a latent of the same scale there
+(measured before and after: ``results/panel/stress_x4/README.md``). With both forward terms off
+it is off too.
 
 :func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
 iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
@@ -172,7 +173,7 @@ class IRNObjective(nn.Module):
     ) -> dict[str, torch.Tensor]:
         # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
         lambda_distr = self.lambda_distr * distr_factor
-        stress = self.lambda_stress > 0 and torch.is_grad_enabled()
+        stress = self.lambda_stress > 0 and bool(self.lambda_forw or lambda_distr) and torch.is_grad_enabled()
         if stress:
             hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
         lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr)  # lr (b, 3, P/s, P/s)
