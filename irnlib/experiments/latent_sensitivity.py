@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, Z_LIMIT
 from irnlib.model.network import IRN
 from irnlib.runtime.markdown import markdown_table
-from irnlib.runtime.paths import atomic_write, sha256_file, short_path
+from irnlib.runtime.paths import sha256_file, short_path, write_or_print
 from irnlib.runtime.provenance import cpu_model, git_commit
 from irnlib.runtime.threads import apply_thread_policy
 
@@ -161,10 +160,7 @@ def main(argv=None) -> int:
         f"{torch.get_num_threads()} torch threads.", "",
     ] + markdown_table(header, rows)  # fmt: skip
     text = "\n".join(lines) + "\n"
-    if args.out:
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    else:
-        print(text)
+    write_or_print(text, args.out)
     return 0
 
 

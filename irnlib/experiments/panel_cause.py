@@ -40,7 +40,7 @@ from irnlib.model.network import IRN, InvBlock, quantize
 from irnlib.protocol.evaluate import evaluation_pairs
 from irnlib.protocol.weights import choose_weights
 from irnlib.runtime.markdown import markdown_table
-from irnlib.runtime.paths import atomic_write, sha256_file, short_path
+from irnlib.runtime.paths import sha256_file, short_path, write_or_print
 from irnlib.runtime.provenance import cpu_model, git_commit
 from irnlib.runtime.threads import apply_thread_policy
 from irnlib.training.objective import backward_loss, distribution_loss, forward_loss
@@ -383,10 +383,7 @@ def main(argv=None) -> int:
         img = embedded_or_panel_image(name, model_train_set(checkpoint), scale)
         parts.append(cause_report(net, name, img, checkpoint))
     text = "\n".join(parts)
-    if args.out:
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-    else:
-        print(text)
+    write_or_print(text, args.out)
     return 0
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "cache_root",
     "short_path",
     "atomic_write",
+    "write_or_print",
     "remove_stale_temporaries",
     "write_json",
     "sha256_file",
@@ -142,6 +143,15 @@ def atomic_write(path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_or_print(text: str, path=None) -> None:
+    """Write a report's ``text`` to ``path`` atomically, or print it when ``path`` is None
+    (a command's ``--out``)."""
+    if path:
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+    else:
+        print(text)
 
 
 def write_json(path, record) -> Path:
