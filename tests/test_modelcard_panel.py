@@ -200,6 +200,10 @@ def test_a_card_names_every_part_of_the_objective_that_differs_from_the_papers(t
     readme = (dest / "README.md").read_text()
     assert "only the quantiser's gradient in L_back and L_distr's form (`distr_loss`) differ, as listed" in readme
     assert read(dest / "card.json")["deviations"]["distr_loss"] == ["sum_of_squares", "unit_kl"]
+    assert "L_stress" not in readme
+    (run / "config.json").write_text(json.dumps(config | {"lambda_stress": 1.0}))
+    readme = (M.publish(run, tmp_path / "models", draws=1, progress=False, panel=False) / "README.md").read_text()
+    assert "Added: the kit's stress term L_stress (`lambda_stress`, `stress_eps`; not the paper's)." in readme
 
 
 def test_a_card_older_than_the_health_check_gets_it_added(tmp_path):
