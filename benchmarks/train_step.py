@@ -23,12 +23,16 @@ Modes:
   does bf16 natively (``irnlib.runtime.provenance.native_bf16``: AMX or AVX-512-BF16), which the
   header says; elsewhere it is emulated and slow. Not run by default.
 - ``fast+bf16+recompute``: ``fast+bf16`` plus ``memory_saving``. Not run by default.
+- ``fast+stress``: ``fast`` with the kit's stress term on (``lambda_stress=1``, issue 27): what
+  its extra backward pass and forward/backward pass on the moved batch cost. Not run by default
+  on a CPU.
 
 On a GPU (``--device cuda``) every mode runs in one process, one after the other, and the
 peak is the GPU memory torch allocated (``torch.cuda.max_memory_allocated``); the modes there
 are ``plain`` (fp32 NCHW, cuDNN's default kernel choice), ``tuned`` (``cudnn.benchmark``, which
-training turns on), ``fast`` (``tuned`` plus channels_last), ``fast+recompute``, and
-``fast+bf16`` / ``fast+fp16`` (autocast). The table adds the hours 500k steps would take, and
+training turns on), ``fast`` (``tuned`` plus channels_last), ``fast+recompute``,
+``fast+bf16`` / ``fast+fp16`` (autocast) and ``fast+stress``. The table adds the hours 500k steps
+would take, and
 ``--precision`` prints the loss terms and gradient of bf16 and fp16 against fp32 on photographs
 (on a CPU: bf16 only).
 
@@ -85,16 +89,17 @@ ROWS = {  # name: (scale, batch, patch)
     "smoke-x4-b4-p48": (4, 4, 48),  # the smoke profile
     "quick-x2-b4-p48": (2, 4, 48),  # the quick profile (the kit reference models)
 }
-MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16", "fast+bf16+recompute")
+MODES = ("plain", "alloc", "fast", "fast+recompute", "fast+bf16", "fast+bf16+recompute", "fast+stress")
 DEFAULT_MODES = MODES[:4]
-GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16")
+GPU_MODES = ("plain", "tuned", "fast", "fast+recompute", "fast+bf16", "fast+fp16", "fast+stress")
 
 
 def mode_config(scale: int, batch: int, patch: int, mode: str, device: str = "cpu"):
     """The paper's configuration at this size, with ``mode``'s speed settings."""
     amp = "bf16" if "+bf16" in mode else "fp16" if "+fp16" in mode else "off"
     return make_config("paper", scale=scale, batch_size=batch, patch_size=patch, channels_last=mode.startswith("fast"),
-                       memory_saving=mode.endswith("recompute"), amp=amp, device=device)  # fmt: skip
+                       memory_saving=mode.endswith("recompute"), amp=amp, device=device,
+                       lambda_stress=1.0 if mode.endswith("+stress") else 0.0)  # fmt: skip
 
 
 def trained_like(config, device):
