@@ -87,7 +87,7 @@ def latent_sensitivity(net: IRN, crops: np.ndarray, eps: float = EPS, steps: int
     try:
         delta = torch.zeros_like(x, requires_grad=True)
         for _ in range(steps):
-            z = net((x + delta).clamp(0, 1))[:, c:].abs().flatten(1)  # (N, 3s² − 3 · h · w)
+            z = net((x + delta).clamp(0, 1))[:, c:].abs().flatten(1)  # (N, (3s² − 3)·h·w)
             (grad,) = torch.autograd.grad(z.topk(min(TOP, z.shape[1]), dim=1).values.mean(), delta)
             with torch.no_grad():
                 delta += eps / 2 * grad.sign()

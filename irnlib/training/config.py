@@ -93,8 +93,8 @@ class TrainConfig:
     distr_ramp_iterations: int = 0
     # The kit's stress term (off in the paper, lambda_stress = 0): L_forw and L_distr once more, on
     # the batch moved by stress_eps per value the way that makes them grow fastest (one signed-
-    # gradient step), weighted by lambda_stress. An image and its neighbour within a fraction of
-    # one 8-bit level must give the same LR and a latent of the same scale (objective.py).
+    # gradient step), weighted by lambda_stress. An image and its neighbour within stress_eps
+    # (default one 8-bit level) must give the same LR and a latent of the same scale (objective.py).
     lambda_stress: float = 0.0
     stress_eps: float = 1 / 255
     # optimisation
