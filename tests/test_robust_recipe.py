@@ -1,17 +1,19 @@
 """The kit's robustness recipe (issue 27): synthetic flat/saturated training patches and the
 clipped gradient of the 8-bit quantiser. The paper's settings leave both off and unchanged."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
 
 from irnlib.data.patches import TrainingPatches
-from irnlib.data.synthetic import SYNTHETIC_KINDS, palette_colour, synthetic_patch
+from irnlib.data.synthetic import FIRST_KINDS, SYNTHETIC_KINDS, palette_colour, synthetic_patch
 from irnlib.experiments.panel_cause import content_stats, synthetic_mosaic
 from irnlib.imaging.images import save_png
 from irnlib.imaging.imresize import imresize
 from irnlib.model.network import quantize
-from irnlib.train import SettingsError, make_config
+from irnlib.train import SettingsError, as_trained, make_config, parse_overrides
 
 
 def test_the_clipped_quantiser_passes_no_gradient_where_the_clamp_acts():
@@ -41,7 +43,33 @@ def test_synthetic_patches_are_deterministic_uint8_and_cover_every_kind():
     assert 0.3 < np.mean(saturated) < 1.0
     flat_blocks = [np.ptp(p[:16, :16].reshape(-1, 3), axis=0).max() == 0 for p in patches]
     assert np.mean(flat_blocks) > 0.2
-    assert len(SYNTHETIC_KINDS) == 4
+    assert set(SYNTHETIC_KINDS) == set(FIRST_KINDS) | {"smooth"}
+
+
+def test_the_first_kinds_still_give_the_patches_the_first_robust_recipe_trained_on():
+    # SHA-256 of these 40 patches as the first robust recipe (four kinds, before "smooth") drew them:
+    # the published models' commands must still make the samples they were trained on
+    photo = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    patches = np.stack([synthetic_patch(np.random.default_rng(k), 48, photo) for k in range(40)])
+    assert hashlib.sha256(patches.tobytes()).hexdigest() == (
+        "f56eab190aaa7f78257e13a67001f18718a86dc708eddb67b6d1614a66895bf9"
+    )
+
+
+def test_smooth_patches_are_gentle_ramps_and_only_the_kinds_asked_for_are_drawn():
+    photo = np.zeros((48, 48, 3), np.uint8)
+    patches = [synthetic_patch(np.random.default_rng(k), 48, photo, ("smooth",)) for k in range(100)]
+    steps = [np.abs(np.diff(p.astype(float), axis=a)).max(axis=2) for p in patches for a in (0, 1)]
+    assert max(s.max() for s in steps) <= 16  # a few levels a pixel at most, along and across
+    assert np.median([s.mean() for s in steps]) < 1.5  # most change by about one level a pixel or less
+    assert np.mean([np.ptp(p.reshape(-1, 3), axis=0).max() > 2 for p in patches]) > 0.5  # ramps, not flat fields
+    # "gradient" changes far faster (saturated sweeps): the two kinds do not overlap much
+    steep = [synthetic_patch(np.random.default_rng(k), 48, photo, ("gradient",)) for k in range(100)]
+    assert np.median([np.abs(np.diff(p.astype(float), axis=1)).max(axis=2).mean() for p in steep]) > 3
+    with pytest.raises(ValueError, match="kinds must be names of"):
+        synthetic_patch(np.random.default_rng(0), 48, photo, ("wavy",))
+    with pytest.raises(ValueError, match="kinds must be names of"):
+        synthetic_patch(np.random.default_rng(0), 48, photo, ())
 
 
 def test_a_float_photograph_is_taken_in_zero_one_and_a_wrong_shape_is_refused():
@@ -95,6 +123,24 @@ def test_the_fraction_is_checked_where_it_enters(photo_paths):
         make_config("smoke", synthetic_fraction=-0.1)
     with pytest.raises(SettingsError, match="quantize_gradient must be"):
         make_config("smoke", quantize_gradient="soft")
+    with pytest.raises(SettingsError, match=r"synthetic_kinds must be one or more of flat,.*smooth.*got \('wavy',\)"):
+        make_config("smoke", synthetic_kinds=("wavy",))
+    with pytest.raises(SettingsError, match="synthetic_kinds must be"):
+        make_config("smoke", synthetic_kinds=())
+
+
+def test_synthetic_kinds_come_from_the_command_line_and_older_runs_read_as_the_first_kinds(photo_paths):
+    config = make_config("smoke", **parse_overrides(["synthetic_kinds=flat,smooth", "synthetic_fraction=0.5"]))
+    assert config.synthetic_kinds == ("flat", "smooth")
+    assert as_trained({"scale": 2})["synthetic_kinds"] == list(FIRST_KINDS)  # a run saved before the field
+    smooth = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.5, synthetic_kinds=("smooth",))
+    first = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.5)
+    plain = TrainingPatches(photo_paths, 2, 16, seed=3)
+    synthetic = [not torch.equal(first[k][0], plain[k][0]) for k in range(20)]
+    assert 3 <= sum(synthetic) <= 17
+    for k in range(20):  # the same items are synthetic, only their kind differs
+        assert torch.equal(smooth[k][0], plain[k][0]) == (not synthetic[k])
+        assert torch.equal(smooth[k][0], first[k][0]) == (not synthetic[k])
 
 
 def test_the_paper_keeps_its_recipe_and_the_quick_recipe_says_its_own():

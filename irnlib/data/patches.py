@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from irnlib.data.synthetic import synthetic_patch
+from irnlib.data.synthetic import FIRST_KINDS, synthetic_patch
 from irnlib.imaging.images import load_image
 from irnlib.imaging.imresize import imresize
 from irnlib.runtime.paths import atomic_write, cache_root
@@ -192,6 +192,8 @@ class TrainingPatches(Dataset):
         this probability, a synthetic patch instead (:func:`irnlib.data.synthetic.synthetic_patch`,
         drawn from its own generator of ``(seed, k, 2)``, so the other items do not change) and its
         LR target the bicubic LR of the patch itself (as ``lr_target="patch"``).
+    synthetic_kinds : tuple of str
+        The kinds of synthetic patch (default :data:`irnlib.data.synthetic.FIRST_KINDS`).
 
     Returns
     -------
@@ -213,6 +215,7 @@ class TrainingPatches(Dataset):
         sampling: str = "stream",
         batch_size: int | None = None,
         synthetic_fraction: float = 0.0,
+        synthetic_kinds: tuple[str, ...] = FIRST_KINDS,
     ):
         if patch % scale:
             raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
@@ -232,7 +235,7 @@ class TrainingPatches(Dataset):
                 raise ValueError(f"sampling='epoch': {len(self.paths)} images make no complete batch of {batch_size}")
         self.scale, self.patch, self.seed, self.augment = scale, patch, seed, augment
         self.cache_dir, self.lr_target, self.sampling, self.batch_size = cache_dir, lr_target, sampling, batch_size
-        self.synthetic_fraction = synthetic_fraction
+        self.synthetic_fraction, self.synthetic_kinds = synthetic_fraction, tuple(synthetic_kinds)
         self._images: dict[int, np.ndarray] = {}  # decoded arrays or memory maps, per process
         self._prepared: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # (hr, whole-image lr) per image
         self._orders: dict[int, np.ndarray] = {}  # epoch -> image order
@@ -328,7 +331,7 @@ class TrainingPatches(Dataset):
         if self.synthetic_fraction:
             extra = np.random.default_rng((self.seed, k, 2))
             if extra.random() < self.synthetic_fraction:
-                hr, lr = synthetic_patch(extra, self.patch, hr), None
+                hr, lr = synthetic_patch(extra, self.patch, hr, self.synthetic_kinds), None
         # small writable copies, also of read-only memory maps
         return np.array(hr), None if lr is None else np.array(lr)
 

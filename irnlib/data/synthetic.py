@@ -11,7 +11,13 @@ training holds the latent ``z`` near N(0, 1) or the LR inside ``[0, 1]`` there.
   direction (saturated, as a colour wheel's rim);
 - ``"strokes"``: thin dark or coloured lines and bars on a light flat page (text-like edges);
 - ``"highlights"``: a photograph patch with its contrast stretched until it clips, and soft
-  discs whose cores are pure saturated colour.
+  discs whose cores are pure saturated colour;
+- ``"smooth"``: a gentle ramp, 0.1 to 5 levels a pixel, between two colours or across the hues
+  (a colour wheel's or a sky's slope; ``"gradient"``'s ramps on a 48-pixel patch change by 2
+  to 100 levels a pixel).
+
+:data:`FIRST_KINDS`, the first four, are the kinds of the first robust recipe
+(``TrainConfig.synthetic_kinds``' default): drawing from them gives the patches it gave.
 
 Colours come from :func:`palette_colour`: every channel is 0 or 255 with probability 0.7, else
 any 8-bit value, so pure primaries, white and black are common. These are generated shapes, not
@@ -22,9 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SYNTHETIC_KINDS", "palette_colour", "synthetic_patch"]
+__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "palette_colour", "synthetic_patch"]
 
-SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights")
+SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth")
+FIRST_KINDS = SYNTHETIC_KINDS[:4]
+SMOOTH_SLOPES = (0.1, 5.0)  # "smooth": the largest channel's change, 8-bit levels a pixel (log-uniform)
 
 
 def palette_colour(rng: np.random.Generator) -> np.ndarray:
@@ -97,7 +105,28 @@ def _highlights(rng: np.random.Generator, p: int, photo: np.ndarray) -> np.ndarr
     return img
 
 
-def synthetic_patch(rng: np.random.Generator, patch: int, photo: np.ndarray) -> np.ndarray:
+def _smooth(rng: np.random.Generator, p: int) -> np.ndarray:
+    yy, xx = _grid(p)
+    angle = rng.random() * 2 * np.pi
+    along = np.cos(angle) * xx + np.sin(angle) * yy  # pixels along the ramp's direction
+    along -= along.min()
+    slope = np.exp(np.log(SMOOTH_SLOPES[0]) + np.log(SMOOTH_SLOPES[1] / SMOOTH_SLOPES[0]) * rng.random())
+    if rng.random() < 0.5:  # two colours, the one that differs most by ``slope`` levels a pixel
+        a, b = palette_colour(rng), palette_colour(rng)
+        span = max(np.abs(b - a).max(), 1.0)
+        w = np.clip(along * slope / span, 0, 1)[..., None]
+        return a * (1 - w) + b * w
+    # pure hues: one hue sector (a channel's full swing, 255 levels) per 255 / slope pixels
+    hue = (along * slope / 255.0 + 6 * rng.random())[..., None]
+    rgb = np.clip(np.abs((hue + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)
+    across = -np.sin(angle) * xx + np.cos(angle) * yy
+    value = 1.0 - np.clip((across - across.min()) * rng.random() * slope / 255.0, 0, 1)[..., None]
+    return 255.0 * rgb * value
+
+
+def synthetic_patch(
+    rng: np.random.Generator, patch: int, photo: np.ndarray, kinds: tuple[str, ...] = FIRST_KINDS
+) -> np.ndarray:
     """A synthetic ``patch × patch`` RGB patch, uint8 (H×W×3), drawn from ``rng``.
 
     Parameters
@@ -108,6 +137,8 @@ def synthetic_patch(rng: np.random.Generator, patch: int, photo: np.ndarray) -> 
         The side in pixels.
     photo : ndarray (patch, patch, 3)
         A photograph patch (uint8 0..255, or float in [0, 1]) for the ``"highlights"`` kind.
+    kinds : tuple of str
+        The kinds to draw from, uniformly (names of :data:`SYNTHETIC_KINDS`; default :data:`FIRST_KINDS`).
 
     Returns
     -------
@@ -117,13 +148,18 @@ def synthetic_patch(rng: np.random.Generator, patch: int, photo: np.ndarray) -> 
     if photo.shape != (patch, patch, 3):
         raise ValueError(f"synthetic_patch: photo must be ({patch}, {patch}, 3), got {photo.shape}")
     photo = photo.astype(np.float64) if photo.dtype == np.uint8 else photo.astype(np.float64) * 255.0
-    kind = SYNTHETIC_KINDS[int(rng.integers(len(SYNTHETIC_KINDS)))]
+    unknown = [kind for kind in kinds if kind not in SYNTHETIC_KINDS]
+    if not kinds or unknown:
+        raise ValueError(f"synthetic_patch: kinds must be names of {SYNTHETIC_KINDS}, got {kinds!r}")
+    kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "flat":
         img = _flat(rng, patch)
     elif kind == "gradient":
         img = _gradient(rng, patch)
     elif kind == "strokes":
         img = _strokes(rng, patch)
+    elif kind == "smooth":
+        img = _smooth(rng, patch)
     else:
         img = _highlights(rng, patch, photo)
     return np.round(np.clip(img, 0, 255)).astype(np.uint8)

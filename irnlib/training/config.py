@@ -8,6 +8,7 @@ command line's ``field=value`` words into typed fields; :data:`RESUMABLE_CHANGES
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from irnlib.data.synthetic import FIRST_KINDS
 from irnlib.paper import PAPER_DISTR_LOSS, PAPER_ITERATIONS
 from irnlib.protocol import profiles
 from irnlib.runtime.paths import results_root
@@ -71,6 +73,9 @@ class TrainConfig:
     # patch of flat saturated colour fields, hard edges, saturated gradients, strokes or clipped
     # highlights (irnlib.data.synthetic), content the photographs of the training sets lack.
     synthetic_fraction: float = 0.0
+    # the kinds of synthetic patch, drawn uniformly (irnlib.data.synthetic.SYNTHETIC_KINDS; the
+    # default, FIRST_KINDS, is the first robust recipe's; "smooth" adds gentle ramps)
+    synthetic_kinds: tuple[str, ...] = FIRST_KINDS
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
@@ -139,6 +144,7 @@ class TrainConfig:
         check_fields(self)  # every field against its allowed range (irnlib.training.fields.RULES)
         self.betas = tuple(self.betas)
         self.lr_milestones = tuple(self.lr_milestones)
+        self.synthetic_kinds = tuple(self.synthetic_kinds)
         if self.block_num is not None:
             self.block_num = list(self.block_num)
         if self.lambda_forw is None:
@@ -177,13 +183,15 @@ LEGACY_VALUES = {
     "distr_loss": PAPER_DISTR_LOSS,
     "lambda_stress": 0.0,
     "stress_eps": 1 / 255,
+    "synthetic_kinds": FIRST_KINDS,
 }
 
 
 def as_trained(saved: dict) -> dict:
     """A saved run configuration (``config.json``, a training state's) with the :data:`LEGACY_VALUES`
-    of the fields it predates: the settings the run was really trained with."""
-    return {**LEGACY_VALUES, **saved}
+    of the fields it predates: the settings the run was really trained with, as JSON holds them
+    (tuples as lists)."""
+    return json.loads(json.dumps({**LEGACY_VALUES, **saved}))
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:

@@ -15,6 +15,7 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 
+from irnlib.data.synthetic import SYNTHETIC_KINDS
 from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.paper import PAPER_DISTR_LOSS
 from irnlib.training.errors import SettingsError
@@ -104,6 +105,12 @@ def _milestones(value, config) -> bool:
     return all(_count(0)(m, config) for m in value)
 
 
+def _kinds(value, config) -> bool:
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        return False
+    return all(isinstance(kind, str) and kind in SYNTHETIC_KINDS for kind in value)
+
+
 def _run_name(value, config) -> bool:
     return _text(value, config) and run_name_problem(value) is None
 
@@ -127,6 +134,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "sampling": (_one_of("epoch", "stream"), "'epoch' or 'stream'"),
     "lr_target": (_one_of("image", "patch"), "'image' or 'patch'"),
     "synthetic_fraction": (_real(0, high=1), "a number in [0, 1) (0: photographs only, the paper)"),
+    "synthetic_kinds": (_kinds, "one or more of " + ",".join(SYNTHETIC_KINDS) + ", comma-separated"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),
     "lambda_forw": (_optional(_real(0)), "None (scale squared) or a finite number >= 0"),
     "lambda_back": (_real(0), "a finite number >= 0 (0: term off)"),

@@ -90,7 +90,7 @@ def training_patches(config: TrainConfig) -> TrainingPatches:
         return TrainingPatches(
             paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root(),
             lr_target=config.lr_target, sampling=config.sampling, batch_size=config.batch_size,
-            synthetic_fraction=config.synthetic_fraction,
+            synthetic_fraction=config.synthetic_fraction, synthetic_kinds=config.synthetic_kinds,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         raise dataset_problem("train_set", config.train_set, err, config.data_root) from None
