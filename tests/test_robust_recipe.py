@@ -66,6 +66,10 @@ def test_smooth_patches_are_gentle_ramps_and_only_the_kinds_asked_for_are_drawn(
     # "gradient" changes far faster (saturated sweeps): the two kinds do not overlap much
     steep = [synthetic_patch(np.random.default_rng(k), 48, photo, ("gradient",)) for k in range(100)]
     assert np.median([np.abs(np.diff(p.astype(float), axis=1)).max(axis=2).mean() for p in steep]) > 3
+    # drawn uniformly from the list: a kind named twice comes about twice as often
+    twice = [synthetic_patch(np.random.default_rng(k), 48, photo, ("smooth", "smooth", "strokes")) for k in range(300)]
+    gentle = [max(np.abs(np.diff(p.astype(int), axis=a)).max() for a in (0, 1)) <= 16 for p in twice]
+    assert 0.58 < np.mean(gentle) < 0.76  # 2/3 smooth; strokes have hard edges
     with pytest.raises(ValueError, match="kinds must be names of"):
         synthetic_patch(np.random.default_rng(0), 48, photo, ("wavy",))
     with pytest.raises(ValueError, match="kinds must be names of"):

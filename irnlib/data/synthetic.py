@@ -138,7 +138,8 @@ def synthetic_patch(
     photo : ndarray (patch, patch, 3)
         A photograph patch (uint8 0..255, or float in [0, 1]) for the ``"highlights"`` kind.
     kinds : tuple of str
-        The kinds to draw from, uniformly (names of :data:`SYNTHETIC_KINDS`; default :data:`FIRST_KINDS`).
+        The kinds to draw from, uniformly (names of :data:`SYNTHETIC_KINDS`, default :data:`FIRST_KINDS`);
+        a kind named twice is drawn twice as often.
 
     Returns
     -------

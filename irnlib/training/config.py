@@ -73,8 +73,9 @@ class TrainConfig:
     # patch of flat saturated colour fields, hard edges, saturated gradients, strokes or clipped
     # highlights (irnlib.data.synthetic), content the photographs of the training sets lack.
     synthetic_fraction: float = 0.0
-    # the kinds of synthetic patch, drawn uniformly (irnlib.data.synthetic.SYNTHETIC_KINDS; the
-    # default, FIRST_KINDS, is the first robust recipe's; "smooth" adds gentle ramps)
+    # the kinds of synthetic patch, drawn uniformly, so a kind named twice comes twice as often
+    # (irnlib.data.synthetic.SYNTHETIC_KINDS; the default, FIRST_KINDS, is the first robust
+    # recipe's; "smooth" adds gentle ramps)
     synthetic_kinds: tuple[str, ...] = FIRST_KINDS
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
