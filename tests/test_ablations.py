@@ -41,7 +41,9 @@ def _terms(config, seed=0):
 def test_objective_switches_remove_exactly_their_term(setup):
     by_name = {v.name: v for v in ab.variants(setup.scale)}
     full, full_grads, _ = _terms(ab.variant_config(setup, by_name[ab.FULL]))
-    assert all(full[k] > 0 for k in ("l_forw", "l_back", "l_distr")) and full["l_stress"] == 0  # the paper's
+    assert (
+        all(full[k] > 0 for k in ("l_forw", "l_back", "l_distr")) and full["l_stress"] == full["l_range"] == 0
+    )  # the paper's
     for name, term in (("without L_forw", "l_forw"), ("without L_back", "l_back"), ("without L_distr", "l_distr")):
         terms, grads, _ = _terms(ab.variant_config(setup, by_name[name]))
         assert terms[term] == 0

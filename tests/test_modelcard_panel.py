@@ -203,7 +203,11 @@ def test_a_card_names_every_part_of_the_objective_that_differs_from_the_papers(t
     assert "L_stress" not in readme
     (run / "config.json").write_text(json.dumps(config | {"lambda_stress": 1.0}))
     readme = (M.publish(run, tmp_path / "models", draws=1, progress=False, panel=False) / "README.md").read_text()
-    assert "Added: the kit's stress term L_stress (`lambda_stress`, `stress_eps`; not the paper's)." in readme
+    assert "Added, not in the paper: the kit's stress term L_stress (`lambda_stress`, `stress_eps`)." in readme
+    assert "L_range" not in readme
+    (run / "config.json").write_text(json.dumps(config | {"lambda_stress": 1.0, "lambda_range": 10.0}))
+    readme = (M.publish(run, tmp_path / "models", draws=1, progress=False, panel=False) / "README.md").read_text()
+    assert "L_stress (`lambda_stress`, `stress_eps`) and the kit's range term L_range (`lambda_range`)." in readme
 
 
 def test_a_card_older_than_the_health_check_gets_it_added(tmp_path):

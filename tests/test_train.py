@@ -29,6 +29,7 @@ from irnlib.train import (
     main,
     make_config,
     parse_overrides,
+    range_loss,
     resolve_amp,
     run_network,
     unit_hinge_loss,
@@ -153,7 +154,7 @@ def test_stress_term_is_the_forward_terms_on_the_batch_moved_up_their_gradient()
     # It trains the weights (through the moved batch) and leaves the batch's own tensor alone.
     terms["l_stress"].backward()
     assert net.operations[1].H.conv5.weight.grad.abs().sum() > 0 and not hr.requires_grad
-    for field, value in (("lambda_stress", -1.0), ("stress_eps", 0.0), ("stress_eps", 1.0)):
+    for field, value in (("lambda_stress", -1.0), ("stress_eps", 0.0), ("stress_eps", 1.0), ("lambda_range", -1.0)):
         with pytest.raises(SettingsError, match=field):
             make_config("paper", scale=2, **{field: value})
 
@@ -434,3 +435,25 @@ def test_bf16_autocast_stays_within_its_accuracy_bound():
             assert terms16[k] == pytest.approx(terms32[k], rel=bound), (scale, k)
         assert float((g16 - g32).norm() / g32.norm()) < 0.05
         assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99
+
+
+def test_range_term_is_the_lrs_squared_excess_outside_zero_one_and_trains_it_back_in():
+    net = randomize(IRN(2, block_num=[2]), seed=1)
+    hr, lr_ref, z_prime = _batch()
+    hr = 3 * hr - 1  # values beyond [0, 1], so that the LR leaves it too
+    paper = IRNObjective(net, make_config("paper", scale=2))(hr, lr_ref, z_prime)
+    assert paper["l_range"].item() == 0  # the paper has no such term
+    terms = IRNObjective(net, make_config("paper", scale=2, lambda_range=10.0))(hr, lr_ref, z_prime)
+    for name in ("l_forw", "l_back", "l_distr"):  # the paper's terms are unchanged by it
+        torch.testing.assert_close(terms[name], paper[name])
+    lr = net(hr)[:, :3]
+    by_hand = sum((max(v - 1, 0) ** 2 + max(-v, 0) ** 2) for v in lr.detach().flatten().tolist()) / hr.shape[0]
+    assert by_hand > 0
+    assert terms["l_range"].item() == pytest.approx(10.0 * by_hand, rel=1e-4)
+    # inside [0, 1] it is 0; its gradient points the excess back in
+    inside = torch.tensor([[[[0.0, 0.5, 1.0]]]])
+    assert range_loss(inside).item() == 0
+    out = torch.tensor([[[[-0.2, 0.5, 1.3]]]], requires_grad=True)
+    range_loss(out).backward()
+    torch.testing.assert_close(range_loss(out.detach()), torch.tensor(0.04 + 0.09))
+    assert out.grad.flatten().tolist() == pytest.approx([-0.4, 0.0, 0.6])

@@ -59,12 +59,12 @@ def test_run_folder_contents(tmp_path):
     assert saved["iterations"] == 4 and saved["lambda_forw"] == 4.0 and saved["block_num"] == [1]
     log = read_csv(run_dir / "train_log.csv")
     assert [r["iteration"] for r in log] == ["2", "4"]
-    assert set(log[0]) == {"iteration", "loss", "l_forw", "l_back", "l_distr", "l_stress", "grad_norm", "lr",
-                           "s_per_it", "samples_per_s", "data_share"}  # fmt: skip
+    assert set(log[0]) == {"iteration", "loss", "l_forw", "l_back", "l_distr", "l_stress", "l_range", "grad_norm",
+                           "lr", "s_per_it", "samples_per_s", "data_share"}  # fmt: skip
     assert [float(r["lr"]) for r in log] == [5e-4, 2.5e-4]  # the rate used by steps 2 and 4
     row = log[-1]
     assert float(row["loss"]) == pytest.approx(
-        sum(float(row[k]) for k in ("l_forw", "l_back", "l_distr", "l_stress")), rel=1e-5
+        sum(float(row[k]) for k in ("l_forw", "l_back", "l_distr", "l_stress", "l_range")), rel=1e-5
     )
     val = read_csv(run_dir / "val_log.csv")
     assert [r["iteration"] for r in val] == ["0", "2", "4"]

@@ -261,20 +261,26 @@ OBJECTIVE_DEVIATIONS = {
 }
 
 
+ADDED_TERMS = {  # the kit's loss terms a card names when its model trained with them
+    "lambda_stress": "the kit's stress term L_stress (`lambda_stress`, `stress_eps`)",
+    "lambda_range": "the kit's range term L_range (`lambda_range`)",
+}
+
+
 def _card_markdown(card: dict) -> str:
     deviations = [[f"`{k}`", p, r] for k, (p, r) in card["deviations"].items()]
     lines = _card_facts(card) + ["## Deviations from the paper's training", ""]
     lines += markdown_table(["field", "paper", "this model"], deviations)
     differs = [words for field, words in OBJECTIVE_DEVIATIONS.items() if field in card["deviations"]]
-    # the kit's fourth term (irnlib.training.objective), when the model trained with it
-    added = " Added: the kit's stress term L_stress (`lambda_stress`, `stress_eps`; not the paper's)."
+    # the kit's own terms (irnlib.training.objective), those the model trained with
+    added = [words for field, words in ADDED_TERMS.items() if field in card["deviations"]]
     lines += [
         "",
         "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective's",
         "terms (L_forw, L_back, L_distr with the official weights"
         + (f"; only {' and '.join(differs)} differ{'s' if len(differs) == 1 else ''}, as listed" if differs else "")
         + ") and the test-time protocol."
-        + (added if "lambda_stress" in card["deviations"] else ""),
+        + (f" Added, not in the paper: {' and '.join(added)}." if added else ""),
         "",
     ]
     return "\n".join(lines + _measured_lines(card) + health_lines(card) + panel_card_lines(card) + _retrain_lines(card))

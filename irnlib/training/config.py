@@ -103,6 +103,9 @@ class TrainConfig:
     # (default one 8-bit level) must give the same LR and a latent of the same scale (objective.py).
     lambda_stress: float = 0.0
     stress_eps: float = 1 / 255
+    # The kit's range term (off in the paper, lambda_range = 0): lambda_range · Σ of the LR's squared
+    # excess outside [0, 1] before quantisation, which the 8-bit file clips away (objective.py).
+    lambda_range: float = 0.0
     # optimisation
     iterations: int = PAPER_ITERATIONS
     lr: float = 2e-4
@@ -185,6 +188,7 @@ LEGACY_VALUES = {
     "lambda_stress": 0.0,
     "stress_eps": 1 / 255,
     "synthetic_kinds": FIRST_KINDS,
+    "lambda_range": 0.0,
 }
 
 

@@ -11,7 +11,7 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
-    total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress, below)
+    total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress and L_range, below)
 
 The kit's stress term (``lambda_stress > 0``; not the paper's)::
 
@@ -24,6 +24,14 @@ method). An IRN whose couplings sit at their clamp can turn such a change into a
 |z| in the hundreds; L_stress asks for the same LR and a latent of the same scale there
 (measured before and after: ``results/panel/stress_x4/README.md``). With both forward terms off
 it is off too.
+
+The kit's range term (``lambda_range > 0``; not the paper's)::
+
+    L_range = λr · mean_b Σ (max(lr − 1, 0)² + max(−lr, 0)²)      # the LR before quantisation
+
+What the LR holds outside [0, 1] the 8-bit file clips away; L_forw's squared error to a bicubic
+LR that may itself overshoot a little barely notices a few edge pixels past the range (measured:
+``results/panel/range_x2/README.md``).
 
 :func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
 iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
@@ -46,6 +54,7 @@ __all__ = [
     "unit_kl_loss",
     "unit_hinge_loss",
     "DISTR_LOSSES",
+    "range_loss",
     "backward_loss",
     "run_network",
     "IRNObjective",
@@ -53,7 +62,7 @@ __all__ = [
     "distr_factor",
 ]
 
-TERMS = ("l_forw", "l_back", "l_distr", "l_stress")  # the loss terms, in train_log.csv's order
+TERMS = ("l_forw", "l_back", "l_distr", "l_stress", "l_range")  # the loss terms, in train_log.csv's order
 
 
 def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
@@ -93,6 +102,12 @@ def unit_hinge_loss(z: torch.Tensor) -> torch.Tensor:
 
 # L_distr's forms by TrainConfig.distr_loss (fields.DISTR_LOSS_FORMS): the official one, the kit's two
 DISTR_LOSSES = dict(zip(DISTR_LOSS_FORMS, (distribution_loss, unit_kl_loss, unit_hinge_loss), strict=True))
+
+
+def range_loss(lr: torch.Tensor) -> torch.Tensor:
+    """``mean_b Σ (max(lr − 1, 0)² + max(−lr, 0)²)``: the squared excess of the LR outside [0, 1],
+    summed per image (the part the 8-bit quantiser clips away)."""
+    return ((lr - 1).clamp_min(0).pow(2) + (-lr).clamp_min(0).pow(2)).sum(dim=(1, 2, 3)).mean()
 
 
 def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -139,8 +154,8 @@ class IRNObjective(nn.Module):
     net : IRN
     config : TrainConfig
         Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``distr_loss``, ``gaussian_scale``,
-        ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``memory_saving`` and
-        ``channels_last``.
+        ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``lambda_range``, ``memory_saving``
+        and ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -152,6 +167,7 @@ class IRNObjective(nn.Module):
         self.quantize_gradient = config.quantize_gradient
         self.distr_loss = DISTR_LOSSES[config.distr_loss]
         self.lambda_stress, self.stress_eps = config.lambda_stress, config.stress_eps
+        self.lambda_range = config.lambda_range
 
     def forward_terms(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float
@@ -178,7 +194,9 @@ class IRNObjective(nn.Module):
             hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
         lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr)  # lr (b, 3, P/s, P/s)
         zero = lr.new_zeros(())
-        terms = {**forward_terms, "l_back": zero, "l_stress": zero}
+        terms = {**forward_terms, "l_back": zero, "l_stress": zero, "l_range": zero}
+        if self.lambda_range:
+            terms["l_range"] = self.lambda_range * range_loss(lr)
         if stress:
             (grad,) = torch.autograd.grad(sum(forward_terms.values()), hr, retain_graph=True)
             hr = hr.detach()

@@ -122,7 +122,7 @@ def plot_curves(run_dir):
     if log_path.is_file() and log_path.stat().st_size:
         log = pd.read_csv(log_path)
         for term in ("loss", *TERMS):
-            if term in log and log[term].abs().sum() > 0:  # l_stress: not in older logs
+            if term in log and log[term].abs().sum() > 0:  # l_stress, l_range: not in older logs
                 ax_loss.plot(log["iteration"], log[term], label=term, lw=1)
         ax_loss.set_yscale("log")
     ax_loss.set(xlabel="iteration", ylabel="loss (weighted)", title="training loss")
