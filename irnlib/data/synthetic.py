@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "palette_colour", "synthetic_patch"]
+__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "synthetic_patch"]
 
 SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth")
 FIRST_KINDS = SYNTHETIC_KINDS[:4]
@@ -39,6 +39,15 @@ def palette_colour(rng: np.random.Generator) -> np.ndarray:
     """An RGB colour (float64, 0..255): each channel 0 or 255 with probability 0.7, else uniform."""
     extreme = rng.random(3) < 0.7
     return np.where(extreme, 255.0 * (rng.random(3) < 0.5), np.floor(rng.random(3) * 256))
+
+
+def hue_rgb(hue: np.ndarray) -> np.ndarray:
+    """Pure, fully saturated RGB in [0, 1] of ``hue`` in sectors (0 red, 2 green, 4 blue; period 6).
+
+    ``hue`` of shape (..., 1) gives (..., 3): red, green and blue each rise and fall over two
+    sectors, as on a colour wheel's rim.
+    """
+    return np.clip(np.abs((hue + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)
 
 
 def _grid(p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,7 +81,7 @@ def _gradient(rng: np.random.Generator, p: int) -> np.ndarray:
         w = np.clip(t, 0, 1)[..., None]
         return a * (1 - w) + b * w
     hue = (6 * t + 6 * rng.random())[..., None]  # pure hues, fully saturated
-    rgb = np.clip(np.abs((hue + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)
+    rgb = hue_rgb(hue)
     value = 1.0 - rng.random() * np.clip(yy / p if rng.random() < 0.5 else xx / p, 0, 1)[..., None]
     return 255.0 * rgb * value
 
@@ -118,7 +127,7 @@ def _smooth(rng: np.random.Generator, p: int) -> np.ndarray:
         return a * (1 - w) + b * w
     # pure hues: one hue sector (a channel's full swing, 255 levels) per 255 / slope pixels
     hue = (along * slope / 255.0 + 6 * rng.random())[..., None]
-    rgb = np.clip(np.abs((hue + np.array([0.0, 4.0, 2.0])) % 6 - 3) - 1, 0, 1)
+    rgb = hue_rgb(hue)
     across = -np.sin(angle) * xx + np.cos(angle) * yy
     value = 1.0 - np.clip((across - across.min()) * rng.random() * slope / 255.0, 0, 1)[..., None]
     return 255.0 * rgb * value

@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from irnlib.data.registry import EMBEDDED
+from irnlib.data.synthetic import hue_rgb
 from irnlib.data.test_pairs import TestPair
 from irnlib.imaging.images import center_crop, mod_crop, to_batch, to_image
 from irnlib.imaging.imresize import imresize
@@ -206,9 +207,8 @@ def _flat_colours(side: int = 64) -> np.ndarray:
 
 def _gradients(side: int = 256) -> np.ndarray:
     """Hue across (pure hues, full saturation), brightness down: a smooth, fully saturated field."""
-    hue = np.linspace(0, 6, side, endpoint=False)[None, :]
+    rgb = hue_rgb(np.linspace(0, 6, side, endpoint=False)[None, :, None])  # (1, side, 3)
     value = np.linspace(1, 0, side)[:, None, None]
-    rgb = np.stack([np.clip(np.abs(((hue + shift) % 6) - 3) - 1, 0, 1) for shift in (0, 4, 2)], axis=-1)
     return np.round(rgb * value * 255).astype(np.uint8)
 
 
