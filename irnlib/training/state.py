@@ -187,7 +187,7 @@ def _check_resumable(saved: dict, config: TrainConfig, path: Path, done: int) ->
     can be given its decay once one knows how long it can run).
     """
     current = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples -> lists, as saved
-    saved = as_trained(json.loads(json.dumps(saved)))
+    saved = as_trained(saved)  # JSON form, as current
     free = set(RESUMABLE_CHANGES)
     schedule = ("lr_milestones", "lr_gamma")
     if all(k in saved for k in schedule):
