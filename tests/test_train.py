@@ -159,6 +159,37 @@ def test_stress_term_is_the_forward_terms_on_the_batch_moved_up_their_gradient()
             make_config("paper", scale=2, **{field: value})
 
 
+def test_stress_start_random_steps_from_a_random_point_within_the_bound():
+    net = randomize(IRN(2, block_num=[2]), seed=1)
+    hr, lr_ref, z_prime = _batch()
+    eps = 0.01
+    objective = IRNObjective(
+        net, make_config("paper", scale=2, lambda_stress=1.0, stress_eps=eps, stress_start="random")
+    )
+    _, terms = objective.forward_terms(hr, lr_ref, 1.0)
+    torch.manual_seed(5)
+    moved = objective.moved_batch(hr, lr_ref, 1.0, terms)
+    # By hand: δ0 ~ U(−ε, ε) from the same generator, the gradient at the start, 1.25 ε up it.
+    torch.manual_seed(5)
+    start = (2 * torch.rand_like(hr) - 1) * eps
+    x0 = (hr + start).clamp(0, 1).requires_grad_(True)
+    _, start_terms = objective.forward_terms(x0, lr_ref, 1.0)
+    (grad,) = torch.autograd.grad(sum(start_terms.values()), x0)
+    torch.testing.assert_close(moved, (hr + (start + 1.25 * eps * grad.sign()).clamp(-eps, eps)).clamp(0, 1))
+    assert (moved - hr).abs().max().item() <= eps + 1e-7
+    # Not the step from the batch itself: a random point, and the step's size 1.25 ε then clipped
+    # to the bound leaves some values strictly inside it.
+    inside = ((moved - hr).abs() < eps - 1e-6) & (hr > eps) & (hr < 1 - eps)
+    assert inside.any()
+    # Two calls draw two starts; the terms stay finite and train the weights.
+    assert not torch.equal(objective.moved_batch(hr, lr_ref, 1.0, terms), moved)
+    total = sum(objective(hr, lr_ref, z_prime).values())
+    total.backward()
+    assert torch.isfinite(total) and net.operations[1].H.conv5.weight.grad.abs().sum() > 0
+    with pytest.raises(SettingsError, match="stress_start"):
+        make_config("paper", scale=2, stress_start="middle")
+
+
 def test_quantization_in_the_objective_is_straight_through_not_detached():
     net = randomize(IRN(2, block_num=[1]), seed=2)
     config = make_config("paper", scale=2, lambda_forw=0.0, lambda_distr=0.0)  # only L_back

@@ -149,6 +149,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "distr_ramp_iterations": (_count(0), ">= 0, a whole number"),
     "lambda_stress": (_real(0), "a finite number >= 0 (0: term off, the paper)"),
     "stress_eps": (_real(0, strict=True, high=1), "a number in (0, 1): the perturbation's bound per value"),
+    "stress_start": (_one_of("zero", "random"), "'zero' (the step from the batch) or 'random' (from a random point)"),
     "lambda_range": (_real(0), "a finite number >= 0 (0: term off, the paper)"),
     "iterations": (_count(0), COUNT.format(low=0)),
     "lr": (_real(0, strict=True), "> 0, a finite number"),

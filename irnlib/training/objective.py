@@ -20,7 +20,16 @@ The kit's stress term (``lambda_stress > 0``; not the paper's)::
 
 ``x'`` differs from ``x`` by at most ``ε`` (1/255 by default: one 8-bit level) per value, in the
 direction that makes the forward terms grow fastest (one step of the fast gradient sign
-method). An IRN whose couplings sit at their clamp can turn such a change into a latent of
+method). With ``stress_start="random"`` the step starts from a random point of the bound
+instead (Wong, Rice & Kolter 2020, "Fast is better than free")::
+
+    δ0 ~ U(−ε, ε);  g = ∇ (L_forw + L_distr) at clip(x + δ0, 0, 1)
+    x' = clip(x + clip(δ0 + 1.25 ε · sign(g), −ε, ε), 0, 1)
+
+The step from ``x`` itself always finds the same corner of the bound; continued training learns
+to flatten that one direction while ``|z|`` can still run away a few steps further (measured:
+``results/panel/stress_start_x4/README.md``). The random start costs one more forward and
+backward pass a step. An IRN whose couplings sit at their clamp can turn such a change into a latent of
 |z| in the hundreds; L_stress asks for the same LR and a latent of the same scale there
 (measured before and after: ``results/panel/stress_x4/README.md``). With both forward terms off
 it is off too.
@@ -154,8 +163,8 @@ class IRNObjective(nn.Module):
     net : IRN
     config : TrainConfig
         Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``distr_loss``, ``gaussian_scale``,
-        ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``lambda_range``, ``memory_saving``
-        and ``channels_last``.
+        ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``stress_start``, ``lambda_range``,
+        ``memory_saving`` and ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -167,6 +176,7 @@ class IRNObjective(nn.Module):
         self.quantize_gradient = config.quantize_gradient
         self.distr_loss = DISTR_LOSSES[config.distr_loss]
         self.lambda_stress, self.stress_eps = config.lambda_stress, config.stress_eps
+        self.stress_start = config.stress_start
         self.lambda_range = config.lambda_range
 
     def forward_terms(
@@ -184,13 +194,31 @@ class IRNObjective(nn.Module):
             "l_distr": lambda_distr * self.distr_loss(z) if lambda_distr else zero,
         }
 
+    def moved_batch(
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float, forward_terms: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """L_stress's ``x'``: ``hr`` moved by at most ``stress_eps`` per value up the forward terms.
+
+        ``forward_terms`` are ``hr``'s own (with ``stress_start="zero"`` their graph from ``hr``,
+        which requires grad, gives the step's direction).
+        """
+        eps = self.stress_eps
+        if self.stress_start == "zero":
+            (grad,) = torch.autograd.grad(sum(forward_terms.values()), hr, retain_graph=True)
+            return (hr.detach() + eps * grad.sign()).clamp(0, 1)
+        start = (2 * torch.rand_like(hr) - 1) * eps  # δ0 ~ U(−ε, ε): (b, 3, P, P)
+        x0 = (hr + start).clamp(0, 1).requires_grad_(True)
+        _, start_terms = self.forward_terms(x0, lr_ref, lambda_distr)
+        (grad,) = torch.autograd.grad(sum(start_terms.values()), x0)
+        return (hr + (start + 1.25 * eps * grad.sign()).clamp(-eps, eps)).clamp(0, 1)
+
     def forward(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
     ) -> dict[str, torch.Tensor]:
         # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
         lambda_distr = self.lambda_distr * distr_factor
         stress = self.lambda_stress > 0 and bool(self.lambda_forw or lambda_distr) and torch.is_grad_enabled()
-        if stress:
+        if stress and self.stress_start == "zero":
             hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
         lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr)  # lr (b, 3, P/s, P/s)
         zero = lr.new_zeros(())
@@ -198,9 +226,8 @@ class IRNObjective(nn.Module):
         if self.lambda_range:
             terms["l_range"] = self.lambda_range * range_loss(lr)
         if stress:
-            (grad,) = torch.autograd.grad(sum(forward_terms.values()), hr, retain_graph=True)
+            moved = self.moved_batch(hr, lr_ref, lambda_distr, forward_terms)  # x': (b, 3, P, P)
             hr = hr.detach()
-            moved = (hr + self.stress_eps * grad.sign()).clamp(0, 1)  # x': (b, 3, P, P)
             _, moved_terms = self.forward_terms(moved, lr_ref, lambda_distr)
             terms["l_stress"] = self.lambda_stress * sum(moved_terms.values())
         if self.lambda_back:
