@@ -138,7 +138,9 @@ def training_seconds(run_dir) -> pd.DataFrame:
     return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
 
 
-STAGE_WORDS = {2: ("two", "second"), 3: ("three", "third"), 4: ("four", "fourth"), 5: ("five", "fifth")}
+STAGE_WORDS = dict(enumerate(zip(
+    "two three four five six seven eight nine ten".split(),
+    "second third fourth fifth sixth seventh eighth ninth tenth".split()), start=2))  # fmt: skip
 
 
 def card_stage(card: dict) -> int:
