@@ -104,8 +104,9 @@ class TrainConfig:
     lambda_stress: float = 0.0
     stress_eps: float = 1 / 255
     # Where that step starts: "zero" (at the batch itself) or "random" (a random point within
-    # stress_eps, the step 1.25 · stress_eps, as Wong et al. 2020 do against the single step's
-    # catastrophic overfitting); one more forward and backward pass a step (objective.py).
+    # stress_eps, the step 1.25 · stress_eps, as Wong et al. 2020 do against single-step training
+    # that wears off; measured here to hold the latent worse); one more forward and backward pass
+    # a step (objective.py).
     stress_start: str = "zero"
     # The kit's range term (off in the paper, lambda_range = 0): lambda_range · Σ of the LR's squared
     # excess outside [0, 1] before quantisation, which the 8-bit file clips away (objective.py).

@@ -20,19 +20,21 @@ The kit's stress term (``lambda_stress > 0``; not the paper's)::
 
 ``x'`` differs from ``x`` by at most ``ε`` (1/255 by default: one 8-bit level) per value, in the
 direction that makes the forward terms grow fastest (one step of the fast gradient sign
-method). With ``stress_start="random"`` the step starts from a random point of the bound
-instead (Wong, Rice & Kolter 2020, "Fast is better than free")::
+method). An IRN whose couplings sit at their clamp can turn such a change into a latent of
+|z| in the hundreds; L_stress asks for the same LR and a latent of the same scale there
+(measured before and after: ``results/panel/stress_x4/README.md``). With both forward terms off
+it is off too.
+
+With ``stress_start="random"`` the step starts from a random point of the bound instead (Wong,
+Rice & Kolter 2020, "Fast is better than free", their remedy for single-step training that
+wears off)::
 
     δ0 ~ U(−ε, ε);  g = ∇ (L_forw + L_distr) at clip(x + δ0, 0, 1)
     x' = clip(x + clip(δ0 + 1.25 ε · sign(g), −ε, ε), 0, 1)
 
-The step from ``x`` itself always finds the same corner of the bound; continued training learns
-to flatten that one direction while ``|z|`` can still run away a few steps further (measured:
-``results/panel/stress_start_x4/README.md``). The random start costs one more forward and
-backward pass a step. An IRN whose couplings sit at their clamp can turn such a change into a latent of
-|z| in the hundreds; L_stress asks for the same LR and a latent of the same scale there
-(measured before and after: ``results/panel/stress_x4/README.md``). With both forward terms off
-it is off too.
+It costs one more forward and backward pass a step. Measured on the ×4 reference's
+continuation it holds the latent worse than the step from ``x`` (a weaker push:
+``results/panel/stress_start_x4/README.md``), so it stays off unless asked for.
 
 The kit's range term (``lambda_range > 0``; not the paper's)::
 
