@@ -1,0 +1,119 @@
+"""Colour photographs with their saturation raised: where an IRN's LR and latent run away (issue 27).
+
+A change of colour saturation is an ordinary edit (a phone's "vivid" filter, a graded film still),
+and it pushes a photograph's colours towards the gamut's edge, where one channel sits near 0 or
+255 under texture. Measured on the kit's ×4 models (``results/panel/quiet_x4/README.md``), a model
+whose panel and test sets look healthy can send its LR there far outside [0, 1]: this module finds
+that. Each scikit-image colour photograph is measured as it is and with its chroma scaled by
+``gain`` about its luma (:func:`saturate`), through the generalisation panel's own protocol
+(:func:`irnlib.experiments.panel.measure_image`: one draw of z, IRN beside Bicubic & Bicubic).
+The photographs include embedded-test's; this is a stress test, not the held-out panel.
+
+    python -m irnlib.experiments.saturation_stress WEIGHTS [WEIGHTS ...] [--gains 1 2 3] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+
+import numpy as np
+import pandas as pd
+import skimage.data
+import torch
+
+from irnlib.experiments.panel import measure_image
+from irnlib.model.checkpoint import load_checkpoint
+from irnlib.model.inference import LR_RANGE, Z_LIMIT
+from irnlib.runtime.markdown import markdown_table
+from irnlib.runtime.paths import sha256_file, short_path, write_or_print
+from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.threads import apply_thread_policy
+
+__all__ = ["PHOTOGRAPHS", "GAINS", "LUMA", "saturate", "saturation_stress", "main"]
+
+PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")  # skimage.data colour photos
+GAINS = (1.0, 2.0, 3.0)
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
+
+
+def saturate(img: np.ndarray, gain: float) -> np.ndarray:
+    """``img`` with its chroma scaled by ``gain`` about its luma, rounded and clipped to 8 bits.
+
+    Parameters
+    ----------
+    img : ndarray of uint8, shape (H, W, 3)
+    gain : float
+        1 leaves the image as it is; 2 doubles every pixel's distance from its grey (BT.601 luma).
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+    """
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"saturate: img must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
+    x = img.astype(np.float64)
+    luma = (x @ LUMA)[..., None]
+    return np.clip(np.round(luma + gain * (x - luma)), 0, 255).astype(np.uint8)
+
+
+def saturation_stress(net, images: dict[str, np.ndarray], gains=GAINS, seed: int = 0) -> pd.DataFrame:
+    """One row per image and gain: the panel's columns of :func:`measure_image`, and ``gain``."""
+    rows = []
+    for name, img in images.items():
+        for gain in gains:
+            row, _ = measure_image(net, f"{name} ×{gain:g}", saturate(img, gain), seed=seed)
+            rows.append({**row, "photograph": name, "gain": gain})
+    return pd.DataFrame(rows)
+
+
+def _cell(row) -> str:
+    """``LR min … max, |z|, margin``, in bold where the LR leaves :data:`LR_RANGE` or ``|z|`` > :data:`Z_LIMIT`."""
+    text = f"{row.lr_min:.2f} … {row.lr_max:.2f}, {row.z_max:.1f}, {row.psnr_gap_db:+.2f}"
+    return f"**{text}**" if row.lr_out_of_range or row.latent_far or row.local_failure else text
+
+
+def main(argv=None) -> int:
+    """``python -m irnlib.experiments.saturation_stress``: a Markdown table, a column per model."""
+    parser = argparse.ArgumentParser(
+        prog="python -m irnlib.experiments.saturation_stress", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("weights", nargs="+", help="IRN_x<s>.pth files")
+    parser.add_argument("--gains", nargs="+", type=float, default=list(GAINS))
+    parser.add_argument("--photographs", nargs="+", default=list(PHOTOGRAPHS), choices=PHOTOGRAPHS)
+    parser.add_argument("--out", help="write the Markdown here (default: print it)")
+    parser.add_argument("--csv", help="also write every measurement here")
+    args = parser.parse_args(argv)
+    apply_thread_policy()
+    images = {name: getattr(skimage.data, name)() for name in args.photographs}
+    frames = []
+    for path in args.weights:
+        frame = saturation_stress(load_checkpoint(path).eval(), images, args.gains)
+        frames.append(frame.assign(model=short_path(path), sha256=sha256_file(path)[:12]))
+    table = pd.concat(frames, ignore_index=True)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    header = ["photograph", "gain"] + [
+        f"`{short_path(p)}` ({f['sha256'].iloc[0]})" for p, f in zip(args.weights, frames, strict=True)
+    ]
+    rows = [
+        [name, f"{gain:g}"] + [_cell(f[(f.photograph == name) & (f.gain == gain)].iloc[0]) for f in frames]
+        for name in args.photographs
+        for gain in args.gains
+    ]
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "# Saturation stress: colour photographs with their chroma scaled about their luma", "",
+        f"Each cell: the LR's range before quantisation, the largest |z|, IRN − Bicubic & Bicubic Y-PSNR "
+        f"(dB, one draw of z); bold where the LR leaves {list(LR_RANGE)}, |z| passes {Z_LIMIT:g} or a "
+        f"32×32 block fails. Command: `python -m irnlib.experiments.saturation_stress {command}`; "
+        f"commit {git_commit()}; date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
+        f"CPU {cpu_model()}; {torch.get_num_threads()} torch threads.", "",
+    ] + markdown_table(header, rows)  # fmt: skip
+    write_or_print("\n".join(lines) + "\n", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
