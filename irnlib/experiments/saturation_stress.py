@@ -69,7 +69,7 @@ def saturation_stress(net, images: dict[str, np.ndarray], gains=GAINS, seed: int
 
 
 def _cell(row) -> str:
-    """``LR min … max, |z|, margin``, in bold where the LR leaves :data:`LR_RANGE` or ``|z|`` > :data:`Z_LIMIT`."""
+    """``LR min … max, |z|, margin``, in bold where the panel flags it (LR out of range, latent far, local failure)."""
     text = f"{row.lr_min:.2f} … {row.lr_max:.2f}, {row.z_max:.1f}, {row.psnr_gap_db:+.2f}"
     return f"**{text}**" if row.lr_out_of_range or row.latent_far or row.local_failure else text
 
