@@ -8,12 +8,15 @@ import shutil
 
 import pandas as pd
 import pytest
+import skimage.data
 from conftest import randomize
 
 from irnlib import IRN, save_model
 from irnlib.experiments import card_health as H
 from irnlib.experiments import modelcard as M
 from irnlib.experiments import panel as P
+from irnlib.experiments import saturation_stress as S
+from irnlib.experiments.card_markdown import STAGE_WORDS
 from irnlib.experiments.panel_card import find_panel
 from irnlib.runtime.paths import sha256_file
 from irnlib.train import make_config
@@ -29,6 +32,8 @@ def no_measuring(monkeypatch):
     images = {"synthetic/gradients": P._gradients(64), "synthetic/flat_colours": P._flat_colours(16)}
     monkeypatch.setattr(P, "panel_images", lambda *args, **kwargs: images)
     monkeypatch.setattr(H, "available_datasets", lambda: ["embedded-test"])  # health: no data root needed
+    crops = {"coffee": skimage.data.coffee()[100:164, 200:264], "rocket": skimage.data.rocket()[200:248, 300:364]}
+    monkeypatch.setattr(S, "photographs", lambda *args: crops)  # the saturation stress on two small crops
 
 
 def fake_run(folder, seed: int, init_from=None):
@@ -78,15 +83,45 @@ def test_publishing_writes_the_panel_into_the_model_folder_and_its_card(tmp_path
     assert found is not None and found.csv == (dest / "panel_x2.csv").resolve()
 
 
+def test_publishing_writes_the_saturation_stress_into_the_card(tmp_path):
+    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False)
+    frame, entry = pd.read_csv(dest / "saturation_x2.csv"), read(dest / "card.json")["saturation"]
+    assert entry["file"] == "saturation_x2.csv" and entry["photographs"] == ["coffee", "rocket"]
+    assert [(c["photograph"], c["gain"]) for c in entry["cells"]] == [
+        (p, g) for p in ("coffee", "rocket") for g in S.GAINS
+    ]
+    assert [c["z_max"] for c in entry["cells"]] == pytest.approx(frame["z_max"].tolist())
+    assert entry["flagged"] == frame.loc[frame["flagged"], "image"].tolist()
+    readme = (dest / "README.md").read_text()
+    assert "## Saturation stress" in readme and "| photograph | chroma ×1 | chroma ×2 | chroma ×3 |" in readme
+    assert f"Flagged: {len(entry['flagged'])} of 6" in readme and readme.count("| rocket |") == 1
+
+
+def test_an_older_card_gets_the_saturation_stress_added_and_keeps_its_numbers(tmp_path):
+    dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), tmp_path / "models", draws=1, progress=False)
+    card = read(dest / "card.json")
+    older = {k: v for k, v in card.items() if k != "saturation"}
+    (dest / "card.json").write_text(json.dumps(older))
+    (dest / "saturation_x2.csv").unlink()
+    assert M.main([str(dest), "--add-saturation"]) == dest
+    again = read(dest / "card.json")
+    assert {k: v for k, v in again.items() if k != "saturation"} == older
+    assert [c["z_max"] for c in again["saturation"]["cells"]] == pytest.approx(
+        [c["z_max"] for c in card["saturation"]["cells"]]
+    )
+    assert "## Saturation stress" in (dest / "README.md").read_text() and (dest / "saturation_x2.csv").is_file()
+
+
 def test_without_the_panel_the_card_says_so_and_no_earlier_panel_stays(tmp_path):
     models = tmp_path / "models"
     dest = M.publish(fake_run(tmp_path / "runs" / "a", seed=1), models, draws=1, progress=False)
     assert (dest / "panel_x2.csv").is_file()
     other = fake_run(tmp_path / "runs" / "b", seed=2)  # not started from the first: no lineage
     assert M.main([str(other), "--models-dir", str(models), "--draws", "1", "--no-panel"]) == dest
-    assert not any((dest / name).exists() for name in PANEL)  # the first model's panel is gone with it
+    assert not any((dest / name).exists() for name in (*PANEL, "saturation_x2.csv"))  # gone with the first model
     card = read(dest / "card.json")
-    assert card["panel"] is None and card["stage"] == 1 and not (dest / "started_from").exists()
+    assert card["panel"] is None and card["saturation"] is None
+    assert card["stage"] == 1 and not (dest / "started_from").exists()
     assert "Not measured for this card" in (dest / "README.md").read_text()
 
 
@@ -154,7 +189,7 @@ def test_publishing_the_committed_models_next_stage_keeps_their_lineage(tmp_path
         **{f"started_from/{k}": v for k, v in texts(committed / "started_from").items()},
     }
     stage = M.card_stage(read(committed / "card.json")) + 1
-    count, which = M.STAGE_WORDS[stage][0], "first" if stage == 2 else "previous"
+    count, which = STAGE_WORDS[stage][0], "first" if stage == 2 else "previous"
     assert f"in {count} stages (the {which} stage's card: `started_from/README.md`" in (dest / "README.md").read_text()
 
 

@@ -8,7 +8,8 @@ the file's SHA-256), ``measured_per_image.csv`` (what the numbers average) and `
 (the same for people). The card's numbers are measured
 when it is written, with the paper's test protocol; the paper's own numbers stand beside
 them, labelled as the paper's. The card also holds the generalisation panel of the model
-(:mod:`irnlib.experiments.panel_card`: ``panel_x{s}.csv``, ``.md``, ``_worst.png`` and a summary).
+(:mod:`irnlib.experiments.panel_card`: ``panel_x{s}.csv``, ``.md``, ``_worst.png`` and a summary)
+and its saturation stress (:mod:`irnlib.experiments.saturation_stress`: ``saturation_x{s}.csv``).
 A model trained in stages keeps the previous stage's card in ``started_from/`` (and the one
 before in ``started_from/started_from/``, and so on).
 
@@ -16,7 +17,8 @@ Publishing a run::
 
     python -m irnlib.experiments.modelcard results/runs/quick_x2            # measure, copy, write the card
     python -m irnlib.experiments.modelcard results/runs/quick_x2 --draws 1  # faster, labelled as such
-    python -m irnlib.experiments.modelcard results/runs/quick_x2 --no-panel # without the generalisation panel
+    python -m irnlib.experiments.modelcard results/runs/quick_x2 --no-panel # without the panel and the stress
+    python -m irnlib.experiments.modelcard models/kit_reference_x2 --add-saturation  # to a card older than it
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ from pathlib import Path
 import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
-from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_lines, health_summary, write_health
-from irnlib.experiments.panel_card import card_panel, panel_card_lines, panel_files
+from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_summary, write_health
+from irnlib.experiments.card_markdown import STARTED_FROM, card_markdown, card_stage
+from irnlib.experiments.panel_card import card_panel, panel_files
+from irnlib.experiments.saturation_stress import card_saturation, saturation_file
 from irnlib.model.checkpoint import load_checkpoint
-from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
 from irnlib.protocol.evaluate import evaluate_dataset, write_csv
 from irnlib.protocol.summary import summarize_draws
 from irnlib.protocol.weights import MODELS_DIR, exported_weights, reference_weights
-from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import atomic_write, sha256_file, write_json
 from irnlib.runtime.provenance import provenance
 from irnlib.runtime.threads import apply_thread_policy
@@ -57,6 +59,7 @@ __all__ = [
     "measure",
     "card_summary",
     "publish",
+    "add_saturation",
 ]
 
 CARD_DATASETS = ("embedded-test", "Set5", "Set14", "BSD100")  # measured where present
@@ -138,157 +141,6 @@ def training_seconds(run_dir) -> pd.DataFrame:
     return pd.DataFrame({"iteration": log["iteration"], "train_s": (steps * log["s_per_it"]).cumsum()})
 
 
-STAGE_WORDS = dict(enumerate(zip(
-    "two three four five six seven eight nine ten".split(),
-    "second third fourth fifth sixth seventh eighth ninth tenth".split()), start=2))  # fmt: skip
-
-
-def card_stage(card: dict) -> int:
-    """Which training stage a card's model is: its ``stage``, else (cards older than that field) 2
-    for a model started from another's weights (``init_from``), else 1."""
-    return int(card.get("stage") or (2 if card.get("training", {}).get("init_from") else 1))
-
-
-def _stage_text(card: dict) -> tuple[str, list[str]]:
-    """How the card's title paragraph counts the stages, and its facts' line on this stage."""
-    stage, start = card_stage(card), card["training"].get("init_from")
-    if not start:
-        return "", []
-    count, ordinal = STAGE_WORDS.get(stage, (str(stage), f"{stage}th"))
-    kept = card.get("previous_card", f"{STARTED_FROM}/README.md")  # cards older than the field kept it
-    line = (
-        f"- {ordinal} stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), "
-        + (f"the model described in `{STARTED_FROM}/`" if kept else "a model whose card is not kept here")
-        + ", with a fresh optimiser and learning-rate schedule"
-    )
-    if not kept:
-        return f" in at least {count} stages", [line]
-    which = "the first stage's" if stage == 2 else "the previous stage's"
-    earlier = "" if stage == 2 else f", which keeps the stages before it in its own `{STARTED_FROM}/`"
-    return f" in {count} stages ({which} card: `{kept}`{earlier})", [line]
-
-
-def _card_facts(card: dict) -> list[str]:
-    """The card's title and its facts: file, training, data, commits."""
-    s, run, cfg = card["scale"], card["training"], card["config"]
-    start = run.get("init_from")  # a later stage: started from another model's weights
-    done, planned, recipe = run["iterations_done"], int(cfg["iterations"]), card["recipe_iterations"]
-    stages, stage_lines = _stage_text(card)
-    return [
-        f"# IRN ×{s} — kit reference model",
-        "",
-        f"IRN ×{s} trained **by this kit** (not the authors' released checkpoint), with the paper's",
-        f"network and objective and the kit's quick recipe{stages}. Tests and the main job use it when no",
-        f"official `data/pretrained/IRN_x{s}.pth` is present.",
-        "",
-        f"- file: `{card['file']}`, SHA-256 `{card['sha256']}`",
-        f"- training: {done:,} of the run's {planned:,} planned iterations"
-        + (" (**run not finished: a shortened model**)" if done < planned else "")
-        + (f" (the quick recipe plans {recipe:,})" if recipe != planned else "")
-        + "; the paper trains 500,000 iterations of 16 × 144² patches on DIV2K",
-        *stage_lines,
-        (
-            "- training time: not recorded (the run's train_log.csv was not kept)"
-            if math.isnan(run["train_hours"])
-            else f"- training time: {run['train_hours']:.2f} h of training steps" + (" (this stage)" if start else "")
-        )
-        + f"; begun on {run['started'].get('device')}, last resumed on {run['device']}",
-        f"- training data: `{cfg['train_set']}` ({run['train_data']['images']} images, fingerprint "
-        f"`{run['train_data']['sha256']}`); validation during training: `{cfg['val_set']}`",
-        *([f"- note: {card['note']}"] if card.get("note") else []),
-        f"- training began at commit {run['started']['commit']}, {run['started']['date']}; last resumed at commit "
-        f"{run['commit']}, {run['date']}; card written at commit {card['provenance']['commit']}, "
-        f"{card['provenance']['date']}, measured on {card['provenance']['device']}",
-        "",
-    ]
-
-
-MEASURED_HEADER = ["test set", "images", "IRN (this model)", "Bicubic & Bicubic (this kit)", "IRN − bicubic",
-                   "IRN LR vs bicubic LR", "paper IRN", "paper Bicubic"]  # fmt: skip
-
-
-def _paper_pair(value: tuple[float, float]) -> str:
-    return "–" if math.isnan(value[0]) else f"{value[0]:.2f} / {value[1]:.4f}"
-
-
-def _measured_lines(card: dict) -> list[str]:
-    """The card's numbers next to the paper's, one row per test set."""
-    s, rows = card["scale"], []
-    for m in card["measured"]:
-        paper_irn, paper_bic = paper_value(IRN_ROW, s, m["dataset"]), paper_value(BICUBIC_ROW, s, m["dataset"])
-        rows.append([
-            m["dataset"], m["images"], f"{m['irn_psnr_y']:.2f} / {m['irn_ssim_y']:.4f}",
-            f"{m['bicubic_psnr_y']:.2f} / {m['bicubic_ssim_y']:.4f}", f"{m['margin_psnr_y']:+.2f}",
-            f"{m['lr_psnr_y']:.2f}", _paper_pair(paper_irn), _paper_pair(paper_bic),
-        ])  # fmt: skip
-    return [
-        f"## Measured (Y-PSNR dB / SSIM, border {s}, z ~ N(0, 1), {card['draws']} draw(s) of z)",
-        "",
-        *markdown_table(MEASURED_HEADER, rows),
-        "",
-        "The paper columns are the paper's published Table 1 (`data/paper_tables.csv`), not measured here.",
-        "",
-    ]
-
-
-def _retrain_lines(card: dict) -> list[str]:
-    """How to train the model again (both stages of a second stage) and publish it here."""
-    s, start, stage = card["scale"], card["training"].get("init_from"), card_stage(card)
-    lines = ["## Retrain or continue", "", "```bash"]
-    if start:
-        # the earlier stages' own commands, then this stage from the previous stage's export
-        previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
-        first = f"results/runs/{previous}/IRN_x{s}.pth"
-        overrides = [o if not o.startswith("init_from=") else f"init_from={first}" for o in card["recipe_overrides"]]
-        lines += [
-            f"# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then"
-            if stage <= 2
-            else f"# earlier stages: the commands in started_from/README.md (the last: results/runs/{previous}), then",
-            f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage{stage}",
-            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage{stage}  # measure and publish here",
-        ]
-    else:
-        lines += [
-            f"python -m irnlib.train --profile quick {' '.join(card['recipe_overrides'])}  "
-            f"# results/runs/quick_x{s}; resumes it if there",
-            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}  # measure and publish here",
-        ]
-    return lines + ["```", ""]
-
-
-# The objective's settings a card's "Unchanged" line names when they deviate from the paper's
-OBJECTIVE_DEVIATIONS = {
-    "quantize_gradient": "the quantiser's gradient in L_back",
-    "distr_loss": "L_distr's form (`distr_loss`)",
-}
-
-
-ADDED_TERMS = {  # the kit's loss terms a card names when its model trained with them
-    "lambda_stress": "the kit's stress term L_stress (`lambda_stress`, `stress_eps`)",
-    "lambda_range": "the kit's range term L_range (`lambda_range`)",
-}
-
-
-def _card_markdown(card: dict) -> str:
-    deviations = [[f"`{k}`", p, r] for k, (p, r) in card["deviations"].items()]
-    lines = _card_facts(card) + ["## Deviations from the paper's training", ""]
-    lines += markdown_table(["field", "paper", "this model"], deviations)
-    differs = [words for field, words in OBJECTIVE_DEVIATIONS.items() if field in card["deviations"]]
-    # the kit's own terms (irnlib.training.objective), those the model trained with
-    added = [words for field, words in ADDED_TERMS.items() if field in card["deviations"]]
-    lines += [
-        "",
-        "Unchanged: the network (Haar + 8 InvBlocks per level, official weights layout), the objective's",
-        "terms (L_forw, L_back, L_distr with the official weights"
-        + (f"; only {' and '.join(differs)} differ{'s' if len(differs) == 1 else ''}, as listed" if differs else "")
-        + ") and the test-time protocol."
-        + (f" Added, not in the paper: {' and '.join(added)}." if added else ""),
-        "",
-    ]
-    return "\n".join(lines + _measured_lines(card) + health_lines(card) + panel_card_lines(card) + _retrain_lines(card))
-
-
-STARTED_FROM = "started_from"  # a later stage's folder keeps the card of the model it started from
 CARD_TEXT = ("README.md", "card.json", "config.json", "provenance.json", "val_log.csv", "measured_per_image.csv",
              HEALTH_FILE)  # fmt: skip
 
@@ -329,9 +181,10 @@ def publish(
     note : str, optional
         A sentence the card prints with the training facts (how its data was made, say).
     panel : bool
-        Also run the generalisation panel (:func:`irnlib.experiments.panel_card.card_panel`, minutes
-        on a CPU) and write it into the folder and the card; False leaves it out (and removes an
-        earlier model's panel files from the folder).
+        Also run the generalisation panel (:func:`irnlib.experiments.panel_card.card_panel`) and the
+        saturation stress (:func:`irnlib.experiments.saturation_stress.card_saturation`), minutes on a
+        CPU, and write them into the folder and the card; False leaves them out (and removes an
+        earlier model's files of them from the folder).
 
     Returns the model folder.
     """
@@ -351,9 +204,10 @@ def publish(
     per_image = measure(dest / model.name, datasets, draws, progress)
     write_csv(per_image, dest / "measured_per_image.csv")
     health = write_health(dest, dest / model.name, per_image["dataset"], progress)
-    for name in panel_files(scale).values():
+    for name in (*panel_files(scale).values(), saturation_file(scale)):
         (dest / name).unlink(missing_ok=True)  # an earlier model's panel never passes for this one's
     panel_summary = card_panel(scale, dest / model.name, dest, progress=progress) if panel else None
+    saturation = card_saturation(dest / model.name, dest, progress=progress) if panel else None
     train_data = dataset_version(config["train_set"], data_root or config.get("data_root"))
     card = {
         "scale": scale,
@@ -371,10 +225,11 @@ def publish(
         "measured": card_summary(per_image),
         "health": health_summary(health),
         "panel": panel_summary,
+        "saturation": saturation,
         "provenance": provenance("cpu", purpose="kit reference model card"),
     }
     write_json(dest / "card.json", card)
-    atomic_write(dest / "README.md", lambda tmp: tmp.write_text(_card_markdown(card), encoding="utf-8"))
+    atomic_write(dest / "README.md", lambda tmp: tmp.write_text(card_markdown(card), encoding="utf-8"))
     return dest
 
 
@@ -392,7 +247,7 @@ def refresh_card(folder) -> Path:
     card = dict(recorded)
     card["recipe_overrides"] = recipe_overrides(as_trained(json.loads((folder / "config.json").read_text())))
     card["recipe_iterations"] = make_config("quick", scale=int(card["scale"])).iterations
-    text, readme = _card_markdown(card), folder / "README.md"
+    text, readme = card_markdown(card), folder / "README.md"
     if card == recorded and readme.is_file() and readme.read_text(encoding="utf-8") == text:
         return folder  # already up to date: nothing is rewritten
     write_json(folder / "card.json", card)
@@ -400,11 +255,21 @@ def refresh_card(folder) -> Path:
     return folder
 
 
+def add_saturation(folder, progress: bool = True) -> Path:
+    """Run the saturation stress on a published model folder and write ``card.json``'s ``saturation``
+    entry; the caller rewrites the README (:func:`refresh_card`). Returns the folder."""
+    folder = Path(folder)
+    card = json.loads((folder / "card.json").read_text())
+    saturation = card_saturation(folder / card["file"], folder, progress=progress)
+    write_json(folder / "card.json", {**card, "saturation": saturation})
+    return folder
+
+
 def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]:
     """Keep the card of the model a new stage started from, in ``dest/started_from/``.
 
     A run that started (``init``) from the model published in ``dest`` is its next stage: that
-    model's text files and panel (not its weights) go to ``started_from/``, and the
+    model's text files, panel and saturation stress (not its weights) go to ``started_from/``, and the
     ``started_from/`` already there (the stages before it) moves inside, to
     ``started_from/started_from/``; built aside and renamed, so an interruption loses no card.
     Publishing the same stage again finds its previous stage kept and moves nothing. A model
@@ -428,7 +293,7 @@ def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]
         return (2 if init else 1), False
     new = dest / f".{STARTED_FROM}.new"
     new.mkdir(exist_ok=True)
-    _copy_present(dest, new, CARD_TEXT + tuple(panel_files(scale).values()))
+    _copy_present(dest, new, CARD_TEXT + (*panel_files(scale).values(), saturation_file(scale)))
     if (dest / STARTED_FROM).exists():
         os.replace(dest / STARTED_FROM, new / STARTED_FROM)
     os.replace(new, dest / STARTED_FROM)
@@ -484,10 +349,14 @@ def main(argv=None) -> Path:
     )
     parser.add_argument("--add-health", action="store_true", help="run_dir is a published model folder: add the "
                         "LR-range and |z| checks on its test images to its card (cards older than them)")  # fmt: skip
+    parser.add_argument("--add-saturation", action="store_true", help="run_dir is a published model folder: "
+                        "add the saturation stress to its card (cards older than it)")  # fmt: skip
     args = parser.parse_args(argv)
     apply_thread_policy()  # IRN_THREADS / OMP_NUM_THREADS, or sized for the machine's load
     if args.add_health:
         return refresh_card(add_health(args.run_dir))
+    if args.add_saturation:
+        return refresh_card(add_saturation(args.run_dir))
     dest = publish(
         args.run_dir, args.models_dir, args.datasets, args.draws,
         data_root=args.data_root, note=args.note, panel=not args.no_panel,

@@ -9,6 +9,9 @@ that. Each scikit-image colour photograph is measured as it is and with its chro
 (:func:`irnlib.experiments.panel.measure_image`: one draw of z, IRN beside Bicubic & Bicubic).
 The photographs include embedded-test's; this is a stress test, not the held-out panel.
 
+A model card includes it (:func:`card_saturation` writes ``saturation_x{s}.csv`` and returns
+``card.json``'s ``saturation`` entry; :func:`saturation_card_lines` is the card README's section).
+
     python -m irnlib.experiments.saturation_stress WEIGHTS [WEIGHTS ...] [--gains 1 2 3] [--out FILE.md]
 """
 
@@ -17,25 +20,38 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import skimage.data
 import torch
+from tqdm.auto import tqdm
 
 from irnlib.experiments.panel import measure_image
+from irnlib.imaging.metrics import LUMA_WEIGHTS
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, Z_LIMIT
+from irnlib.protocol.evaluate import write_csv
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import sha256_file, short_path, write_or_print
-from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.provenance import cpu_model, git_commit, provenance
 from irnlib.runtime.threads import apply_thread_policy
 
-__all__ = ["PHOTOGRAPHS", "GAINS", "LUMA", "saturate", "saturation_stress", "main"]
+__all__ = [
+    "PHOTOGRAPHS",
+    "GAINS",
+    "saturate",
+    "photographs",
+    "saturation_stress",
+    "saturation_file",
+    "card_saturation",
+    "saturation_card_lines",
+    "main",
+]
 
 PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "immunohistochemistry", "rocket")  # skimage.data colour photos
 GAINS = (1.0, 2.0, 3.0)
-LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 
 
 def saturate(img: np.ndarray, gain: float) -> np.ndarray:
@@ -54,24 +70,94 @@ def saturate(img: np.ndarray, gain: float) -> np.ndarray:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"saturate: img must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
     x = img.astype(np.float64)
-    luma = (x @ LUMA)[..., None]
+    luma = (x @ LUMA_WEIGHTS)[..., None]
     return np.clip(np.round(luma + gain * (x - luma)), 0, 255).astype(np.uint8)
 
 
-def saturation_stress(net, images: dict[str, np.ndarray], gains=GAINS, seed: int = 0) -> pd.DataFrame:
-    """One row per image and gain: the panel's columns of :func:`measure_image`, and ``gain``."""
+def photographs(names=PHOTOGRAPHS) -> dict[str, np.ndarray]:
+    """scikit-image's colour photographs by name, uint8 (H, W, 3), as they ship."""
+    return {name: getattr(skimage.data, name)() for name in names}
+
+
+def saturation_stress(
+    net, images: dict[str, np.ndarray], gains=GAINS, seed: int = 0, progress: bool = False
+) -> pd.DataFrame:
+    """One row per image and gain: the panel's columns of :func:`measure_image`, ``photograph`` and ``gain``."""
     rows = []
-    for name, img in images.items():
-        for gain in gains:
-            row, _ = measure_image(net, f"{name} ×{gain:g}", saturate(img, gain), seed=seed)
-            rows.append({**row, "photograph": name, "gain": gain})
-    return pd.DataFrame(rows)
+    cells = [(name, img, gain) for name, img in images.items() for gain in gains]
+    for name, img, gain in tqdm(cells, desc=f"saturation x{net.scale}", disable=not progress, leave=False):
+        row, _ = measure_image(net, f"{name} ×{gain:g}", saturate(img, gain), seed=seed)
+        rows.append({**row, "photograph": name, "gain": gain})
+    frame = pd.DataFrame(rows)
+    return frame.assign(flagged=frame["lr_out_of_range"] | frame["latent_far"] | frame["local_failure"])
 
 
 def _cell(row) -> str:
     """``LR min … max, |z|, margin``, in bold where the panel flags it (LR out of range, latent far, local failure)."""
-    text = f"{row.lr_min:.2f} … {row.lr_max:.2f}, {row.z_max:.1f}, {row.psnr_gap_db:+.2f}"
-    return f"**{text}**" if row.lr_out_of_range or row.latent_far or row.local_failure else text
+    text = f"{row['lr_min']:.2f} … {row['lr_max']:.2f}, {row['z_max']:.1f}, {row['psnr_gap_db']:+.2f}"
+    return f"**{text}**" if row["flagged"] else text
+
+
+def _legend() -> str:
+    return (
+        "Each cell: the LR's range before quantisation, the largest |z|, IRN − Bicubic & Bicubic Y-PSNR "
+        f"(dB, one draw of z); bold where the LR leaves {list(LR_RANGE)}, |z| passes {Z_LIMIT:g} or a "
+        "32×32 block fails."
+    )
+
+
+def saturation_file(scale: int) -> str:
+    """The card's file of every measurement: ``saturation_x{scale}.csv``."""
+    return f"saturation_x{scale}.csv"
+
+
+CARD_FIELDS = ["photograph", "gain", "lr_min", "lr_max", "z_max", "psnr_gap_db", "flagged"]
+
+
+def card_saturation(weights, folder, images=None, progress: bool = True) -> dict:
+    """Measure a published model (``weights``) and write :func:`saturation_file` into ``folder``.
+
+    ``images`` defaults to :func:`photographs`, each at gains :data:`GAINS`. Returns ``card.json``'s
+    ``saturation`` entry: ``file``, ``gains``, ``photographs``, ``flagged`` (``"coffee ×2"``, ...),
+    ``cells`` (per photograph and gain: LR range, largest ``|z|``, IRN − bicubic dB, ``flagged``)
+    and ``provenance``.
+    """
+    net = load_checkpoint(weights).eval()
+    frame = saturation_stress(net, photographs() if images is None else images, GAINS, progress=progress)
+    write_csv(frame, Path(folder) / saturation_file(net.scale))
+    return {
+        "file": saturation_file(net.scale),
+        "gains": list(GAINS),
+        "photographs": list(dict.fromkeys(frame["photograph"])),
+        "flagged": frame.loc[frame["flagged"], "image"].tolist(),
+        "cells": [
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+            for row in frame[CARD_FIELDS].to_dict("records")
+        ],  # fmt: skip
+        "provenance": provenance("cpu", purpose="saturation stress of a kit model"),
+    }
+
+
+def saturation_card_lines(card: dict) -> list[str]:
+    """The card README's section on the saturation stress (none for a card without it)."""
+    entry = card.get("saturation")
+    if not entry:
+        return []
+    cells = {(c["photograph"], c["gain"]): _cell(c) for c in entry["cells"]}
+    rows = [[name] + [cells[(name, gain)] for gain in entry["gains"]] for name in entry["photographs"]]
+    flagged = entry["flagged"]
+    return [
+        "## Saturation stress",
+        "",
+        'scikit-image\'s colour photographs with their chroma scaled about their luma (an ordinary "vivid" '
+        "edit), through the panel's protocol; they include embedded-test's, so this is a stress test, not held "
+        f"out. {_legend()} Flagged: {len(flagged)} of {len(entry['cells'])}"
+        + (f" ({', '.join(flagged)})" if flagged else "")
+        + f". Every measurement: `{entry['file']}`.",
+        "",
+        *markdown_table(["photograph"] + [f"chroma ×{g:g}" for g in entry["gains"]], rows),
+        "",
+    ]
 
 
 def main(argv=None) -> int:
@@ -86,7 +172,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", help="also write every measurement here")
     args = parser.parse_args(argv)
     apply_thread_policy()
-    images = {name: getattr(skimage.data, name)() for name in args.photographs}
+    images = photographs(args.photographs)
     frames = []
     for path in args.weights:
         frame = saturation_stress(load_checkpoint(path).eval(), images, args.gains)
@@ -105,9 +191,7 @@ def main(argv=None) -> int:
     command = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Saturation stress: colour photographs with their chroma scaled about their luma", "",
-        f"Each cell: the LR's range before quantisation, the largest |z|, IRN − Bicubic & Bicubic Y-PSNR "
-        f"(dB, one draw of z); bold where the LR leaves {list(LR_RANGE)}, |z| passes {Z_LIMIT:g} or a "
-        f"32×32 block fails. Command: `python -m irnlib.experiments.saturation_stress {command}`; "
+        f"{_legend()} Command: `python -m irnlib.experiments.saturation_stress {command}`; "
         f"commit {git_commit()}; date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
         f"CPU {cpu_model()}; {torch.get_num_threads()} torch threads.", "",
     ] + markdown_table(header, rows)  # fmt: skip

@@ -13,11 +13,12 @@ import math
 
 import numpy as np
 
-__all__ = ["rgb_to_y", "psnr", "ssim", "gaussian_window", "SSIM_WINDOW"]
+__all__ = ["rgb_to_y", "psnr", "ssim", "gaussian_window", "SSIM_WINDOW", "LUMA_WEIGHTS"]
 
 SSIM_WINDOW = 11  # the side of SSIM's Gaussian window: a measured region needs at least this many pixels a side
 
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
+LUMA_WEIGHTS = _Y_WEIGHTS / 219.0  # BT.601 luma as weights of R, G, B summing to 1 (0.299, 0.587, 0.114)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
