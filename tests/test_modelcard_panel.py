@@ -95,6 +95,10 @@ def test_publishing_writes_the_saturation_stress_into_the_card(tmp_path):
     readme = (dest / "README.md").read_text()
     assert "## Saturation stress" in readme and "| photograph | chroma ×1 | chroma ×2 | chroma ×3 |" in readme
     assert f"Flagged: {len(entry['flagged'])} of 6" in readme and readme.count("| rocket |") == 1
+    assert S.card_saturation_of(dest / "IRN_x2.pth")[0] == "## Saturation stress"  # notebook 02 shows it
+    other = fake_run(tmp_path / "runs" / "b", seed=2) / "IRN_x2.pth"
+    shutil.copyfile(dest / "card.json", other.parent / "card.json")
+    assert S.card_saturation_of(other) == [] and S.card_saturation_of(tmp_path / "none.pth") == []  # not its card
 
 
 def test_an_older_card_gets_the_saturation_stress_added_and_keeps_its_numbers(tmp_path):

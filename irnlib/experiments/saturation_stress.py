@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ __all__ = [
     "saturation_file",
     "card_saturation",
     "saturation_card_lines",
+    "card_saturation_of",
     "main",
 ]
 
@@ -158,6 +160,16 @@ def saturation_card_lines(card: dict) -> list[str]:
         *markdown_table(["photograph"] + [f"chroma ×{g:g}" for g in entry["gains"]], rows),
         "",
     ]
+
+
+def card_saturation_of(weights) -> list[str]:
+    """The saturation section of the card beside ``weights`` (``card.json`` naming the same file by
+    SHA-256, as :func:`card_saturation` wrote it), or ``[]`` when there is none."""
+    card_file = Path(weights).parent / "card.json"
+    if not (Path(weights).is_file() and card_file.is_file()):
+        return []
+    card = json.loads(card_file.read_text())
+    return saturation_card_lines(card) if card.get("sha256") == sha256_file(weights) else []
 
 
 def main(argv=None) -> int:
