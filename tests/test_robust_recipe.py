@@ -43,7 +43,7 @@ def test_synthetic_patches_are_deterministic_uint8_and_cover_every_kind():
     assert 0.3 < np.mean(saturated) < 1.0
     flat_blocks = [np.ptp(p[:16, :16].reshape(-1, 3), axis=0).max() == 0 for p in patches]
     assert np.mean(flat_blocks) > 0.2
-    assert set(SYNTHETIC_KINDS) == set(FIRST_KINDS) | {"smooth"}
+    assert set(SYNTHETIC_KINDS) == set(FIRST_KINDS) | {"smooth", "vivid"}
 
 
 def test_the_first_kinds_still_give_the_patches_the_first_robust_recipe_trained_on():
@@ -74,6 +74,20 @@ def test_smooth_patches_are_gentle_ramps_and_only_the_kinds_asked_for_are_drawn(
         synthetic_patch(np.random.default_rng(0), 48, photo, ("wavy",))
     with pytest.raises(ValueError, match="kinds must be names of"):
         synthetic_patch(np.random.default_rng(0), 48, photo, ())
+
+
+def test_vivid_patches_are_the_photograph_with_its_chroma_raised_about_its_luma():
+    rng = np.random.default_rng(2)
+    photo = rng.integers(108, 149, (32, 32, 3), dtype=np.uint8)  # greyish mid-tones: a gain of 3.5 does not clip them
+    luma = lambda img: img.astype(float) @ [0.299, 0.587, 0.114]  # noqa: E731  (BT.601)
+    for k in range(20):
+        vivid = synthetic_patch(np.random.default_rng(k), 32, photo, ("vivid",))
+        assert np.abs(luma(vivid) - luma(photo)).max() <= 1.0  # the luma stays (up to rounding)
+        chroma, before = vivid - luma(vivid)[..., None], photo - luma(photo)[..., None]
+        gain = (chroma * before).sum() / (before * before).sum()  # one gain for the whole patch
+        assert 1.5 - 0.02 <= gain <= 3.5 + 0.02
+    clipped = synthetic_patch(np.random.default_rng(0), 32, np.full((32, 32, 3), [200, 90, 20], np.uint8), ("vivid",))
+    assert clipped[0, 0, 0] == 255 and clipped[0, 0, 2] == 0  # a saturated orange clips to the gamut's edge
 
 
 def test_a_float_photograph_is_taken_in_zero_one_and_a_wrong_shape_is_refused():

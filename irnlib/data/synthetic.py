@@ -14,7 +14,11 @@ training holds the latent ``z`` near N(0, 1) or the LR inside ``[0, 1]`` there.
   discs whose cores are pure saturated colour;
 - ``"smooth"``: a gentle ramp, 0.1 to 5 levels a pixel, between two colours or across the hues
   (a colour wheel's or a sky's slope; ``"gradient"``'s ramps on a 48-pixel patch change by 2
-  to 100 levels a pixel).
+  to 100 levels a pixel);
+- ``"vivid"``: a photograph patch with its chroma scaled by 1.5 to 3.5 about its luma (BT.601),
+  clipped: a "vivid" colour edit, which puts texture in the shadows of saturated colours, one
+  channel at 0 or 255 (where the ×4 models' LR left [0, 1] under
+  ``irnlib.experiments.saturation_stress``).
 
 :data:`FIRST_KINDS`, the first four, are the kinds of the first robust recipe
 (``TrainConfig.synthetic_kinds``' default): drawing from them gives the patches it gave.
@@ -28,11 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from irnlib.imaging.metrics import LUMA_WEIGHTS
+
 __all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "synthetic_patch"]
 
-SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth")
+SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth", "vivid")
 FIRST_KINDS = SYNTHETIC_KINDS[:4]
 SMOOTH_SLOPES = (0.1, 5.0)  # "smooth": the largest channel's change, 8-bit levels a pixel (log-uniform)
+VIVID_GAINS = (1.5, 3.5)  # "vivid": the chroma's gain about the luma (uniform)
 
 
 def palette_colour(rng: np.random.Generator) -> np.ndarray:
@@ -133,6 +140,12 @@ def _smooth(rng: np.random.Generator, p: int) -> np.ndarray:
     return 255.0 * rgb * value
 
 
+def _vivid(rng: np.random.Generator, photo: np.ndarray) -> np.ndarray:
+    gain = VIVID_GAINS[0] + (VIVID_GAINS[1] - VIVID_GAINS[0]) * rng.random()
+    luma = (photo @ LUMA_WEIGHTS)[..., None]
+    return luma + gain * (photo - luma)
+
+
 def synthetic_patch(
     rng: np.random.Generator, patch: int, photo: np.ndarray, kinds: tuple[str, ...] = FIRST_KINDS
 ) -> np.ndarray:
@@ -145,7 +158,7 @@ def synthetic_patch(
     patch : int
         The side in pixels.
     photo : ndarray (patch, patch, 3)
-        A photograph patch (uint8 0..255, or float in [0, 1]) for the ``"highlights"`` kind.
+        A photograph patch (uint8 0..255, or float in [0, 1]) for the ``"highlights"`` and ``"vivid"`` kinds.
     kinds : tuple of str
         The kinds to draw from, uniformly (names of :data:`SYNTHETIC_KINDS`, default :data:`FIRST_KINDS`);
         a kind named twice is drawn twice as often.
@@ -170,6 +183,8 @@ def synthetic_patch(
         img = _strokes(rng, patch)
     elif kind == "smooth":
         img = _smooth(rng, patch)
+    elif kind == "vivid":
+        img = _vivid(rng, photo)
     else:
         img = _highlights(rng, patch, photo)
     return np.round(np.clip(img, 0, 255)).astype(np.uint8)
