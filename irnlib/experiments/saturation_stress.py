@@ -116,16 +116,16 @@ def saturation_file(scale: int) -> str:
 CARD_FIELDS = ["photograph", "gain", "lr_min", "lr_max", "z_max", "psnr_gap_db", "flagged"]
 
 
-def card_saturation(weights, folder, images=None, progress: bool = True) -> dict:
+def card_saturation(weights, folder, progress: bool = True) -> dict:
     """Measure a published model (``weights``) and write :func:`saturation_file` into ``folder``.
 
-    ``images`` defaults to :func:`photographs`, each at gains :data:`GAINS`. Returns ``card.json``'s
+    Every one of :func:`photographs` at every one of :data:`GAINS`. Returns ``card.json``'s
     ``saturation`` entry: ``file``, ``gains``, ``photographs``, ``flagged`` (``"coffee ×2"``, ...),
     ``cells`` (per photograph and gain: LR range, largest ``|z|``, IRN − bicubic dB, ``flagged``)
     and ``provenance``.
     """
     net = load_checkpoint(weights).eval()
-    frame = saturation_stress(net, photographs() if images is None else images, GAINS, progress=progress)
+    frame = saturation_stress(net, photographs(), GAINS, progress=progress)
     write_csv(frame, Path(folder) / saturation_file(net.scale))
     return {
         "file": saturation_file(net.scale),
@@ -135,7 +135,7 @@ def card_saturation(weights, folder, images=None, progress: bool = True) -> dict
         "cells": [
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in frame[CARD_FIELDS].to_dict("records")
-        ],  # fmt: skip
+        ],
         "provenance": provenance("cpu", purpose="saturation stress of a kit model"),
     }
 
