@@ -34,7 +34,7 @@ import numpy as np
 
 from irnlib.imaging.metrics import LUMA_WEIGHTS
 
-__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "synthetic_patch"]
+__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "scale_chroma", "synthetic_patch"]
 
 SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth", "vivid")
 FIRST_KINDS = SYNTHETIC_KINDS[:4]
@@ -140,10 +140,16 @@ def _smooth(rng: np.random.Generator, p: int) -> np.ndarray:
     return 255.0 * rgb * value
 
 
+def scale_chroma(rgb: np.ndarray, gain: float) -> np.ndarray:
+    """``rgb`` (float, ``(..., 3)``) with every pixel's distance from its grey, its BT.601 luma, times ``gain``;
+    not rounded or clipped (1 leaves it as it is, 0 gives the luma as grey)."""
+    luma = (rgb @ LUMA_WEIGHTS)[..., None]
+    return luma + gain * (rgb - luma)
+
+
 def _vivid(rng: np.random.Generator, photo: np.ndarray) -> np.ndarray:
     gain = VIVID_GAINS[0] + (VIVID_GAINS[1] - VIVID_GAINS[0]) * rng.random()
-    luma = (photo @ LUMA_WEIGHTS)[..., None]
-    return luma + gain * (photo - luma)
+    return scale_chroma(photo, gain)
 
 
 def synthetic_patch(

@@ -29,8 +29,8 @@ import skimage.data
 import torch
 from tqdm.auto import tqdm
 
+from irnlib.data.synthetic import scale_chroma
 from irnlib.experiments.panel import measure_image
-from irnlib.imaging.metrics import LUMA_WEIGHTS
 from irnlib.model.checkpoint import load_checkpoint
 from irnlib.model.inference import LR_RANGE, Z_LIMIT
 from irnlib.protocol.evaluate import write_csv
@@ -71,9 +71,7 @@ def saturate(img: np.ndarray, gain: float) -> np.ndarray:
     """
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"saturate: img must be uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    x = img.astype(np.float64)
-    luma = (x @ LUMA_WEIGHTS)[..., None]
-    return np.clip(np.round(luma + gain * (x - luma)), 0, 255).astype(np.uint8)
+    return np.clip(np.round(scale_chroma(img.astype(np.float64), gain)), 0, 255).astype(np.uint8)
 
 
 def photographs(names=PHOTOGRAPHS) -> dict[str, np.ndarray]:
