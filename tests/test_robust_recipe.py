@@ -43,7 +43,7 @@ def test_synthetic_patches_are_deterministic_uint8_and_cover_every_kind():
     assert 0.3 < np.mean(saturated) < 1.0
     flat_blocks = [np.ptp(p[:16, :16].reshape(-1, 3), axis=0).max() == 0 for p in patches]
     assert np.mean(flat_blocks) > 0.2
-    assert set(SYNTHETIC_KINDS) == set(FIRST_KINDS) | {"smooth", "vivid"}
+    assert set(SYNTHETIC_KINDS) == set(FIRST_KINDS) | {"smooth", "vivid", "grain"}
 
 
 def test_the_first_kinds_still_give_the_patches_the_first_robust_recipe_trained_on():
@@ -88,6 +88,22 @@ def test_vivid_patches_are_the_photograph_with_its_chroma_raised_about_its_luma(
         assert 1.5 - 0.02 <= gain <= 3.5 + 0.02
     clipped = synthetic_patch(np.random.default_rng(0), 32, np.full((32, 32, 3), [200, 90, 20], np.uint8), ("vivid",))
     assert clipped[0, 0, 0] == 255 and clipped[0, 0, 2] == 0  # a saturated orange clips to the gamut's edge
+
+
+def test_grain_patches_are_a_shaded_saturated_colour_with_pixel_noise_touching_zero():
+    photo = np.zeros((64, 64, 3), np.uint8)  # not used by this kind
+    patches = [synthetic_patch(np.random.default_rng(k), 64, photo, ("grain",)).astype(float) for k in range(60)]
+    for img in patches:
+        mean = img.reshape(-1, 3).mean(axis=0)
+        assert mean.max() - mean.min() > 0.45 * mean.max()  # saturated: the smallest channel well below the largest
+        smooth = (img[:-1] + img[1:]) / 2  # the shade is gentle; what changes from pixel to pixel is the grain
+        assert 1.0 < np.std(img[1:] - img[:-1]) / np.sqrt(2) < 30
+        assert np.abs(np.diff(smooth.mean(axis=(1, 2)))).max() < 10
+    # in about half of them the darkest channel's noise reaches 0 (clipped), as in a saturated shadow
+    touching = np.mean([(img == 0).any() for img in patches])
+    assert 0.3 < touching < 0.95
+    grain = synthetic_patch(np.random.default_rng(7), 48, photo[:48, :48], ("grain",))
+    assert np.array_equal(grain, synthetic_patch(np.random.default_rng(7), 48, photo[:48, :48], ("grain",)))
 
 
 def test_a_float_photograph_is_taken_in_zero_one_and_a_wrong_shape_is_refused():

@@ -18,7 +18,11 @@ training holds the latent ``z`` near N(0, 1) or the LR inside ``[0, 1]`` there.
 - ``"vivid"``: a photograph patch with its chroma scaled by 1.5 to 3.5 about its luma (BT.601),
   clipped: a "vivid" colour edit, which puts texture in the shadows of saturated colours, one
   channel at 0 or 255 (where the ×4 models' LR left [0, 1] under
-  ``irnlib.experiments.saturation_stress``).
+  ``irnlib.experiments.saturation_stress``);
+- ``"grain"``: a saturated colour (its smallest channel 0 to 40 % of its largest, 40 to 255) in a
+  gentle shade, with pixel-to-pixel noise of 2 to 20 levels on it, partly shared by the channels,
+  clipped: film or sensor grain in a saturated colour, where one channel's noise touches 0 (the
+  texture under the ×4 models' one LR value out of range on ``coffee``).
 
 :data:`FIRST_KINDS`, the first four, are the kinds of the first robust recipe
 (``TrainConfig.synthetic_kinds``' default): drawing from them gives the patches it gave.
@@ -36,10 +40,11 @@ from irnlib.imaging.metrics import LUMA_WEIGHTS
 
 __all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "scale_chroma", "synthetic_patch"]
 
-SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth", "vivid")
+SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth", "vivid", "grain")
 FIRST_KINDS = SYNTHETIC_KINDS[:4]
 SMOOTH_SLOPES = (0.1, 5.0)  # "smooth": the largest channel's change, 8-bit levels a pixel (log-uniform)
 VIVID_GAINS = (1.5, 3.5)  # "vivid": the chroma's gain about the luma (uniform)
+GRAIN_SIGMAS = (2.0, 20.0)  # "grain": the noise's standard deviation, 8-bit levels (uniform)
 
 
 def palette_colour(rng: np.random.Generator) -> np.ndarray:
@@ -152,6 +157,20 @@ def _vivid(rng: np.random.Generator, photo: np.ndarray) -> np.ndarray:
     return scale_chroma(photo, gain)
 
 
+def _grain(rng: np.random.Generator, p: int) -> np.ndarray:
+    yy, xx = _grid(p)
+    brightest = 40.0 + 215.0 * rng.random()  # the saturated colour's largest channel
+    darkest = brightest * 0.4 * rng.random()  # ... and its smallest: 0 to 40 % of it
+    colour = darkest + (brightest - darkest) * hue_rgb(np.array([6 * rng.random()]))
+    angle = rng.random() * 2 * np.pi
+    shade = 1.0 - 0.5 * rng.random() * (np.cos(angle) * xx + np.sin(angle) * yy + 1.5 * p) / (3 * p)
+    img = colour * shade[..., None]  # a saturated colour in gentle shade, then grain on it:
+    sigma = GRAIN_SIGMAS[0] + (GRAIN_SIGMAS[1] - GRAIN_SIGMAS[0]) * rng.random()
+    shared = rng.random()  # how much of the grain all three channels share (brightness grain)
+    noise = np.sqrt(shared) * rng.standard_normal((p, p, 1)) + np.sqrt(1 - shared) * rng.standard_normal((p, p, 3))
+    return img + sigma * noise
+
+
 def synthetic_patch(
     rng: np.random.Generator, patch: int, photo: np.ndarray, kinds: tuple[str, ...] = FIRST_KINDS
 ) -> np.ndarray:
@@ -191,6 +210,8 @@ def synthetic_patch(
         img = _smooth(rng, patch)
     elif kind == "vivid":
         img = _vivid(rng, photo)
+    elif kind == "grain":
+        img = _grain(rng, patch)
     else:
         img = _highlights(rng, patch, photo)
     return np.round(np.clip(img, 0, 255)).astype(np.uint8)
