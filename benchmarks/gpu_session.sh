@@ -13,7 +13,8 @@
 # Further field=value arguments go to both trainings ({s} stands for the scale), e.g. a second
 # stage from the reference models: init_from=models/kit_reference_x{s}/IRN_x{s}.pth lr=1e-4.
 # End a stage quiet (results/panel/quiet_x4/README.md: the x4 smooth-image floor follows the noise
-# of the weights): ema_decay=0.999 and a decayed lr; the x4 stages so far ended with EMA 0.99.
+# of the weights): ema_decay=0.999 and a decayed lr, as the x4 stages 7-8 did; at x4 keep the 'grain'
+# patches (synthetic_kinds=flat,gradient,strokes,highlights,grain, section 8 there) or coffee's LR drifts.
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
 # and SHARE is how much slower each training runs beside the other (1.0 measured on an H200).
 set -u
