@@ -1,6 +1,7 @@
 """The figure of trade_off.csv: the smooth-image floor against coffee's LR minimum, per run and checkpoint.
 
 Run from the repository root: ``.venv/bin/python results/panel/quiet_x4/grain/trade_off.py``.
+Each run's line starts at the model it started from (the reference, F2's last checkpoint or stage 8 = X's).
 """
 
 from pathlib import Path
@@ -9,26 +10,34 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 HERE = Path(__file__).parent
-runs = pd.read_csv(HERE / "trade_off.csv")
-reference = runs[runs.run == "reference"].iloc[0]
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+RUNS = [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D"), ("Y", "v"), ("Y0", "P")]
+
+points = pd.read_csv(HERE / "trade_off.csv")
+measured = points.dropna(subset=["colorwheel_gap_db"])  # the 250-step points of Y and Y0 have coffee only
+starts = {
+    "": points[points.run == "reference"].iloc[0],
+    "reference": points[points.run == "reference"].iloc[0],
+    "F2 2000": points[(points.run == "F2") & (points.steps == 2000)].iloc[0],
+    "stage 8": points[(points.run == "X") & (points.steps == 1000)].iloc[0],
+}
+fig, axes = plt.subplots(1, 2, figsize=(10, 5))
 for ax, column, title in zip(axes, ["colorwheel_gap_db", "gradients_gap_db"], ["colour wheel", "gradients"]):
-    for name, marker in [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D")]:
-        run = runs[runs.run == name]
-        start = runs[runs.run == "F2"].iloc[-1] if name == "X" else reference
-        xs = [start.coffee_lr_min_x1, *run.coffee_lr_min_x1]
-        ys = [start[column], *run[column]]
-        grain = run.grain_kinds.iloc[0]
-        label = f"{name}: grain {grain} of {4 + grain} kinds" if grain else f"{name}: no grain"
-        ax.plot(xs, ys, marker=marker, label=label + (", from F2" if name == "X" else ""))
+    for name, marker in RUNS:
+        run = measured[measured.run == name]
+        start = starts[run.started_from.iloc[0]]
+        xs, ys = [start.coffee_lr_min_x1, *run.coffee_lr_min_x1], [start[column], *run[column]]
+        label = f"{name}: grain {run.grain_of_kinds.iloc[0]} of the kinds, from {run.started_from.iloc[0]}"
+        ax.plot(xs, ys, marker=marker, label=label)
         ax.annotate(f"{run.steps.iloc[-1]}", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    reference = starts["reference"]
     ax.plot(reference.coffee_lr_min_x1, reference[column], "k*", markersize=12, label="reference (stage 6)")
     ax.axvline(-0.1, color="grey", linestyle=":", label="guard: LR min −0.1")
     ax.set_title(f"{title}: IRN − bicubic Y-PSNR (dB)")
     ax.set_xlabel("coffee's LR minimum before quantisation (×1)")
 axes[0].set_ylabel("margin over bicubic (dB; goal ≥ −0.5)")
-axes[1].legend(fontsize=7, loc="lower left")
+handles, labels = axes[1].get_legend_handles_labels()
+fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4)
 fig.suptitle("×4: floor (up is better) against coffee's LR minimum (right is better), every 250–500 steps")
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0.12, 1, 1))
 fig.savefig(HERE / "trade_off.png", dpi=110)
 print("wrote", HERE / "trade_off.png")
