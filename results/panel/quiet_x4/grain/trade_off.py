@@ -15,7 +15,6 @@ RUNS = [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D"), ("Y", "v"), ("Y0", "P"
 points = pd.read_csv(HERE / "trade_off.csv")
 measured = points.dropna(subset=["colorwheel_gap_db"])  # the 250-step points of Y and Y0 have coffee only
 starts = {
-    "": points[points.run == "reference"].iloc[0],
     "reference": points[points.run == "reference"].iloc[0],
     "F2 2000": points[(points.run == "F2") & (points.steps == 2000)].iloc[0],
     "stage 8": points[(points.run == "X") & (points.steps == 1000)].iloc[0],
