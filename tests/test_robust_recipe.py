@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from irnlib.data.patches import TrainingPatches
-from irnlib.data.synthetic import FIRST_KINDS, SYNTHETIC_KINDS, palette_colour, synthetic_patch
+from irnlib.data.synthetic import FIRST_KINDS, SYNTHETIC_KINDS, palette_colour, patch_of_kind, synthetic_patch
 from irnlib.experiments.panel_cause import content_stats, synthetic_mosaic
 from irnlib.imaging.images import save_png
 from irnlib.imaging.imresize import imresize
-from irnlib.model.network import quantize
-from irnlib.train import SettingsError, as_trained, make_config, parse_overrides
+from irnlib.model.network import IRN, quantize
+from irnlib.train import IRNObjective, SettingsError, TrainingSamples, as_trained, make_config, parse_overrides
 
 
 def test_the_clipped_quantiser_passes_no_gradient_where_the_clamp_acts():
@@ -175,6 +175,53 @@ def test_synthetic_kinds_come_from_the_command_line_and_older_runs_read_as_the_f
     for k in range(20):  # the same items are synthetic, only their kind differs
         assert torch.equal(smooth[k][0], plain[k][0]) == (not synthetic[k])
         assert torch.equal(smooth[k][0], first[k][0]) == (not synthetic[k])
+
+
+def test_each_item_knows_its_synthetic_kind_and_a_forward_only_kind_leaves_l_back(photo_paths):
+    kinds = ("flat", "grain")
+    mixed = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.5, synthetic_kinds=kinds)
+    plain = TrainingPatches(photo_paths, 2, 16, seed=3)
+    samples = TrainingSamples(mixed, 2, seed=3, forward_only_kinds=("grain",))
+    seen = {kind: 0 for kind in (None, *kinds)}
+    for k in range(40):
+        kind = mixed.synthetic_kind(k)
+        seen[kind] += 1
+        hr = mixed.sample(k)[0]
+        if kind is None:  # a photograph's patch, as without synthetic patches
+            assert np.array_equal(hr, plain.sample(k)[0])
+        else:  # the patch of that kind from the item's own generator, after its two draws
+            extra = np.random.default_rng((3, k, 2))
+            extra.random(), extra.integers(len(kinds))
+            assert np.array_equal(hr, patch_of_kind(extra, kind, 16, plain.sample(k)[0]))
+        assert samples[k][3].item() == (0.0 if kind == "grain" else 1.0)
+    assert min(seen.values()) >= 5  # about 20 / 10 / 10 of 40
+    assert TrainingSamples(mixed, 2, seed=3)[0][3].item() == 1.0  # none forward-only: all in L_back
+
+
+def test_a_forward_only_sample_adds_nothing_to_l_back_and_the_same_to_the_forward_terms():
+    torch.manual_seed(0)
+    net = IRN(2).eval()
+    hr = torch.rand(2, 3, 16, 16)
+    lr_ref, z_prime = imresize(hr, 0.5), torch.randn(2, 9, 8, 8)
+    objective = IRNObjective(net, make_config("paper", scale=2))
+    both = objective(hr, lr_ref, z_prime)
+    first_only = objective(hr, lr_ref, z_prime, torch.tensor([1.0, 0.0]))
+    alone = objective(hr[:1], lr_ref[:1], z_prime[:1])
+    assert torch.allclose(first_only["l_back"], alone["l_back"] / 2, rtol=1e-5)  # the batch mean keeps its /B
+    assert torch.allclose(first_only["l_forw"], both["l_forw"]) and torch.allclose(
+        first_only["l_distr"], both["l_distr"]
+    )
+    assert torch.equal(objective(hr, lr_ref, z_prime, torch.ones(2))["l_back"], both["l_back"])  # weight 1: the paper's
+
+
+def test_forward_only_kinds_must_be_kinds_the_run_draws_and_older_runs_had_none():
+    config = make_config("smoke", **parse_overrides(["synthetic_kinds=flat,grain", "forward_only_kinds=grain"]))
+    assert config.forward_only_kinds == ("grain",) and make_config("smoke").forward_only_kinds == ()
+    with pytest.raises(
+        SettingsError, match=r"forward_only_kinds must be none or more of synthetic_kinds \(flat,grain\)"
+    ):
+        make_config("smoke", synthetic_kinds=("flat", "grain"), forward_only_kinds=("smooth",))
+    assert as_trained({"scale": 2})["forward_only_kinds"] == []  # a run saved before the field
 
 
 def test_the_paper_keeps_its_recipe_and_the_quick_recipe_says_its_own():

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from irnlib.data.synthetic import FIRST_KINDS, synthetic_patch
+from irnlib.data.synthetic import FIRST_KINDS, patch_of_kind, pick_kind
 from irnlib.imaging.images import load_image
 from irnlib.imaging.imresize import imresize
 from irnlib.runtime.paths import atomic_write, cache_root
@@ -328,12 +328,25 @@ class TrainingPatches(Dataset):
             flips = rng.random(3) < 0.5
             hr = self._augment(hr, flips)
             lr = None if lr is None else self._augment(lr, flips)
-        if self.synthetic_fraction:
-            extra = np.random.default_rng((self.seed, k, 2))
-            if extra.random() < self.synthetic_fraction:
-                hr, lr = synthetic_patch(extra, self.patch, hr, self.synthetic_kinds), None
+        extra, kind = self._synthetic_draw(k)
+        if kind is not None:
+            hr, lr = patch_of_kind(extra, kind, self.patch, hr), None
         # small writable copies, also of read-only memory maps
         return np.array(hr), None if lr is None else np.array(lr)
+
+    def _synthetic_draw(self, k: int) -> tuple[np.random.Generator | None, str | None]:
+        """Item ``k``'s own generator of ``(seed, k, 2)`` and its synthetic kind (``None`` for a photograph)."""
+        if not self.synthetic_fraction:
+            return None, None
+        extra = np.random.default_rng((self.seed, k, 2))
+        if extra.random() >= self.synthetic_fraction:
+            return extra, None
+        return extra, pick_kind(extra, self.synthetic_kinds)
+
+    def synthetic_kind(self, k: int) -> str | None:
+        """The synthetic kind of item ``k`` (:data:`~irnlib.data.synthetic.SYNTHETIC_KINDS`), or
+        ``None`` when it is a photograph's patch; decodes nothing."""
+        return self._synthetic_draw(k)[1]
 
     def crop(self, k: int) -> np.ndarray:
         """The HR patch of item ``k`` as ``(patch, patch, 3)``, augmented: uint8 (float32 in

@@ -38,7 +38,16 @@ import numpy as np
 
 from irnlib.imaging.metrics import LUMA_WEIGHTS
 
-__all__ = ["FIRST_KINDS", "SYNTHETIC_KINDS", "hue_rgb", "palette_colour", "scale_chroma", "synthetic_patch"]
+__all__ = [
+    "FIRST_KINDS",
+    "SYNTHETIC_KINDS",
+    "hue_rgb",
+    "palette_colour",
+    "scale_chroma",
+    "pick_kind",
+    "patch_of_kind",
+    "synthetic_patch",
+]
 
 SYNTHETIC_KINDS = ("flat", "gradient", "strokes", "highlights", "smooth", "vivid", "grain")
 FIRST_KINDS = SYNTHETIC_KINDS[:4]
@@ -171,10 +180,51 @@ def _grain(rng: np.random.Generator, p: int) -> np.ndarray:
     return img + sigma * noise
 
 
+def pick_kind(rng: np.random.Generator, kinds: tuple[str, ...]) -> str:
+    """One of ``kinds``, drawn uniformly from ``rng`` (a kind named twice comes twice as often).
+
+    Raises
+    ------
+    ValueError
+        If ``kinds`` is empty or names a kind not in :data:`SYNTHETIC_KINDS`.
+    """
+    unknown = [kind for kind in kinds if kind not in SYNTHETIC_KINDS]
+    if not kinds or unknown:
+        raise ValueError(f"synthetic_patch: kinds must be names of {SYNTHETIC_KINDS}, got {kinds!r}")
+    return kinds[int(rng.integers(len(kinds)))]
+
+
+def patch_of_kind(rng: np.random.Generator, kind: str, patch: int, photo: np.ndarray) -> np.ndarray:
+    """A synthetic ``patch × patch`` RGB patch of ``kind``, uint8 (H×W×3), drawn from ``rng``;
+    ``photo`` as in :func:`synthetic_patch`."""
+    photo = np.asarray(photo)
+    if photo.shape != (patch, patch, 3):
+        raise ValueError(f"synthetic_patch: photo must be ({patch}, {patch}, 3), got {photo.shape}")
+    photo = photo.astype(np.float64) if photo.dtype == np.uint8 else photo.astype(np.float64) * 255.0
+    if kind == "flat":
+        img = _flat(rng, patch)
+    elif kind == "gradient":
+        img = _gradient(rng, patch)
+    elif kind == "strokes":
+        img = _strokes(rng, patch)
+    elif kind == "smooth":
+        img = _smooth(rng, patch)
+    elif kind == "vivid":
+        img = _vivid(rng, photo)
+    elif kind == "grain":
+        img = _grain(rng, patch)
+    elif kind == "highlights":
+        img = _highlights(rng, patch, photo)
+    else:
+        raise ValueError(f"synthetic_patch: kind must be one of {SYNTHETIC_KINDS}, got {kind!r}")
+    return np.round(np.clip(img, 0, 255)).astype(np.uint8)
+
+
 def synthetic_patch(
     rng: np.random.Generator, patch: int, photo: np.ndarray, kinds: tuple[str, ...] = FIRST_KINDS
 ) -> np.ndarray:
-    """A synthetic ``patch × patch`` RGB patch, uint8 (H×W×3), drawn from ``rng``.
+    """A synthetic ``patch × patch`` RGB patch, uint8 (H×W×3), drawn from ``rng``:
+    :func:`pick_kind`, then :func:`patch_of_kind`.
 
     Parameters
     ----------
@@ -192,26 +242,4 @@ def synthetic_patch(
     -------
     ndarray of uint8, shape (patch, patch, 3)
     """
-    photo = np.asarray(photo)
-    if photo.shape != (patch, patch, 3):
-        raise ValueError(f"synthetic_patch: photo must be ({patch}, {patch}, 3), got {photo.shape}")
-    photo = photo.astype(np.float64) if photo.dtype == np.uint8 else photo.astype(np.float64) * 255.0
-    unknown = [kind for kind in kinds if kind not in SYNTHETIC_KINDS]
-    if not kinds or unknown:
-        raise ValueError(f"synthetic_patch: kinds must be names of {SYNTHETIC_KINDS}, got {kinds!r}")
-    kind = kinds[int(rng.integers(len(kinds)))]
-    if kind == "flat":
-        img = _flat(rng, patch)
-    elif kind == "gradient":
-        img = _gradient(rng, patch)
-    elif kind == "strokes":
-        img = _strokes(rng, patch)
-    elif kind == "smooth":
-        img = _smooth(rng, patch)
-    elif kind == "vivid":
-        img = _vivid(rng, photo)
-    elif kind == "grain":
-        img = _grain(rng, patch)
-    else:
-        img = _highlights(rng, patch, photo)
-    return np.round(np.clip(img, 0, 255)).astype(np.uint8)
+    return patch_of_kind(rng, pick_kind(rng, kinds), patch, photo)

@@ -145,6 +145,7 @@ def _retrain_lines(card: dict) -> list[str]:
 OBJECTIVE_DEVIATIONS = {
     "quantize_gradient": "the quantiser's gradient in L_back",
     "distr_loss": "L_distr's form (`distr_loss`)",
+    "forward_only_kinds": "L_back's samples (the synthetic `forward_only_kinds` train the forward terms only)",
 }
 
 

@@ -77,6 +77,10 @@ class TrainConfig:
     # (irnlib.data.synthetic.SYNTHETIC_KINDS; the default, FIRST_KINDS, is the first robust
     # recipe's; "smooth" adds gentle ramps)
     synthetic_kinds: tuple[str, ...] = FIRST_KINDS
+    # synthetic kinds (among synthetic_kinds) whose patches train the forward terms only (L_forw,
+    # L_distr, L_stress, L_range): their L_back weight is 0, so they teach the downscaler to keep
+    # their LR in range without teaching the upscaler to read z on them (the kit's; none: all of L_back)
+    forward_only_kinds: tuple[str, ...] = ()
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
@@ -154,6 +158,7 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         self.lr_milestones = tuple(self.lr_milestones)
         self.synthetic_kinds = tuple(self.synthetic_kinds)
+        self.forward_only_kinds = tuple(self.forward_only_kinds)
         if self.block_num is not None:
             self.block_num = list(self.block_num)
         if self.lambda_forw is None:
@@ -195,6 +200,7 @@ LEGACY_VALUES = {
     "stress_start": "zero",
     "synthetic_kinds": FIRST_KINDS,
     "lambda_range": 0.0,
+    "forward_only_kinds": (),
 }
 
 

@@ -111,6 +111,13 @@ def _kinds(value, config) -> bool:
     return all(isinstance(kind, str) and kind in SYNTHETIC_KINDS for kind in value)
 
 
+def _kinds_trained(value, config) -> bool:
+    """None or more of the synthetic kinds the run draws."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return False
+    return all(isinstance(kind, str) and kind in tuple(config.synthetic_kinds) for kind in value)
+
+
 def _run_name(value, config) -> bool:
     return _text(value, config) and run_name_problem(value) is None
 
@@ -135,6 +142,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "lr_target": (_one_of("image", "patch"), "'image' or 'patch'"),
     "synthetic_fraction": (_real(0, high=1), "a number in [0, 1) (0: photographs only, the paper)"),
     "synthetic_kinds": (_kinds, "one or more of " + ",".join(SYNTHETIC_KINDS) + ", comma-separated"),
+    "forward_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),
     "lambda_forw": (_optional(_real(0)), "None (scale squared) or a finite number >= 0"),
     "lambda_back": (_real(0), "a finite number >= 0 (0: term off)"),
@@ -232,5 +240,6 @@ def check_fields(config) -> None:
         scale = config.scale if _scale(config.scale, config) else "?"
         levels, min_crop = HAAR_LEVELS.get(scale, "?"), SSIM_WINDOW * scale if scale != "?" else "?"
         template = TEMPLATES.get(name, "{name} must be {allowed}, got {value}")
-        allowed = allowed.format(scale=scale, levels=levels, min_crop=min_crop)
+        kinds = ",".join(config.synthetic_kinds) if _kinds(config.synthetic_kinds, config) else "?"
+        allowed = allowed.format(scale=scale, levels=levels, min_crop=min_crop, synthetic_kinds=kinds)
         raise SettingsError(template.format(name=name, allowed=allowed, value=show(value)))

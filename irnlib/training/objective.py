@@ -10,7 +10,9 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
                                                         # unit_hinge_loss: config.distr_loss)
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
-    L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
+    L_back = λ2 · mean_b w_b Σ sqrt((x̂ − x)² + 1e-6)     # Charbonnier reconstruction
+                                                        # (w_b = 1; the kit's forward-only
+                                                        # synthetic kinds have w_b = 0)
     total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress and L_range, below)
 
 The kit's stress term (``lambda_stress > 0``; not the paper's)::
@@ -121,9 +123,13 @@ def range_loss(lr: torch.Tensor) -> torch.Tensor:
     return ((lr - 1).clamp_min(0).pow(2) + (-lr).clamp_min(0).pow(2)).sum(dim=(1, 2, 3)).mean()
 
 
-def backward_loss(x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``mean_b Σ sqrt((x̂ − x)² + eps)``: the Charbonnier (smooth L1) error, summed per image."""
-    return torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)).mean()
+def backward_loss(
+    x_hat: torch.Tensor, x: torch.Tensor, eps: float = 1e-6, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``mean_b w_b Σ sqrt((x̂ − x)² + eps)``: the Charbonnier (smooth L1) error, summed per image,
+    each image's sum times its ``weight`` ``(b,)`` (default 1), averaged over the whole batch."""
+    per_image = torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3))  # (b,)
+    return per_image.mean() if weight is None else (weight * per_image).mean()
 
 
 def run_network(
@@ -155,10 +161,12 @@ def run_network(
 class IRNObjective(nn.Module):
     """The training objective as a module, so that DDP can wrap it as a whole.
 
-    ``forward(hr, lr_ref, z_prime, distr_factor=1.0)`` returns the weighted loss terms
-    :data:`TERMS` (a switched-off term is a zero tensor); L_distr's weight is
+    ``forward(hr, lr_ref, z_prime, back_weight=None, distr_factor=1.0)`` (a training sample's
+    items, :class:`~irnlib.training.samples.TrainingSamples`, then the curriculum's factor) returns the weighted loss
+    terms :data:`TERMS` (a switched-off term is a zero tensor); L_distr's weight is
     ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`), also inside
-    L_stress.
+    L_stress; ``back_weight`` ``(b,)`` weighs each sample's L_back (default 1:
+    :class:`~irnlib.training.samples.TrainingSamples` gives 0 to a forward-only synthetic kind).
 
     Parameters
     ----------
@@ -215,9 +223,14 @@ class IRNObjective(nn.Module):
         return (hr + (start + 1.25 * eps * grad.sign()).clamp(-eps, eps)).clamp(0, 1)
 
     def forward(
-        self, hr: torch.Tensor, lr_ref: torch.Tensor, z_prime: torch.Tensor, distr_factor: float = 1.0
+        self,
+        hr: torch.Tensor,
+        lr_ref: torch.Tensor,
+        z_prime: torch.Tensor,
+        back_weight: torch.Tensor | None = None,
+        distr_factor: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1); back_weight (b,)
         lambda_distr = self.lambda_distr * distr_factor
         stress = self.lambda_stress > 0 and bool(self.lambda_forw or lambda_distr) and torch.is_grad_enabled()
         if stress and self.stress_start == "zero":
@@ -238,7 +251,7 @@ class IRNObjective(nn.Module):
             x_hat = run_network(
                 self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
             )[:, : self.net.channels]
-            terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr)
+            terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr, weight=back_weight)
         return terms
 
 
