@@ -181,8 +181,10 @@ def test_a_variant_that_diverges_is_measured_from_its_last_good_checkpoint(tmp_p
     real_forward = IRNObjective.forward
     steps = []
 
-    def forward_without_l_distr_fails_at_step_3(self, hr, lr_ref, z_prime, back_weight=None, distr_factor=1.0):
-        terms = real_forward(self, hr, lr_ref, z_prime, back_weight, distr_factor)
+    def forward_without_l_distr_fails_at_step_3(
+        self, hr, lr_ref, z_prime, back_weight=None, distr_weight=None, distr_factor=1.0
+    ):
+        terms = real_forward(self, hr, lr_ref, z_prime, back_weight, distr_weight, distr_factor)
         if not self.lambda_distr:
             steps.append(1)
             if len(steps) == 3:  # the first seed's third step: NaN, as a real divergence gives

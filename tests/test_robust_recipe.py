@@ -177,13 +177,13 @@ def test_synthetic_kinds_come_from_the_command_line_and_older_runs_read_as_the_f
         assert torch.equal(smooth[k][0], first[k][0]) == (not synthetic[k])
 
 
-def test_each_item_knows_its_synthetic_kind_and_a_forward_only_kind_leaves_l_back(photo_paths):
-    kinds = ("flat", "grain")
-    mixed = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.5, synthetic_kinds=kinds)
+def test_each_item_knows_its_synthetic_kind_and_its_weights_in_l_back_and_l_distr(photo_paths):
+    kinds = ("flat", "grain", "strokes")
+    mixed = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.6, synthetic_kinds=kinds)
     plain = TrainingPatches(photo_paths, 2, 16, seed=3)
-    samples = TrainingSamples(mixed, 2, seed=3, forward_only_kinds=("grain",))
+    samples = TrainingSamples(mixed, 2, seed=3, forward_only_kinds=("grain",), lr_only_kinds=("strokes",))
     seen = {kind: 0 for kind in (None, *kinds)}
-    for k in range(40):
+    for k in range(60):
         kind = mixed.synthetic_kind(k)
         seen[kind] += 1
         hr = mixed.sample(k)[0]
@@ -193,25 +193,26 @@ def test_each_item_knows_its_synthetic_kind_and_a_forward_only_kind_leaves_l_bac
             extra = np.random.default_rng((3, k, 2))
             extra.random(), extra.integers(len(kinds))
             assert np.array_equal(hr, patch_of_kind(extra, kind, 16, plain.sample(k)[0]))
-        assert samples[k][3].item() == (0.0 if kind == "grain" else 1.0)
-    assert min(seen.values()) >= 5  # about 20 / 10 / 10 of 40
-    assert TrainingSamples(mixed, 2, seed=3)[0][3].item() == 1.0  # none forward-only: all in L_back
+        weights = samples[k][3].item(), samples[k][4].item()  # L_back, L_distr
+        assert weights == {"grain": (0.0, 1.0), "strokes": (0.0, 0.0)}.get(kind, (1.0, 1.0))
+    assert min(seen.values()) >= 5  # about 24 / 12 / 12 / 12 of 60
+    assert TrainingSamples(mixed, 2, seed=3)[0][3:] == (1.0, 1.0)  # none named: every sample in every term
 
 
-def test_a_forward_only_sample_adds_nothing_to_l_back_and_the_same_to_the_forward_terms():
+def test_a_sample_of_weight_zero_adds_nothing_to_its_term_and_the_same_to_the_others():
     torch.manual_seed(0)
     net = IRN(2).eval()
     hr = torch.rand(2, 3, 16, 16)
     lr_ref, z_prime = imresize(hr, 0.5), torch.randn(2, 9, 8, 8)
     objective = IRNObjective(net, make_config("paper", scale=2))
     both = objective(hr, lr_ref, z_prime)
-    first_only = objective(hr, lr_ref, z_prime, torch.tensor([1.0, 0.0]))
+    first_only = objective(hr, lr_ref, z_prime, torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))
     alone = objective(hr[:1], lr_ref[:1], z_prime[:1])
-    assert torch.allclose(first_only["l_back"], alone["l_back"] / 2, rtol=1e-5)  # the batch mean keeps its /B
-    assert torch.allclose(first_only["l_forw"], both["l_forw"]) and torch.allclose(
-        first_only["l_distr"], both["l_distr"]
-    )
-    assert torch.equal(objective(hr, lr_ref, z_prime, torch.ones(2))["l_back"], both["l_back"])  # weight 1: the paper's
+    for term in ("l_back", "l_distr"):  # the batch mean keeps its /B
+        assert torch.allclose(first_only[term], alone[term] / 2, rtol=1e-5)
+    assert torch.allclose(first_only["l_forw"], both["l_forw"])
+    ones = objective(hr, lr_ref, z_prime, torch.ones(2), torch.ones(2))
+    assert all(torch.equal(ones[term], both[term]) for term in both)  # weight 1: the paper's terms, bit for bit
 
 
 def test_forward_only_kinds_must_be_kinds_the_run_draws_and_older_runs_had_none():
@@ -221,7 +222,9 @@ def test_forward_only_kinds_must_be_kinds_the_run_draws_and_older_runs_had_none(
         SettingsError, match=r"forward_only_kinds must be none or more of synthetic_kinds \(flat,grain\)"
     ):
         make_config("smoke", synthetic_kinds=("flat", "grain"), forward_only_kinds=("smooth",))
-    assert as_trained({"scale": 2})["forward_only_kinds"] == []  # a run saved before the field
+    with pytest.raises(SettingsError, match=r"lr_only_kinds must be none or more of synthetic_kinds"):
+        make_config("smoke", lr_only_kinds=("grain",))
+    assert as_trained({"scale": 2})["forward_only_kinds"] == as_trained({"scale": 2})["lr_only_kinds"] == []
 
 
 def test_the_paper_keeps_its_recipe_and_the_quick_recipe_says_its_own():

@@ -303,9 +303,9 @@ def test_samples_are_deterministic_in_their_index_and_latents_are_standard_norma
     for k in (0, 7):
         for u, v in zip(a[k], b[k]):
             assert torch.equal(u, v)
-    hr, lr, z, back_weight = a[3]
+    hr, lr, z, back_weight, distr_weight = a[3]
     assert hr.shape == (3, 32, 32) and lr.shape == (3, 8, 8) and z.shape == (45, 8, 8)
-    assert back_weight.shape == () and back_weight.item() == 1.0  # no forward-only kinds: every sample in L_back
+    assert back_weight.shape == distr_weight.shape == () and back_weight.item() == distr_weight.item() == 1.0
     zs = torch.stack([a[k][2] for k in range(20)])
     assert abs(zs.mean().item()) < 0.05 and abs(zs.std().item() - 1) < 0.05
     assert not torch.equal(a[0][2], a[1][2])

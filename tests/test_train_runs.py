@@ -106,9 +106,11 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     real_forward = IRNObjective.forward
     calls = []
 
-    def forward_that_fails_at_the_third_step(self, hr, lr_ref, z_prime, back_weight=None, distr_factor=1.0):
+    def forward_that_fails_at_the_third_step(
+        self, hr, lr_ref, z_prime, back_weight=None, distr_weight=None, distr_factor=1.0
+    ):
         calls.append(1)
-        terms = real_forward(self, hr, lr_ref, z_prime, back_weight, distr_factor)
+        terms = real_forward(self, hr, lr_ref, z_prime, back_weight, distr_weight, distr_factor)
         if len(calls) == 3:
             terms["l_back"] = terms["l_back"] * float("nan")
         return terms
@@ -201,7 +203,7 @@ def _ddp_gradients(rank, world, init_file, out_dir):
     model = torch.nn.parallel.DistributedDataParallel(objective) if world > 1 else objective
     samples = TrainingSamples(TrainingPatches(list_images("embedded-train"), 2, 16, seed=0), 2, seed=0)
     (indices,) = IterationBatches(5, 6, batch_size=4, rank=rank, world=world)  # iteration 5
-    hr, lr_ref, z_prime, _ = (torch.stack(parts) for parts in zip(*(samples[k] for k in indices)))
+    hr, lr_ref, z_prime, _, _ = (torch.stack(parts) for parts in zip(*(samples[k] for k in indices)))
     terms = model(hr, lr_ref, z_prime)
     (terms["l_forw"] + terms["l_back"] + terms["l_distr"]).backward()
     if rank == 0:

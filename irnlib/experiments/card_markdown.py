@@ -146,6 +146,7 @@ OBJECTIVE_DEVIATIONS = {
     "quantize_gradient": "the quantiser's gradient in L_back",
     "distr_loss": "L_distr's form (`distr_loss`)",
     "forward_only_kinds": "L_back's samples (the synthetic `forward_only_kinds` train the forward terms only)",
+    "lr_only_kinds": "L_back's and L_distr's samples (the synthetic `lr_only_kinds` train the LR only)",
 }
 
 

@@ -81,6 +81,9 @@ class TrainConfig:
     # L_distr, L_stress, L_range): their L_back weight is 0, so they teach the downscaler to keep
     # their LR in range without teaching the upscaler to read z on them (the kit's; none: all of L_back)
     forward_only_kinds: tuple[str, ...] = ()
+    # ... and those that train the LR only (L_forw, L_range, and L_forw inside L_stress): weight 0
+    # in L_back and L_distr, so nothing about their latent is asked (the kit's; none by default)
+    lr_only_kinds: tuple[str, ...] = ()
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
@@ -158,7 +161,7 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         self.lr_milestones = tuple(self.lr_milestones)
         self.synthetic_kinds = tuple(self.synthetic_kinds)
-        self.forward_only_kinds = tuple(self.forward_only_kinds)
+        self.forward_only_kinds, self.lr_only_kinds = tuple(self.forward_only_kinds), tuple(self.lr_only_kinds)
         if self.block_num is not None:
             self.block_num = list(self.block_num)
         if self.lambda_forw is None:
@@ -201,6 +204,7 @@ LEGACY_VALUES = {
     "synthetic_kinds": FIRST_KINDS,
     "lambda_range": 0.0,
     "forward_only_kinds": (),
+    "lr_only_kinds": (),
 }
 
 

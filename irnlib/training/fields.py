@@ -143,6 +143,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "synthetic_fraction": (_real(0, high=1), "a number in [0, 1) (0: photographs only, the paper)"),
     "synthetic_kinds": (_kinds, "one or more of " + ",".join(SYNTHETIC_KINDS) + ", comma-separated"),
     "forward_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
+    "lr_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),
     "lambda_forw": (_optional(_real(0)), "None (scale squared) or a finite number >= 0"),
     "lambda_back": (_real(0), "a finite number >= 0 (0: term off)"),

@@ -79,6 +79,7 @@ def train_step(
     step: int,
     world: int = 1,
     back_weight: torch.Tensor | None = None,
+    distr_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Optimiser step ``step`` (0-based) on one batch (already on the device); the step of :func:`train`.
 
@@ -86,7 +87,7 @@ def train_step(
     :func:`distr_factor` of ``step``), the loss values every process agrees on
     (averaged over processes), backward, gradient-norm clipping at ``config.grad_clip``, the
     Adam step, the learning-rate schedule and the weights' moving average (if kept).
-    ``back_weight`` (``(b,)``, default all 1) weighs each sample's L_back.
+    ``back_weight`` and ``distr_weight`` (``(b,)``, default all 1) weigh each sample's L_back and L_distr.
 
     Returns
     -------
@@ -104,7 +105,7 @@ def train_step(
     """
     amp_dtype = state.amp_dtype
     with torch.autocast(hr.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        terms = state.model(hr, lr_ref, z_prime, back_weight, distr_factor(step, config))
+        terms = state.model(hr, lr_ref, z_prime, back_weight, distr_weight, distr_factor(step, config))
     loss = sum(terms[k] for k in TERMS)
     values = torch.stack([loss.detach(), *(terms[k].detach() for k in TERMS)]).float()
     if world > 1:
@@ -256,13 +257,19 @@ def _run_steps(
     batches = iter(loader)
     for t in range(start, config.iterations):
         tic = time.perf_counter()
-        hr, lr_ref, z_prime, back_weight = next(batches)  # (b, 3, P, P), (b, 3, P/s, P/s), (b, 3s²−3, P/s, P/s), (b,)
+        # (b, 3, P, P), (b, 3, P/s, P/s), (b, 3s²−3, P/s, P/s), (b,), (b,)
+        hr, lr_ref, z_prime, back_weight, distr_weight = next(batches)
         hr = hr.to(device, non_blocking=True, memory_format=memory_format)
         lr_ref, z_prime = lr_ref.to(device, non_blocking=True), z_prime.to(device, non_blocking=True)
-        back_weight = back_weight.to(device, non_blocking=True)
+        back_weight, distr_weight = (
+            back_weight.to(device, non_blocking=True),
+            distr_weight.to(device, non_blocking=True),
+        )
         data_time = time.perf_counter() - tic
         try:
-            values, grad_norm, lr_now = train_step(state, hr, lr_ref, z_prime, config, t, world, back_weight)
+            values, grad_norm, lr_now = train_step(
+                state, hr, lr_ref, z_prime, config, t, world, back_weight, distr_weight
+            )
         except NonFiniteStep as err:
             bar.close()
             raise _diverged(t + 1, err, config, run) from None

@@ -62,6 +62,7 @@ from irnlib.training.fields import DISTR_LOSS_FORMS
 
 __all__ = [
     "TERMS",
+    "batch_mean",
     "forward_loss",
     "distribution_loss",
     "unit_kl_loss",
@@ -78,17 +79,24 @@ __all__ = [
 TERMS = ("l_forw", "l_back", "l_distr", "l_stress", "l_range")  # the loss terms, in train_log.csv's order
 
 
+def batch_mean(per_image: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean_b w_b · per_image_b``: per-image values ``(b,)`` times their ``weight`` ``(b,)``
+    (default 1), averaged over the whole batch (a sample of weight 0 still counts in ``b``)."""
+    return per_image.mean() if weight is None else (weight * per_image).mean()
+
+
 def forward_loss(lr: torch.Tensor, lr_ref: torch.Tensor) -> torch.Tensor:
     """``mean_b Σ_{c,h,w} (lr − lr_ref)²``: squared error summed per image, averaged over the batch."""
     return (lr - lr_ref).pow(2).sum(dim=(1, 2, 3)).mean()
 
 
-def distribution_loss(z: torch.Tensor) -> torch.Tensor:
-    """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant."""
-    return z.pow(2).sum(dim=(1, 2, 3)).mean()
+def distribution_loss(z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean_b Σ z²``: twice the negative log-likelihood of ``z`` under N(0, 1), up to a constant
+    (each image's sum times its ``weight``, :func:`batch_mean`, as in the other two forms)."""
+    return batch_mean(z.pow(2).sum(dim=(1, 2, 3)), weight)
 
 
-def unit_kl_loss(z: torch.Tensor) -> torch.Tensor:
+def unit_kl_loss(z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``mean_b N/2 · (m − 1 − ln m)``, ``m`` an image's mean ``z²`` over its ``N`` latent values.
 
     ``N`` times the KL divergence from N(0, m) to N(0, 1): zero when the image's latent has unit
@@ -98,10 +106,10 @@ def unit_kl_loss(z: torch.Tensor) -> torch.Tensor:
     """
     n = z[0].numel()
     m = z.float().pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-12)  # (b,)
-    return (0.5 * n * (m - 1 - m.log())).mean()
+    return batch_mean(0.5 * n * (m - 1 - m.log()), weight)
 
 
-def unit_hinge_loss(z: torch.Tensor) -> torch.Tensor:
+def unit_hinge_loss(z: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``mean_b Σ max(|z| − 1, 0)²``: the squared excess of ``|z|`` over 1, summed per image.
 
     Zero for every latent value within one standard deviation of the ``z' ~ N(0, 1)`` the
@@ -110,7 +118,7 @@ def unit_hinge_loss(z: torch.Tensor) -> torch.Tensor:
     pushing it up (:func:`unit_kl_loss` grows as an image's latent shrinks). The kit's alternative
     L_distr (``TrainConfig.distr_loss = "unit_hinge"``), not the paper's.
     """
-    return (z.abs() - 1).clamp_min(0).pow(2).sum(dim=(1, 2, 3)).mean()
+    return batch_mean((z.abs() - 1).clamp_min(0).pow(2).sum(dim=(1, 2, 3)), weight)
 
 
 # L_distr's forms by TrainConfig.distr_loss (fields.DISTR_LOSS_FORMS): the official one, the kit's two
@@ -128,8 +136,7 @@ def backward_loss(
 ) -> torch.Tensor:
     """``mean_b w_b Σ sqrt((x̂ − x)² + eps)``: the Charbonnier (smooth L1) error, summed per image,
     each image's sum times its ``weight`` ``(b,)`` (default 1), averaged over the whole batch."""
-    per_image = torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3))  # (b,)
-    return per_image.mean() if weight is None else (weight * per_image).mean()
+    return batch_mean(torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)), weight)
 
 
 def run_network(
@@ -161,12 +168,14 @@ def run_network(
 class IRNObjective(nn.Module):
     """The training objective as a module, so that DDP can wrap it as a whole.
 
-    ``forward(hr, lr_ref, z_prime, back_weight=None, distr_factor=1.0)`` (a training sample's
-    items, :class:`~irnlib.training.samples.TrainingSamples`, then the curriculum's factor) returns the weighted loss
+    ``forward(hr, lr_ref, z_prime, back_weight=None, distr_weight=None, distr_factor=1.0)`` (a
+    training sample's items, :class:`~irnlib.training.samples.TrainingSamples`, then the
+    curriculum's factor) returns the weighted loss
     terms :data:`TERMS` (a switched-off term is a zero tensor); L_distr's weight is
     ``lambda_distr · distr_factor`` (the curriculum's factor, :func:`distr_factor`), also inside
-    L_stress; ``back_weight`` ``(b,)`` weighs each sample's L_back (default 1:
-    :class:`~irnlib.training.samples.TrainingSamples` gives 0 to a forward-only synthetic kind).
+    L_stress; ``back_weight`` and ``distr_weight`` ``(b,)`` weigh each sample's L_back and L_distr
+    (also inside L_stress; default 1: :class:`~irnlib.training.samples.TrainingSamples` gives 0 to
+    the synthetic kinds a run trains on the forward terms or the LR only).
 
     Parameters
     ----------
@@ -190,9 +199,10 @@ class IRNObjective(nn.Module):
         self.lambda_range = config.lambda_range
 
     def forward_terms(
-        self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float
+        self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float, distr_weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The LR ``net(hr)[:, :C]`` and the weighted ``{"l_forw", "l_distr"}`` of ``hr``."""
+        """The LR ``net(hr)[:, :C]`` and the weighted ``{"l_forw", "l_distr"}`` of ``hr``
+        (each sample's L_distr times its ``distr_weight``)."""
         c = self.net.channels
         y = run_network(
             self.net, hr, memory_saving=self.memory_saving, channels_last=self.channels_last
@@ -201,11 +211,16 @@ class IRNObjective(nn.Module):
         zero = y.new_zeros(())
         return lr, {
             "l_forw": self.lambda_forw * forward_loss(lr, lr_ref) if self.lambda_forw else zero,
-            "l_distr": lambda_distr * self.distr_loss(z) if lambda_distr else zero,
+            "l_distr": lambda_distr * self.distr_loss(z, distr_weight) if lambda_distr else zero,
         }
 
     def moved_batch(
-        self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float, forward_terms: dict[str, torch.Tensor]
+        self,
+        hr: torch.Tensor,
+        lr_ref: torch.Tensor,
+        lambda_distr: float,
+        forward_terms: dict[str, torch.Tensor],
+        distr_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """L_stress's ``x'``: ``hr`` moved by at most ``stress_eps`` per value up the forward terms.
 
@@ -218,7 +233,7 @@ class IRNObjective(nn.Module):
             return (hr.detach() + eps * grad.sign()).clamp(0, 1)
         start = (2 * torch.rand_like(hr) - 1) * eps  # δ0 ~ U(−ε, ε): (b, 3, P, P)
         x0 = (hr + start).clamp(0, 1).requires_grad_(True)
-        _, start_terms = self.forward_terms(x0, lr_ref, lambda_distr)
+        _, start_terms = self.forward_terms(x0, lr_ref, lambda_distr, distr_weight)
         (grad,) = torch.autograd.grad(sum(start_terms.values()), x0)
         return (hr + (start + 1.25 * eps * grad.sign()).clamp(-eps, eps)).clamp(0, 1)
 
@@ -228,22 +243,24 @@ class IRNObjective(nn.Module):
         lr_ref: torch.Tensor,
         z_prime: torch.Tensor,
         back_weight: torch.Tensor | None = None,
+        distr_weight: torch.Tensor | None = None,
         distr_factor: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1); back_weight (b,)
+        # hr (b, 3, P, P); lr_ref (b, 3, P/s, P/s); z_prime (b, 3·s² − 3, P/s, P/s) ~ N(0, 1)
+        # back_weight, distr_weight (b,) or None
         lambda_distr = self.lambda_distr * distr_factor
         stress = self.lambda_stress > 0 and bool(self.lambda_forw or lambda_distr) and torch.is_grad_enabled()
         if stress and self.stress_start == "zero":
             hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
-        lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr)  # lr (b, 3, P/s, P/s)
+        lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr, distr_weight)  # lr (b, 3, P/s, P/s)
         zero = lr.new_zeros(())
         terms = {**forward_terms, "l_back": zero, "l_stress": zero, "l_range": zero}
         if self.lambda_range:
             terms["l_range"] = self.lambda_range * range_loss(lr)
         if stress:
-            moved = self.moved_batch(hr, lr_ref, lambda_distr, forward_terms)  # x': (b, 3, P, P)
+            moved = self.moved_batch(hr, lr_ref, lambda_distr, forward_terms, distr_weight)  # x': (b, 3, P, P)
             hr = hr.detach()
-            _, moved_terms = self.forward_terms(moved, lr_ref, lambda_distr)
+            _, moved_terms = self.forward_terms(moved, lr_ref, lambda_distr, distr_weight)
             terms["l_stress"] = self.lambda_stress * sum(moved_terms.values())
         if self.lambda_back:
             # The 8-bit LR (straight-through gradient) and a fresh latent go back up.

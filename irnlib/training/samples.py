@@ -21,29 +21,39 @@ __all__ = ["TrainingSamples", "IterationBatches", "training_patches", "training_
 
 
 class TrainingSamples(Dataset):
-    """:class:`~irnlib.data.patches.TrainingPatches` plus each sample's latent draw ``z'`` and its weight in L_back.
+    """:class:`~irnlib.data.patches.TrainingPatches` plus each sample's latent draw ``z'`` and its loss weights.
 
-    Item ``k`` is ``(hr, lr_ref, z_prime, back_weight)``: the patch pair ``patches[k]``,
-    ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``), float32,
-    drawn from a generator seeded with ``(seed, k)``, and ``back_weight``, a float32 scalar: 0 for
-    a synthetic patch of one of ``forward_only_kinds`` (it trains the forward terms only), else 1.
-    The whole sample depends on ``k`` alone.
+    Item ``k`` is ``(hr, lr_ref, z_prime, back_weight, distr_weight)``: the patch pair
+    ``patches[k]``, ``z_prime ~ N(0, 1)`` of shape ``(3·s² − 3, P/s, P/s)`` (the shape of ``z``),
+    float32, drawn from a generator seeded with ``(seed, k)``, and the sample's weights in L_back
+    and L_distr, float32 scalars: 1, except for a synthetic patch of one of ``forward_only_kinds``
+    (L_back 0: it trains the forward terms only) or of ``lr_only_kinds`` (L_back and L_distr 0:
+    it trains the LR only, L_forw and L_range). The whole sample depends on ``k`` alone.
     """
 
-    def __init__(self, patches: Dataset, scale: int, seed: int, forward_only_kinds: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        patches: Dataset,
+        scale: int,
+        seed: int,
+        forward_only_kinds: tuple[str, ...] = (),
+        lr_only_kinds: tuple[str, ...] = (),
+    ):
         self.patches, self.scale, self.seed = patches, scale, seed
-        self.forward_only_kinds = tuple(forward_only_kinds)
+        self.forward_only_kinds, self.lr_only_kinds = tuple(forward_only_kinds), tuple(lr_only_kinds)
 
     def __len__(self) -> int:
         return len(self.patches)
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, ...]:
         hr, lr = self.patches[k]  # (3, P, P), (3, P/s, P/s)
         c, h, w = lr.shape
         rng = np.random.default_rng((self.seed, k, 1))  # a different stream from the patch's (seed, k)
         z = torch.from_numpy(rng.standard_normal((c * (self.scale**2 - 1), h, w), dtype=np.float32))
-        forward_only = bool(self.forward_only_kinds) and self.patches.synthetic_kind(k) in self.forward_only_kinds
-        return hr, lr, z, torch.tensor(0.0 if forward_only else 1.0)
+        kind = self.patches.synthetic_kind(k) if self.forward_only_kinds or self.lr_only_kinds else None
+        lr_only = kind in self.lr_only_kinds
+        forward_only = lr_only or kind in self.forward_only_kinds
+        return hr, lr, z, torch.tensor(0.0 if forward_only else 1.0), torch.tensor(0.0 if lr_only else 1.0)
 
 
 class IterationBatches(Sampler):
@@ -111,7 +121,7 @@ def training_loader(
     """
     patches = training_patches(config) if patches is None else patches
     return DataLoader(
-        TrainingSamples(patches, config.scale, config.seed, config.forward_only_kinds),
+        TrainingSamples(patches, config.scale, config.seed, config.forward_only_kinds, config.lr_only_kinds),
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
