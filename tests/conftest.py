@@ -69,12 +69,17 @@ def one_thread():
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every subnet random, well-conditioned weights (conv5 is zero at init)."""
+    """Give every subnet random, well-conditioned weights (conv5 is zero at init), all drawn from
+    ``seed``: conv1-4 as IRN initialises them (Xavier normal times 0.1), conv5 and every bias
+    small and random. The network is then the same whatever the global generator has drawn
+    before (a learned downsampling's orthogonal matrices keep their own initialisation)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if name.endswith("conv5.weight"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+            elif name.endswith(("conv1.weight", "conv2.weight", "conv3.weight", "conv4.weight")):
+                torch.nn.init.xavier_normal_(p, generator=gen).mul_(0.1)
             elif name.endswith("bias"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
     return net

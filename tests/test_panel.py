@@ -127,7 +127,6 @@ def test_measure_image_follows_the_protocol_and_reads_the_forward_pass(tiny):
 @pytest.mark.parametrize("scale", [2, 4])
 def test_a_whole_427x640_photograph_measures_the_same_tiled_as_whole(scale):
     """The panel runs tiled (TILE = 160 per level's map): rocket's 213×320 (×2) map is cut in two columns."""
-    torch.manual_seed(2)  # randomize() leaves conv1-4 at IRN's own init, drawn from the global generator
     net = randomize(IRN(scale, block_num=[1] * (scale // 2)), seed=2).eval()
     rocket = P.panel_images("T91+BSD200")["skimage/rocket"]
     assert len(inference._spans(rocket.shape[1] // 2, inference.TILE)) == 2
