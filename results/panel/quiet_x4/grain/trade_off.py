@@ -11,8 +11,10 @@ import pandas as pd
 
 HERE = Path(__file__).parent
 RUNS = [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D"), ("Y", "v"), ("Y0", "P")]
+RUNS += [("Zg", "X"), ("Zf", "x"), ("Zr", "<"), ("Zd", ">"), ("Zq", "h")]  # session 19: which terms grain trains
 
-points = pd.read_csv(HERE / "trade_off.csv")
+points = pd.read_csv(HERE / "trade_off.csv", dtype={"grain_of_kinds": str})
+points = points[points.run.isin([name for name, _ in RUNS]) | (points.run == "reference")]
 measured = points.dropna(subset=["colorwheel_gap_db"])  # the 250-step points of Y and Y0 have coffee only
 starts = {
     "reference": points[points.run == "reference"].iloc[0],
@@ -21,12 +23,16 @@ starts = {
 }
 fig, axes = plt.subplots(1, 2, figsize=(10, 5))
 for ax, column, title in zip(axes, ["colorwheel_gap_db", "gradients_gap_db"], ["colour wheel", "gradients"]):
-    for name, marker in RUNS:
+    for i, (name, marker) in enumerate(RUNS):
         run = measured[measured.run == name]
         start = starts[run.started_from.iloc[0]]
         xs, ys = [start.coffee_lr_min_x1, *run.coffee_lr_min_x1], [start[column], *run[column]]
-        label = f"{name}: grain {run.grain_of_kinds.iloc[0]} of the kinds, from {run.started_from.iloc[0]}"
-        ax.plot(xs, ys, marker=marker, label=label)
+        first = run.iloc[0]
+        partly = isinstance(first.grain_trains, str) and first.grain_trains != "all terms"  # Zf, Zr, Zq
+        how = f" ({first.grain_trains})" if partly else ""
+        share = f", {first.synthetic_fraction:g} synthetic" if first.synthetic_fraction != 0.25 else ""
+        label = f"{name}: grain {first.grain_of_kinds}{how}{share}, from {first.started_from}"
+        ax.plot(xs, ys, marker=marker, label=label, color=plt.cm.tab20((2 * i) % 20 + (2 * i) // 20))
         ax.annotate(f"{run.steps.iloc[-1]}", (xs[-1], ys[-1]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     reference = starts["reference"]
     ax.plot(reference.coffee_lr_min_x1, reference[column], "k*", markersize=12, label="reference (stage 6)")
