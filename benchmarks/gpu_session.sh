@@ -14,7 +14,8 @@
 # stage from the reference models: init_from=models/kit_reference_x{s}/IRN_x{s}.pth lr=1e-4.
 # End a stage quiet (results/panel/quiet_x4/README.md: the x4 smooth-image floor follows the noise
 # of the weights): ema_decay=0.999 and a decayed lr, as the x4 stages 7-8 did; at x4 keep the 'grain'
-# patches (synthetic_kinds=flat,gradient,strokes,highlights,grain, section 8 there) or coffee's LR drifts.
+# patches (synthetic_kinds=flat,gradient,strokes,highlights,grain, section 8 there) or coffee's LR drifts,
+# and train them on the LR only (lr_only_kinds=grain: the same hold for less floor, section 9 there).
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
 # and SHARE is how much slower each training runs beside the other (1.0 measured on an H200).
 set -u
