@@ -15,7 +15,7 @@
 # End a stage quiet (results/panel/quiet_x4/README.md: the x4 smooth-image floor follows the noise
 # of the weights): ema_decay=0.999 and a decayed lr, as the x4 stages 7-8 did; at x4 keep the 'grain'
 # patches (synthetic_kinds=flat,gradient,strokes,highlights,grain, section 8 there) or coffee's LR drifts,
-# and train them on the LR only (lr_only_kinds=grain: the same hold for less floor, section 9 there).
+# and train them on the LR only (lr_only_kinds=grain: nearly the same hold on coffee x1 for less floor, section 9 there).
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
 # and SHARE is how much slower each training runs beside the other (1.0 measured on an H200).
 set -u
