@@ -10,10 +10,13 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
                                                         # unit_hinge_loss: config.distr_loss)
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
-    L_back = λ2 · mean_b w_b Σ sqrt((x̂ − x)² + 1e-6)     # Charbonnier reconstruction
-                                                        # (w_b = 1; the kit's forward-only
-                                                        # synthetic kinds have w_b = 0)
+    L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
     total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress and L_range, below)
+
+The kit's per-sample weights (not the paper's, which has every weight 1): each image's L_back and
+L_distr (also inside L_stress) is multiplied by its ``back_weight`` / ``distr_weight`` before the
+batch mean (:func:`batch_mean`, still divided by the whole batch). They are 0 for the synthetic
+kinds a run names in ``forward_only_kinds`` (L_back) or ``lr_only_kinds`` (both), else 1.
 
 The kit's stress term (``lambda_stress > 0``; not the paper's)::
 
