@@ -33,6 +33,7 @@ __all__ = [
     "TrainingPatches",
     "SAMPLINGS",
     "LR_TARGETS",
+    "SYNTHETIC_LRS",
     "official_training_size",
     "bilinear_resize",
     "official_training_image",
@@ -41,6 +42,7 @@ __all__ = [
 
 SAMPLINGS = ("epoch", "stream")  # how TrainingPatches picks the image of item k
 LR_TARGETS = ("image", "patch")  # how it makes the LR target of a patch
+SYNTHETIC_LRS = ("bicubic", "clipped")  # a synthetic patch's LR target: its bicubic LR, or that in [0, 1]
 OFFICIAL_TRAIN_VERSION = "1"  # bump when official_training_image changes meaning
 
 
@@ -194,6 +196,9 @@ class TrainingPatches(Dataset):
         LR target the bicubic LR of the patch itself (as ``lr_target="patch"``).
     synthetic_kinds : tuple of str
         The kinds of synthetic patch (default :data:`irnlib.data.synthetic.FIRST_KINDS`).
+    synthetic_lr : "bicubic" or "clipped"
+        A synthetic patch's LR target: its bicubic LR as it is, or clipped to [0, 1] (bicubic
+        overshoots at a hard saturated edge, where L_range holds the LR inside).
 
     Returns
     -------
@@ -216,6 +221,7 @@ class TrainingPatches(Dataset):
         batch_size: int | None = None,
         synthetic_fraction: float = 0.0,
         synthetic_kinds: tuple[str, ...] = FIRST_KINDS,
+        synthetic_lr: str = "bicubic",
     ):
         if patch % scale:
             raise ValueError(f"patch size {patch} must be a multiple of the scale {scale}")
@@ -225,6 +231,8 @@ class TrainingPatches(Dataset):
             raise ValueError(f"synthetic_fraction must be in [0, 1), got {synthetic_fraction!r}")
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if synthetic_lr not in SYNTHETIC_LRS:
+            raise ValueError(f"synthetic_lr must be one of {SYNTHETIC_LRS}, got {synthetic_lr!r}")
         self.paths = [Path(p) for p in paths]
         if not self.paths:
             raise ValueError("TrainingPatches needs at least one image")
@@ -236,6 +244,7 @@ class TrainingPatches(Dataset):
         self.scale, self.patch, self.seed, self.augment = scale, patch, seed, augment
         self.cache_dir, self.lr_target, self.sampling, self.batch_size = cache_dir, lr_target, sampling, batch_size
         self.synthetic_fraction, self.synthetic_kinds = synthetic_fraction, tuple(synthetic_kinds)
+        self.synthetic_lr = synthetic_lr
         self._images: dict[int, np.ndarray] = {}  # decoded arrays or memory maps, per process
         self._prepared: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # (hr, whole-image lr) per image
         self._orders: dict[int, np.ndarray] = {}  # epoch -> image order
@@ -360,6 +369,8 @@ class TrainingPatches(Dataset):
             hr = hr / 255.0  # (3, P, P)
         if lr_arr is None:
             lr = imresize(hr[None], 1 / self.scale)[0]  # (3, P/s, P/s): the patch's own bicubic LR
+            if self.synthetic_lr == "clipped" and self.synthetic_kind(k) is not None:
+                lr = lr.clamp(0, 1)
         else:
             lr = torch.from_numpy(np.ascontiguousarray(lr_arr)).permute(2, 0, 1).contiguous()
         return hr, lr

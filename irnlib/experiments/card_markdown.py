@@ -147,6 +147,8 @@ OBJECTIVE_DEVIATIONS = {
     "distr_loss": "L_distr's form (`distr_loss`)",
     "forward_only_kinds": "L_back's samples (the synthetic `forward_only_kinds` train the forward terms only)",
     "lr_only_kinds": "L_back's and L_distr's samples (the synthetic `lr_only_kinds` train the LR only)",
+    "heavy_back_kinds": "L_back's weights (the synthetic `heavy_back_kinds` weigh `heavy_back_weight`)",
+    "synthetic_lr": "L_forw's target on the synthetic patches (`synthetic_lr`)",
 }
 
 

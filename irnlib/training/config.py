@@ -84,6 +84,13 @@ class TrainConfig:
     # ... and those that train the LR only (L_forw, L_range, and L_forw inside L_stress): weight 0
     # in L_back and L_distr, so nothing about their latent is asked (the kit's; none by default)
     lr_only_kinds: tuple[str, ...] = ()
+    # ... and those whose L_back weighs heavy_back_weight instead of 1 (the kit's; none by default):
+    # smooth content, where the upscaler must cancel the drawn z
+    heavy_back_kinds: tuple[str, ...] = ()
+    heavy_back_weight: float = 1.0
+    # the synthetic patches' LR target: their own bicubic LR, "bicubic", or that clipped to [0, 1],
+    # "clipped", which L_range does not fight at hard saturated edges (the kit's; photographs keep lr_target)
+    synthetic_lr: str = "bicubic"
     num_workers: int = 4  # DataLoader worker processes per training process (0: load in it)
     # objective (a weight of 0 switches its term off)
     lambda_forw: float | None = None  # λ1; None -> scale²
@@ -162,6 +169,7 @@ class TrainConfig:
         self.lr_milestones = tuple(self.lr_milestones)
         self.synthetic_kinds = tuple(self.synthetic_kinds)
         self.forward_only_kinds, self.lr_only_kinds = tuple(self.forward_only_kinds), tuple(self.lr_only_kinds)
+        self.heavy_back_kinds = tuple(self.heavy_back_kinds)
         if self.block_num is not None:
             self.block_num = list(self.block_num)
         if self.lambda_forw is None:
@@ -205,6 +213,9 @@ LEGACY_VALUES = {
     "lambda_range": 0.0,
     "forward_only_kinds": (),
     "lr_only_kinds": (),
+    "heavy_back_kinds": (),
+    "heavy_back_weight": 1.0,
+    "synthetic_lr": "bicubic",
 }
 
 

@@ -28,7 +28,8 @@ class TrainingSamples(Dataset):
     float32, drawn from a generator seeded with ``(seed, k)``, and the sample's weights in L_back
     and L_distr, float32 scalars: 1, except for a synthetic patch of one of ``forward_only_kinds``
     (L_back 0: it trains the forward terms only) or of ``lr_only_kinds`` (L_back and L_distr 0:
-    it trains the LR only, L_forw and L_range). The whole sample depends on ``k`` alone.
+    it trains the LR only, L_forw and L_range); a patch of one of ``heavy_back_kinds`` has the
+    L_back weight ``heavy_back_weight``. The whole sample depends on ``k`` alone.
     """
 
     def __init__(
@@ -38,9 +39,12 @@ class TrainingSamples(Dataset):
         seed: int,
         forward_only_kinds: tuple[str, ...] = (),
         lr_only_kinds: tuple[str, ...] = (),
+        heavy_back_kinds: tuple[str, ...] = (),
+        heavy_back_weight: float = 1.0,
     ):
         self.patches, self.scale, self.seed = patches, scale, seed
         self.forward_only_kinds, self.lr_only_kinds = tuple(forward_only_kinds), tuple(lr_only_kinds)
+        self.heavy_back_kinds, self.heavy_back_weight = tuple(heavy_back_kinds), float(heavy_back_weight)
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -50,10 +54,13 @@ class TrainingSamples(Dataset):
         c, h, w = lr.shape
         rng = np.random.default_rng((self.seed, k, 1))  # a different stream from the patch's (seed, k)
         z = torch.from_numpy(rng.standard_normal((c * (self.scale**2 - 1), h, w), dtype=np.float32))
-        kind = self.patches.synthetic_kind(k) if self.forward_only_kinds or self.lr_only_kinds else None
+        weighted = self.forward_only_kinds or self.lr_only_kinds or self.heavy_back_kinds
+        kind = self.patches.synthetic_kind(k) if weighted else None
         lr_only = kind in self.lr_only_kinds
-        forward_only = lr_only or kind in self.forward_only_kinds
-        return hr, lr, z, torch.tensor(0.0 if forward_only else 1.0), torch.tensor(0.0 if lr_only else 1.0)
+        back_weight = 0.0 if lr_only or kind in self.forward_only_kinds else 1.0
+        if kind in self.heavy_back_kinds:
+            back_weight *= self.heavy_back_weight
+        return hr, lr, z, torch.tensor(back_weight), torch.tensor(0.0 if lr_only else 1.0)
 
 
 class IterationBatches(Sampler):
@@ -105,6 +112,7 @@ def training_patches(config: TrainConfig) -> TrainingPatches:
             paths, config.scale, config.patch_size, config.seed, config.augment, cache_dir=cache_root(),
             lr_target=config.lr_target, sampling=config.sampling, batch_size=config.batch_size,
             synthetic_fraction=config.synthetic_fraction, synthetic_kinds=config.synthetic_kinds,
+            synthetic_lr=config.synthetic_lr,
         )  # fmt: skip
     except (FileNotFoundError, ValueError) as err:
         raise dataset_problem("train_set", config.train_set, err, config.data_root) from None
@@ -121,7 +129,10 @@ def training_loader(
     """
     patches = training_patches(config) if patches is None else patches
     return DataLoader(
-        TrainingSamples(patches, config.scale, config.seed, config.forward_only_kinds, config.lr_only_kinds),
+        TrainingSamples(
+            patches, config.scale, config.seed, config.forward_only_kinds, config.lr_only_kinds,
+            config.heavy_back_kinds, config.heavy_back_weight,
+        ),  # fmt: skip
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
