@@ -199,6 +199,53 @@ def test_each_item_knows_its_synthetic_kind_and_its_weights_in_l_back_and_l_dist
     assert TrainingSamples(mixed, 2, seed=3)[0][3:] == (1.0, 1.0)  # none named: every sample in every term
 
 
+def test_heavy_back_kinds_weigh_their_l_back_and_nothing_else(photo_paths):
+    kinds = ("flat", "gradient", "grain")
+    mixed = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.6, synthetic_kinds=kinds)
+    samples = TrainingSamples(
+        mixed, 2, seed=3, lr_only_kinds=("grain",), heavy_back_kinds=("flat", "grain"), heavy_back_weight=4.0
+    )
+    plain = TrainingSamples(mixed, 2, seed=3)
+    for k in range(40):
+        weights = samples[k][3].item(), samples[k][4].item()  # L_back, L_distr
+        assert weights == {"flat": (4.0, 1.0), "grain": (0.0, 0.0)}.get(mixed.synthetic_kind(k), (1.0, 1.0))
+        assert all(torch.equal(a, b) for a, b in zip(samples[k][:3], plain[k][:3]))  # the same patch and draw
+
+
+def test_clipped_synthetic_lr_targets_stay_in_range_and_photographs_keep_theirs(photo_paths):
+    bicubic = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.6, synthetic_kinds=("flat",))
+    clipped = TrainingPatches(
+        photo_paths, 2, 16, seed=3, synthetic_fraction=0.6, synthetic_kinds=("flat",), synthetic_lr="clipped"
+    )
+    overshoots = 0
+    for k in range(30):
+        (hr, lr), (hr_c, lr_c) = bicubic[k], clipped[k]
+        assert torch.equal(hr, hr_c)
+        if bicubic.synthetic_kind(k) is None:
+            assert torch.equal(lr, lr_c)
+        else:
+            assert torch.equal(lr_c, lr.clamp(0, 1)) and 0 <= lr_c.min() and lr_c.max() <= 1
+            overshoots += not torch.equal(lr, lr_c)
+    assert overshoots >= 3  # a flat field's hard edges overshoot in bicubic: the clip is seen
+    with pytest.raises(ValueError, match="synthetic_lr must be one of"):
+        TrainingPatches(photo_paths, 2, 16, synthetic_lr="clip")
+
+
+def test_the_new_weights_and_target_are_checked_and_older_runs_had_neither():
+    config = make_config(
+        "smoke", **parse_overrides(["synthetic_kinds=flat,grain", "heavy_back_kinds=flat", "synthetic_lr=clipped"])
+    )
+    assert config.heavy_back_kinds == ("flat",) and config.synthetic_lr == "clipped"
+    with pytest.raises(SettingsError, match=r"heavy_back_kinds must be none or more of synthetic_kinds \(flat\)"):
+        make_config("smoke", synthetic_kinds=("flat",), heavy_back_kinds=("grain",))
+    with pytest.raises(SettingsError, match=r"heavy_back_weight must be a finite number >= 0"):
+        make_config("smoke", heavy_back_weight=-1.0)
+    with pytest.raises(SettingsError, match=r"synthetic_lr must be 'bicubic' .* or 'clipped'"):
+        make_config("smoke", synthetic_lr="clip")
+    old = as_trained({"scale": 2})
+    assert (old["heavy_back_kinds"], old["heavy_back_weight"], old["synthetic_lr"]) == ([], 1.0, "bicubic")
+
+
 def test_a_sample_of_weight_zero_adds_nothing_to_its_term_and_the_same_to_the_others():
     torch.manual_seed(0)
     net = IRN(2).eval()

@@ -15,6 +15,7 @@ import numbers
 import os
 from collections.abc import Callable, Sequence
 
+from irnlib.data.patches import SYNTHETIC_LRS
 from irnlib.data.synthetic import SYNTHETIC_KINDS
 from irnlib.imaging.metrics import SSIM_WINDOW
 from irnlib.paper import PAPER_DISTR_LOSS
@@ -146,7 +147,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "lr_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "heavy_back_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "heavy_back_weight": (_real(0), "a finite number >= 0 (1: as every other sample)"),
-    "synthetic_lr": (_one_of("bicubic", "clipped"), "'bicubic' (the patch's own bicubic LR) or 'clipped' (that in [0, 1])"),
+    "synthetic_lr": (_one_of(*SYNTHETIC_LRS), "'bicubic' (the patch's own bicubic LR) or 'clipped' (that in [0, 1])"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),
     "lambda_forw": (_optional(_real(0)), "None (scale squared) or a finite number >= 0"),
     "lambda_back": (_real(0), "a finite number >= 0 (0: term off)"),

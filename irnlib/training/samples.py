@@ -130,8 +130,13 @@ def training_loader(
     patches = training_patches(config) if patches is None else patches
     return DataLoader(
         TrainingSamples(
-            patches, config.scale, config.seed, config.forward_only_kinds, config.lr_only_kinds,
-            config.heavy_back_kinds, config.heavy_back_weight,
+            patches,
+            config.scale,
+            config.seed,
+            config.forward_only_kinds,
+            config.lr_only_kinds,
+            config.heavy_back_kinds,
+            config.heavy_back_weight,
         ),  # fmt: skip
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
         num_workers=config.num_workers,
