@@ -199,16 +199,18 @@ def test_each_item_knows_its_synthetic_kind_and_its_weights_in_l_back_and_l_dist
     assert TrainingSamples(mixed, 2, seed=3)[0][3:] == (1.0, 1.0)  # none named: every sample in every term
 
 
-def test_heavy_back_kinds_weigh_their_l_back_and_nothing_else(photo_paths):
+def test_heavy_back_and_free_latent_kinds_weigh_their_own_term_and_nothing_else(photo_paths):
     kinds = ("flat", "gradient", "grain")
     mixed = TrainingPatches(photo_paths, 2, 16, seed=3, synthetic_fraction=0.6, synthetic_kinds=kinds)
     samples = TrainingSamples(
-        mixed, 2, seed=3, lr_only_kinds=("grain",), heavy_back_kinds=("flat", "grain"), heavy_back_weight=4.0
-    )
+        mixed, 2, seed=3, lr_only_kinds=("grain",), heavy_back_kinds=("flat", "grain"), heavy_back_weight=4.0,
+        free_latent_kinds=("gradient",),
+    )  # fmt: skip
     plain = TrainingSamples(mixed, 2, seed=3)
     for k in range(40):
         weights = samples[k][3].item(), samples[k][4].item()  # L_back, L_distr
-        assert weights == {"flat": (4.0, 1.0), "grain": (0.0, 0.0)}.get(mixed.synthetic_kind(k), (1.0, 1.0))
+        expected = {"flat": (4.0, 1.0), "grain": (0.0, 0.0), "gradient": (1.0, 0.0)}
+        assert weights == expected.get(mixed.synthetic_kind(k), (1.0, 1.0))
         assert all(torch.equal(a, b) for a, b in zip(samples[k][:3], plain[k][:3]))  # the same patch and draw
 
 
@@ -244,6 +246,9 @@ def test_the_new_weights_and_target_are_checked_and_older_runs_had_neither():
         make_config("smoke", synthetic_lr="clip")
     old = as_trained({"scale": 2})
     assert (old["heavy_back_kinds"], old["heavy_back_weight"], old["synthetic_lr"]) == ([], 1.0, "bicubic")
+    assert old["free_latent_kinds"] == [] and make_config("smoke", free_latent_kinds=()).free_latent_kinds == ()
+    with pytest.raises(SettingsError, match=r"free_latent_kinds must be none or more of synthetic_kinds"):
+        make_config("smoke", synthetic_kinds=("flat",), free_latent_kinds=("gradient",))
 
 
 def test_a_sample_of_weight_zero_adds_nothing_to_its_term_and_the_same_to_the_others():

@@ -148,6 +148,7 @@ OBJECTIVE_DEVIATIONS = {
     "forward_only_kinds": "L_back's samples (the synthetic `forward_only_kinds` train the forward terms only)",
     "lr_only_kinds": "L_back's and L_distr's samples (the synthetic `lr_only_kinds` train the LR only)",
     "heavy_back_kinds": "L_back's weights (the synthetic `heavy_back_kinds` weigh `heavy_back_weight`)",
+    "free_latent_kinds": "L_distr's samples (the synthetic `free_latent_kinds` have none)",
     "synthetic_lr": "L_forw's target on the synthetic patches (`synthetic_lr`)",
 }
 

@@ -88,6 +88,9 @@ class TrainConfig:
     # smooth content, where the upscaler must cancel the drawn z
     heavy_back_kinds: tuple[str, ...] = ()
     heavy_back_weight: float = 1.0
+    # ... and those whose L_distr weight is 0 (also inside L_stress): their latent is not held near 0,
+    # which makes a drawn z a large change on smooth content (docs/models.md; the kit's; none by default)
+    free_latent_kinds: tuple[str, ...] = ()
     # the synthetic patches' LR target: their own bicubic LR, "bicubic", or that clipped to [0, 1],
     # "clipped", which L_range does not fight at hard saturated edges (the kit's; photographs keep lr_target)
     synthetic_lr: str = "bicubic"
@@ -169,7 +172,7 @@ class TrainConfig:
         self.lr_milestones = tuple(self.lr_milestones)
         self.synthetic_kinds = tuple(self.synthetic_kinds)
         self.forward_only_kinds, self.lr_only_kinds = tuple(self.forward_only_kinds), tuple(self.lr_only_kinds)
-        self.heavy_back_kinds = tuple(self.heavy_back_kinds)
+        self.heavy_back_kinds, self.free_latent_kinds = tuple(self.heavy_back_kinds), tuple(self.free_latent_kinds)
         if self.block_num is not None:
             self.block_num = list(self.block_num)
         if self.lambda_forw is None:
@@ -215,6 +218,7 @@ LEGACY_VALUES = {
     "lr_only_kinds": (),
     "heavy_back_kinds": (),
     "heavy_back_weight": 1.0,
+    "free_latent_kinds": (),
     "synthetic_lr": "bicubic",
 }
 

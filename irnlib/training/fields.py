@@ -146,6 +146,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "forward_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "lr_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "heavy_back_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
+    "free_latent_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
     "heavy_back_weight": (_real(0), "a finite number >= 0 (1: as every other sample)"),
     "synthetic_lr": (_one_of(*SYNTHETIC_LRS), "'bicubic' (the patch's own bicubic LR) or 'clipped' (that in [0, 1])"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),

@@ -16,7 +16,8 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
 The kit's per-sample weights (not the paper's, which has every weight 1): each image's L_back and
 L_distr (also inside L_stress) is multiplied by its ``back_weight`` / ``distr_weight`` before the
 batch mean (:func:`batch_mean`, still divided by the whole batch). They are 0 for the synthetic
-kinds a run names in ``forward_only_kinds`` (L_back) or ``lr_only_kinds`` (both), else 1.
+kinds a run names in ``forward_only_kinds`` (L_back), ``lr_only_kinds`` (both) or
+``free_latent_kinds`` (L_distr), ``heavy_back_weight`` in L_back for ``heavy_back_kinds``, else 1.
 
 The kit's stress term (``lambda_stress > 0``; not the paper's)::
 

@@ -29,7 +29,8 @@ class TrainingSamples(Dataset):
     and L_distr, float32 scalars: 1, except for a synthetic patch of one of ``forward_only_kinds``
     (L_back 0: it trains the forward terms only) or of ``lr_only_kinds`` (L_back and L_distr 0:
     it trains the LR only, L_forw and L_range); a patch of one of ``heavy_back_kinds`` has the
-    L_back weight ``heavy_back_weight``. The whole sample depends on ``k`` alone.
+    L_back weight ``heavy_back_weight``, of one of ``free_latent_kinds`` the L_distr weight 0.
+    The whole sample depends on ``k`` alone.
     """
 
     def __init__(
@@ -41,10 +42,12 @@ class TrainingSamples(Dataset):
         lr_only_kinds: tuple[str, ...] = (),
         heavy_back_kinds: tuple[str, ...] = (),
         heavy_back_weight: float = 1.0,
+        free_latent_kinds: tuple[str, ...] = (),
     ):
         self.patches, self.scale, self.seed = patches, scale, seed
         self.forward_only_kinds, self.lr_only_kinds = tuple(forward_only_kinds), tuple(lr_only_kinds)
         self.heavy_back_kinds, self.heavy_back_weight = tuple(heavy_back_kinds), float(heavy_back_weight)
+        self.free_latent_kinds = tuple(free_latent_kinds)
 
     def __len__(self) -> int:
         return len(self.patches)
@@ -54,13 +57,14 @@ class TrainingSamples(Dataset):
         c, h, w = lr.shape
         rng = np.random.default_rng((self.seed, k, 1))  # a different stream from the patch's (seed, k)
         z = torch.from_numpy(rng.standard_normal((c * (self.scale**2 - 1), h, w), dtype=np.float32))
-        weighted = self.forward_only_kinds or self.lr_only_kinds or self.heavy_back_kinds
+        weighted = self.forward_only_kinds or self.lr_only_kinds or self.heavy_back_kinds or self.free_latent_kinds
         kind = self.patches.synthetic_kind(k) if weighted else None
         lr_only = kind in self.lr_only_kinds
         back_weight = 0.0 if lr_only or kind in self.forward_only_kinds else 1.0
         if kind in self.heavy_back_kinds:
             back_weight *= self.heavy_back_weight
-        return hr, lr, z, torch.tensor(back_weight), torch.tensor(0.0 if lr_only else 1.0)
+        distr_weight = 0.0 if lr_only or kind in self.free_latent_kinds else 1.0
+        return hr, lr, z, torch.tensor(back_weight), torch.tensor(distr_weight)
 
 
 class IterationBatches(Sampler):
@@ -137,7 +141,8 @@ def training_loader(
             config.lr_only_kinds,
             config.heavy_back_kinds,
             config.heavy_back_weight,
-        ),  # fmt: skip
+            config.free_latent_kinds,
+        ),
         batch_sampler=IterationBatches(start, config.iterations, config.batch_size, rank, world),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
