@@ -12,7 +12,7 @@ import pandas as pd
 HERE = Path(__file__).parent
 RUNS = [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D"), ("Y", "v"), ("Y0", "P")]
 RUNS += [("Zg", "X"), ("Zf", "x"), ("Zr", "<"), ("Zd", ">"), ("Zq", "h")]  # session 19: which terms grain trains
-RUNS += [("Zb", "*"), ("Ze", "8"), ("Zc", "d"), ("Zl", "p")]  # session 20: the flat and gradient patches, Zr's recipe
+RUNS += [("Zb", "*"), ("Ze", "8"), ("Zc", "d"), ("Zl", "p"), ("Zn", "1"), ("Zh", "2")]  # session 20: the flat and gradient patches, Zr's recipe
 
 points = pd.read_csv(HERE / "trade_off.csv", dtype={"grain_of_kinds": str})
 points = points[points.run.isin([name for name, _ in RUNS]) | (points.run == "reference")]
@@ -37,6 +37,8 @@ for ax, column, title in zip(axes, ["colorwheel_gap_db", "gradients_gap_db"], ["
             smooth += f", flat+gradient L_back ×{first.flat_gradient_back_weight:g}"
         if first.flat_gradient_distr_weight == 0:
             smooth += ", no L_distr on flat+gradient"
+        if first.l_distr != "sum_of_squares":
+            smooth += ", no L_distr" if first.l_distr == "off" else f", L_distr {first.l_distr}"
         if first.synthetic_lr == "clipped":
             smooth += ", clipped synthetic LR"
         label = f"{name}: grain {first.grain_of_kinds}{how}{share}{smooth}, from {first.started_from}"
