@@ -12,7 +12,7 @@ import pandas as pd
 HERE = Path(__file__).parent
 RUNS = [("F2", "o"), ("W", "s"), ("W3", "^"), ("X", "D"), ("Y", "v"), ("Y0", "P")]
 RUNS += [("Zg", "X"), ("Zf", "x"), ("Zr", "<"), ("Zd", ">"), ("Zq", "h")]  # session 19: which terms grain trains
-RUNS += [("Zb", "*"), ("Ze", "8"), ("Zc", "d"), ("Zl", "p"), ("Zn", "1"), ("Zh", "2")]  # session 20: the flat and gradient patches, Zr's recipe
+RUNS += [("Zb", "*"), ("Ze", "8"), ("Zc", "d"), ("Zl", "p"), ("Zn", "1"), ("Zh", "2"), ("Zk", "H"), ("Zw", "+")]  # session 20: the flat and gradient patches, Zr's recipe
 
 points = pd.read_csv(HERE / "trade_off.csv", dtype={"grain_of_kinds": str})
 points = points[points.run.isin([name for name, _ in RUNS]) | (points.run == "reference")]
