@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from irnlib.runtime.provenance import device_name, provenance, provenance_markdown
+from irnlib.runtime.provenance import command_line, cpu_model, device_name, git_commit, provenance, provenance_markdown
 
 
 def test_record_holds_environment_and_extra_fields():
@@ -26,3 +26,10 @@ def test_the_device_names_the_cpu_model_and_its_vector_capabilities():
             line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
         )
         assert first_model.partition(":")[2].strip() in name
+
+
+def test_command_line_names_the_module_its_arguments_and_where_it_ran():
+    text = command_line("irnlib.experiments.floor_hold", ["a.pth", "--draws", "2"])
+    assert text.startswith("Command: `python -m irnlib.experiments.floor_hold a.pth --draws 2`; commit ")
+    assert f"commit {git_commit()};" in text and f"CPU {cpu_model()};" in text
+    assert text.endswith(f"; {torch.get_num_threads()} torch threads.")

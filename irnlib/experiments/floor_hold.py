@@ -20,12 +20,9 @@ About a minute per ×4 model on one CPU thread.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import sys
 
 import pandas as pd
 import skimage.data
-import torch
 
 from irnlib.experiments.panel import measure_image, panel_images
 from irnlib.experiments.saturation_stress import GAINS, saturate
@@ -33,7 +30,7 @@ from irnlib.model.checkpoint import load_checkpoint
 from irnlib.protocol.evaluate import write_csv
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import sha256_file, short_path, write_or_print
-from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.provenance import command_line
 from irnlib.runtime.threads import apply_thread_policy
 
 __all__ = ["FLOOR_IMAGES", "HOLD_PHOTOGRAPH", "floor_and_hold", "main"]
@@ -95,15 +92,12 @@ def main(argv=None) -> int:
         [f"`{r['model']}`", r["sha256"]] + [f"{r[c]:+.2f}" if c.endswith("_db") else f"{r[c]:.3f}" for c in header[2:]]
         for r in rows
     ]
-    command = " ".join(argv if argv is not None else sys.argv[1:])
     plural = "s" if args.draws > 1 else ""
     lines = [
         "# Floor and hold: the smooth images against bicubic, the saturated photograph's LR", "",
         f"Floor: IRN − Bicubic & Bicubic Y-PSNR (dB, mean of {args.draws} draw{plural} of z); hold: the LR's "
         f"minimum before quantisation on `{HOLD_PHOTOGRAPH}` at each chroma gain. "
-        f"Command: `python -m irnlib.experiments.floor_hold {command}`; commit {git_commit()}; "
-        f"date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; CPU {cpu_model()}; "
-        f"{torch.get_num_threads()} torch threads.", "",
+        + command_line("irnlib.experiments.floor_hold", argv), "",
     ] + markdown_table(header, cells)  # fmt: skip
     write_or_print("\n".join(lines) + "\n", args.out)
     return 0

@@ -15,8 +15,6 @@ should keep both near their values on the crop itself.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import sys
 
 import numpy as np
 import pandas as pd
@@ -30,7 +28,7 @@ from irnlib.model.inference import LR_RANGE, Z_LIMIT
 from irnlib.model.network import IRN
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import sha256_file, short_path, write_or_print
-from irnlib.runtime.provenance import cpu_model, git_commit
+from irnlib.runtime.provenance import command_line
 from irnlib.runtime.threads import apply_thread_policy
 
 __all__ = ["EPS", "sample_crops", "latent_sensitivity", "sensitivity_summary", "main"]
@@ -150,14 +148,11 @@ def main(argv=None) -> int:
         )  # fmt: skip
     header = ["model", "sha256", "|z| crop", "|z| moved, median", "|z| moved, max",
               f"moved |z| > {Z_LIMIT:g}", f"moved LR outside {list(LR_RANGE)}"]  # fmt: skip
-    command = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         f"# Latent sensitivity, ×{scale}: crops moved by at most 1/255 per value", "",
         f"{args.crops} crops of {args.size}² from {', '.join(datasets)} (seed 0), {args.steps} steps of "
-        f"projected signed-gradient ascent on each crop's {TOP} largest |z|. Command: "
-        f"`python -m irnlib.experiments.latent_sensitivity {command}`; commit {git_commit()}; "
-        f"date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; CPU {cpu_model()}; "
-        f"{torch.get_num_threads()} torch threads.", "",
+        f"projected signed-gradient ascent on each crop's {TOP} largest |z|. "
+        + command_line("irnlib.experiments.latent_sensitivity", argv), "",
     ] + markdown_table(header, rows)  # fmt: skip
     text = "\n".join(lines) + "\n"
     write_or_print(text, args.out)

@@ -18,15 +18,12 @@ A model card includes it (:func:`card_saturation` writes ``saturation_x{s}.csv``
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import skimage.data
-import torch
 from tqdm.auto import tqdm
 
 from irnlib.data.synthetic import scale_chroma
@@ -36,7 +33,7 @@ from irnlib.model.inference import LR_RANGE, Z_LIMIT
 from irnlib.protocol.evaluate import write_csv
 from irnlib.runtime.markdown import markdown_table
 from irnlib.runtime.paths import sha256_file, short_path, write_or_print
-from irnlib.runtime.provenance import cpu_model, git_commit, provenance
+from irnlib.runtime.provenance import command_line, provenance
 from irnlib.runtime.threads import apply_thread_policy
 
 __all__ = [
@@ -198,12 +195,9 @@ def main(argv=None) -> int:
         for name in args.photographs
         for gain in args.gains
     ]
-    command = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Saturation stress: colour photographs with their chroma scaled about their luma", "",
-        f"{_legend()} Command: `python -m irnlib.experiments.saturation_stress {command}`; "
-        f"commit {git_commit()}; date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; "
-        f"CPU {cpu_model()}; {torch.get_num_threads()} torch threads.", "",
+        f"{_legend()} " + command_line("irnlib.experiments.saturation_stress", argv), "",
     ] + markdown_table(header, rows)  # fmt: skip
     write_or_print("\n".join(lines) + "\n", args.out)
     return 0

@@ -24,6 +24,7 @@ __all__ = [
     "current_run_id",
     "provenance",
     "provenance_markdown",
+    "command_line",
 ]
 
 
@@ -116,3 +117,17 @@ def provenance_markdown(record: dict, title: str = "Provenance") -> str:
     lines = [f"**{title}**", ""]
     lines += [f"- {key}: {value}" for key, value in record.items()]
     return "\n".join(lines) + "\n"
+
+
+def command_line(module: str, argv=None) -> str:
+    """The sentence a command's Markdown report ends its legend with: how to run it again and where it ran.
+
+    ``Command: `python -m MODULE ARGS`; commit C; date D; CPU M; N torch threads.``, ``ARGS`` being
+    ``argv`` (default: this process's arguments).
+    """
+    args = " ".join(argv if argv is not None else sys.argv[1:])
+    return (
+        f"Command: `python -m {module} {args}`; commit {git_commit()}; "
+        f"date {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}; CPU {cpu_model()}; "
+        f"{torch.get_num_threads()} torch threads."
+    )
