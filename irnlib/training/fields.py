@@ -124,6 +124,7 @@ def _run_name(value, config) -> bool:
 
 
 COUNT = "a whole number >= {low}"
+KINDS_TRAINED = "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"  # the per-kind weightings
 RULES: dict[str, tuple[Callable, str]] = {
     "profile": (_text, "a profile name"),
     "scale": (_scale, "2, 4 or 8"),
@@ -143,11 +144,11 @@ RULES: dict[str, tuple[Callable, str]] = {
     "lr_target": (_one_of("image", "patch"), "'image' or 'patch'"),
     "synthetic_fraction": (_real(0, high=1), "a number in [0, 1) (0: photographs only, the paper)"),
     "synthetic_kinds": (_kinds, "one or more of " + ",".join(SYNTHETIC_KINDS) + ", comma-separated"),
-    "forward_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
-    "lr_only_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
-    "heavy_back_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
+    "forward_only_kinds": (_kinds_trained, KINDS_TRAINED),
+    "lr_only_kinds": (_kinds_trained, KINDS_TRAINED),
+    "heavy_back_kinds": (_kinds_trained, KINDS_TRAINED),
     "heavy_back_weight": (_real(0), "a finite number >= 0 (1: as every other sample)"),
-    "free_latent_kinds": (_kinds_trained, "none or more of synthetic_kinds ({synthetic_kinds}), comma-separated"),
+    "free_latent_kinds": (_kinds_trained, KINDS_TRAINED),
     "synthetic_lr": (_one_of(*SYNTHETIC_LRS), "'bicubic' (the patch's own bicubic LR) or 'clipped' (that in [0, 1])"),
     "num_workers": (_count(0), COUNT.format(low=0) + " (0: load in the training process)"),
     "lambda_forw": (_optional(_real(0)), "None (scale squared) or a finite number >= 0"),
