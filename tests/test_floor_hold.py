@@ -19,11 +19,13 @@ def net():
 
 def test_the_floor_is_the_panel_margin_averaged_over_draws_and_the_hold_the_lr_minimum(net):
     row = fh.floor_and_hold(net, draws=2, gains=(1.0, 3.0))
-    assert list(row) == ["colorwheel_gap_db", "gradients_gap_db", "coffee_lr_min_x1", "coffee_lr_min_x3"]
+    assert list(row) == ["colorwheel_gap_db", "gradients_gap_db", "colorwheel_lr_max", "gradients_lr_max",
+                         "coffee_lr_min_x1", "coffee_lr_min_x3"]  # fmt: skip
     wheel = panel_images()["skimage/colorwheel"]
-    gaps = [measure_image(net, "w", wheel, seed=seed)[0]["psnr_gap_db"] for seed in (0, 1)]
-    assert gaps[0] != gaps[1]  # the draws differ, so averaging them is seen
-    assert row["colorwheel_gap_db"] == pytest.approx(sum(gaps) / 2)
+    measured = [measure_image(net, "w", wheel, seed=seed)[0] for seed in (0, 1)]
+    assert measured[0]["psnr_gap_db"] != measured[1]["psnr_gap_db"]  # the draws differ, so averaging them is seen
+    assert row["colorwheel_gap_db"] == pytest.approx((measured[0]["psnr_gap_db"] + measured[1]["psnr_gap_db"]) / 2)
+    assert row["colorwheel_lr_max"] == measured[0]["lr_max"] == measured[1]["lr_max"]
     coffee = saturate(skimage.data.coffee(), 3.0)
     assert row["coffee_lr_min_x3"] == measure_image(net, "c", coffee)[0]["lr_min"]
     with pytest.raises(ValueError, match="draws must be at least 1, got 0"):

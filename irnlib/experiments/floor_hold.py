@@ -6,7 +6,9 @@ Every CPU recipe measured for the ×4 reference models trades one of these again
 - **floor**: IRN − Bicubic & Bicubic Y-PSNR (dB) on the generalisation panel's two smooth,
   saturated images, ``skimage/colorwheel`` and ``synthetic/gradients``
   (:func:`irnlib.experiments.panel.panel_images`), the mean of ``draws`` draws of z (seeds
-  ``0 .. draws − 1``). The issue's goal is no image more than 0.5 dB below bicubic.
+  ``0 .. draws − 1``). The issue's goal is no image more than 0.5 dB below bicubic. Beside it the
+  LR's maximum before quantisation on each (the panel flags one above 1.1): the ×4 run that lifted
+  the floor most pushed the colour wheel's blue LR past it (§11).
 - **hold**: the LR's minimum before quantisation on scikit-image's ``coffee`` with its chroma
   scaled ×1, ×2, ×3 (:func:`irnlib.experiments.saturation_stress.saturate`); the panel flags an
   LR below −0.1.
@@ -54,16 +56,19 @@ def floor_and_hold(net, draws: int = 3, gains=GAINS) -> dict[str, float]:
     Returns
     -------
     dict
-        ``{name}_gap_db`` per :data:`FLOOR_IMAGES` (IRN − bicubic Y-PSNR, dB, mean over the draws)
-        and ``coffee_lr_min_x{gain:g}`` per gain (the LR's minimum before quantisation, in [0, 1] units).
+        ``{name}_gap_db`` per :data:`FLOOR_IMAGES` (IRN − bicubic Y-PSNR, dB, mean over the draws),
+        then ``{name}_lr_max`` per floor image (the LR's maximum before quantisation, which no draw
+        changes), and ``coffee_lr_min_x{gain:g}`` per gain (the LR's minimum before quantisation, in [0, 1] units).
     """
     if draws < 1:
         raise ValueError(f"floor_and_hold: draws must be at least 1, got {draws}")
     images = panel_images()
-    row = {}
+    gaps, lr_max = {}, {}
     for column, name in FLOOR_IMAGES.items():
-        gaps = [measure_image(net, name, images[name], seed=seed)[0]["psnr_gap_db"] for seed in range(draws)]
-        row[f"{column}_gap_db"] = sum(gaps) / draws
+        measured = [measure_image(net, name, images[name], seed=seed)[0] for seed in range(draws)]
+        gaps[f"{column}_gap_db"] = sum(m["psnr_gap_db"] for m in measured) / draws
+        lr_max[f"{column}_lr_max"] = measured[0]["lr_max"]
+    row = {**gaps, **lr_max}
     photograph = getattr(skimage.data, HOLD_PHOTOGRAPH)()
     for gain in gains:
         measured = measure_image(net, f"{HOLD_PHOTOGRAPH} ×{gain:g}", saturate(photograph, gain))[0]
