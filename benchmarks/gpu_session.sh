@@ -18,7 +18,8 @@
 # and train them on the LR only (lr_only_kinds=grain: nearly the same hold on coffee x1 for less floor, section 9 there).
 # Weighing the flat and gradient patches' L_back x16 (heavy_back_kinds=flat,gradient heavy_back_weight=16, the x4
 # stage 9's recipe) lifts the floor with coffee x1 held and the latent's sensitivity at stage 8's (sections 10-11),
-# but past 4,000 CPU steps it pushed the colour wheel's blue LR past 1.1: check the panel's LR range, and measure
+# but it pushes the colour wheel's blue LR past 1.1 after a few thousand CPU steps; lambda_range=20000 (stage 10)
+# holds it off for longer (section 12): check the panel's LR range (floor_hold prints it), and measure
 # python -m irnlib.experiments.latent_sensitivity (IRN_DATA set) on any stage before it is published; the hinge
 # for L_distr (distr_loss=unit_hinge) lifts the floor further but loosens the latent (28 of 48 crops against 15).
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
