@@ -63,8 +63,8 @@ def test_command_writes_one_row_per_model(tmp_path):
     assert len(rows) == 1 and "IRN_x2.pth" in rows[0] and rows[0].endswith("| 0/2 | 0/2 |")
 
 
-def test_without_set14_and_bsd100_the_default_says_it_crops_embedded_test(tmp_path, monkeypatch, capsys):
+def test_without_set14_and_bsd100_the_crops_come_from_embedded_test_and_it_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IRN_DATA", str(tmp_path))
-    assert ls.default_datasets() == ["embedded-test"]
+    assert ls.crop_datasets() == ["embedded-test"]
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "embedded-test" in err and "IRN_DATA" in err and len(err.splitlines()) == 1

@@ -120,8 +120,9 @@ def sensitivity_summary(frame: pd.DataFrame) -> dict:
     }
 
 
-def default_datasets() -> list[str]:
-    """Set14 and BSD100 where present; else embedded-test, said on stderr (its counts are not theirs)."""
+def crop_datasets() -> list[str]:
+    """The test sets the crops come from by default: Set14 and BSD100 where present; else embedded-test, said
+    on stderr (its counts do not compare with theirs)."""
     present = [d for d in ("Set14", "BSD100") if d in available_datasets()]
     if present:
         return present
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     scale = nets[0].scale
     if any(net.scale != scale for net in nets):
         parser.error(f"all weights must have one scale; got {[net.scale for net in nets]}")
-    datasets = args.datasets or default_datasets()
+    datasets = args.datasets or crop_datasets()
     crops = sample_crops(datasets, scale, args.crops, args.size)
     rows = []
     for path, net in zip(args.weights, nets, strict=True):
