@@ -25,6 +25,7 @@ from irnlib.train import (
     distr_factor,
     distribution_loss,
     forward_loss,
+    grid_loss,
     lr_factor,
     main,
     make_config,
@@ -467,6 +468,51 @@ def test_bf16_autocast_stays_within_its_accuracy_bound():
             assert terms16[k] == pytest.approx(terms32[k], rel=bound), (scale, k)
         assert float((g16 - g32).norm() / g32.norm()) < 0.05
         assert float(torch.nn.functional.cosine_similarity(g32, g16, dim=0)) > 0.99
+
+
+def test_grid_term_is_the_squared_norm_of_the_errors_blockwise_period_s_pattern():
+    scale, block = 4, 8
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    pattern = torch.randn(3, scale, scale, generator=torch.Generator().manual_seed(1))
+    pattern -= pattern.mean(dim=(1, 2), keepdim=True)  # a period-4 pattern with no mean of its own
+    # the same pattern everywhere: the term is its squared norm over the image
+    assert grid_loss(x + pattern.repeat(1, 4, 4), x, scale, block).item() == pytest.approx(
+        pattern.pow(2).sum().item() * 16, rel=1e-5
+    )
+    # an error without a period-4 part (a constant; one 4 × 4 cell's worth everywhere alike) is not counted
+    assert grid_loss(x + 0.3, x, scale, block).item() == pytest.approx(0, abs=1e-9)
+    # the pattern's sign may change from one 8 × 8 block to the next (each block counts on its own),
+    # but where it changes from one 4 × 4 cell to the next inside a block it averages out
+    signs = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    by_block = signs.repeat_interleave(8, 0).repeat_interleave(8, 1)  # (16, 16)
+    by_cell = signs.repeat_interleave(4, 0).repeat_interleave(4, 1).repeat(2, 2)  # (16, 16)
+    tiled = pattern.repeat(1, 4, 4)
+    assert grid_loss(x + tiled * by_block, x, scale, block).item() == pytest.approx(
+        pattern.pow(2).sum().item() * 16, rel=1e-5
+    )
+    assert grid_loss(x + tiled * by_cell, x, scale, block).item() == pytest.approx(0, abs=1e-6)
+    # each image's sum times its weight, averaged over the batch
+    err = x + torch.stack([pattern.repeat(1, 4, 4), 2 * pattern.repeat(1, 4, 4)])
+    one, weighted = grid_loss(err, x, scale, block), grid_loss(err, x, scale, block, torch.tensor([1.0, 0.0]))
+    assert weighted.item() == pytest.approx(one.item() / 5, rel=1e-5)  # (1 + 0 · 4) / (1 + 4)
+    with pytest.raises(ValueError, match="block 6"):
+        grid_loss(x, x, scale, 6)
+    # in the objective: off in the paper, L_back's error (the same x̂) otherwise, the other terms unchanged
+    net = randomize(IRN(2, block_num=[2]), seed=1)
+    hr, lr_ref, z_prime = _batch(p=8)
+    paper = IRNObjective(net, make_config("paper", scale=2))(hr, lr_ref, z_prime)
+    assert paper["l_grid"].item() == 0
+    terms = IRNObjective(net, make_config("paper", scale=2, patch_size=8, lambda_grid=10.0, grid_block=4))(
+        hr, lr_ref, z_prime
+    )
+    for name in ("l_forw", "l_back", "l_distr"):
+        torch.testing.assert_close(terms[name], paper[name])
+    x_hat = net.inverse(torch.cat((quantize(net(hr)[:, :3]), z_prime), 1))[:, :3]
+    assert terms["l_grid"].item() == pytest.approx(10.0 * grid_loss(x_hat, hr, 2, 4).item(), rel=1e-4)
+    assert terms["l_grid"].item() > 0
+    for overrides in ({"grid_block": 6}, {"lambda_grid": 1.0, "patch_size": 40, "grid_block": 16}):
+        with pytest.raises(SettingsError, match="grid_block"):
+            make_config("quick", scale=4, **overrides)
 
 
 def test_range_term_is_the_lrs_squared_excess_outside_zero_one_and_trains_it_back_in():

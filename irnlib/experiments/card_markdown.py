@@ -156,6 +156,7 @@ OBJECTIVE_DEVIATIONS = {
 ADDED_TERMS = {  # the kit's loss terms a card names when its model trained with them
     "lambda_stress": "the kit's stress term L_stress (`lambda_stress`, `stress_eps`)",
     "lambda_range": "the kit's range term L_range (`lambda_range`)",
+    "lambda_grid": "the kit's grid term L_grid (`lambda_grid`, `grid_block`)",
 }
 
 

@@ -128,6 +128,13 @@ class TrainConfig:
     # The kit's range term (off in the paper, lambda_range = 0): lambda_range · Σ of the LR's squared
     # excess outside [0, 1] before quantisation, which the 8-bit file clips away (objective.py).
     lambda_range: float = 0.0
+    # The kit's grid term (off in the paper, lambda_grid = 0): lambda_grid · the squared norm of
+    # L_back's error at each of the s × s pixel positions averaged over grid_block² pixel blocks,
+    # less the positions' mean: a fixed pattern of period s that L_back's L1 barely sees on
+    # photographs and that is most of the error on smooth images (objective.py). grid_block is a
+    # multiple of the scale that divides patch_size.
+    lambda_grid: float = 0.0
+    grid_block: int = 16
     # optimisation
     iterations: int = PAPER_ITERATIONS
     lr: float = 2e-4
@@ -214,6 +221,8 @@ LEGACY_VALUES = {
     "stress_start": "zero",
     "synthetic_kinds": FIRST_KINDS,
     "lambda_range": 0.0,
+    "lambda_grid": 0.0,
+    "grid_block": 16,
     "forward_only_kinds": (),
     "lr_only_kinds": (),
     "heavy_back_kinds": (),

@@ -90,6 +90,13 @@ def _patch_size(value, config) -> bool:
     return _count(config.scale)(value, config) and value % config.scale == 0
 
 
+def _grid_block(value, config) -> bool:
+    """A multiple of the scale; with the grid term on, also a divisor of the patch side."""
+    if not (_count(config.scale)(value, config) and value % config.scale == 0):
+        return False
+    return not config.lambda_grid or config.patch_size % value == 0
+
+
 def _val_crop(value, config) -> bool:
     return _count(SSIM_WINDOW * config.scale)(value, config)
 
@@ -166,6 +173,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     "stress_eps": (_real(0, strict=True, high=1), "a number in (0, 1): the perturbation's bound per value"),
     "stress_start": (_one_of("zero", "random"), "'zero' (the step from the batch) or 'random' (from a random point)"),
     "lambda_range": (_real(0), "a finite number >= 0 (0: term off, the paper)"),
+    "lambda_grid": (_real(0), "a finite number >= 0 (0: term off, the paper)"),
+    "grid_block": (_grid_block, "a multiple of scale {scale} that divides patch_size (with lambda_grid > 0)"),
     "iterations": (_count(0), COUNT.format(low=0)),
     "lr": (_real(0, strict=True), "> 0, a finite number"),
     "betas": (_betas, "two numbers in [0, 1)"),

@@ -11,7 +11,7 @@ The objective is the official release's (``IRN_model.optimize_parameters``)::
     x̂      = net.inverse(cat(quantize(lr), g·z'))[:, :3],  z' ~ N(0, 1), g = gaussian_scale
                                                         # (quantize's gradient: config.quantize_gradient)
     L_back = λ2 · mean_b Σ sqrt((x̂ − x)² + 1e-6)         # Charbonnier reconstruction
-    total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress and L_range, below)
+    total  = L_forw + L_back + L_distr                   # (+ the kit's L_stress, L_range, L_grid, below)
 
 The kit's per-sample weights (not the paper's, which has every weight 1): each image's L_back and
 L_distr (also inside L_stress) is multiplied by its ``back_weight`` / ``distr_weight`` before the
@@ -50,6 +50,19 @@ What the LR holds outside [0, 1] the 8-bit file clips away; L_forw's squared err
 LR that may itself overshoot a little barely notices a few edge pixels past the range (measured:
 ``results/panel/range_x2/README.md``).
 
+The kit's grid term (``lambda_grid > 0``; not the paper's)::
+
+    e      = x̂ − x                                       # L_back's error, (b, C, P, P)
+    g      = each of the s × s pixel positions of e less their mean
+    L_grid = λg · mean_b w_b Σ (g averaged over k × k blocks)² · (k/s)²    # k = grid_block
+
+``g`` at one position of the s × s grid, averaged over a block, is the error's fixed pattern of
+period s there: a reconstruction whose mean over draws of z' carries the same s × s pattern
+everywhere. L_back (Charbonnier, an L1) pulls on such a pattern only as hard as it moves the
+signs of the per-pixel errors, which on photographs are ten times larger; on smooth images the
+pattern is most of the error (measured: ``results/panel/grid_x4/README.md``). L_grid is the
+squared norm of that part of the error, an L2 on it, each sample's times its L_back weight.
+
 :func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
 iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
 """
@@ -58,6 +71,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from irnlib.model.network import IRN, quantize
@@ -74,13 +88,14 @@ __all__ = [
     "DISTR_LOSSES",
     "range_loss",
     "backward_loss",
+    "grid_loss",
     "run_network",
     "IRNObjective",
     "lr_factor",
     "distr_factor",
 ]
 
-TERMS = ("l_forw", "l_back", "l_distr", "l_stress", "l_range")  # the loss terms, in train_log.csv's order
+TERMS = ("l_forw", "l_back", "l_distr", "l_stress", "l_range", "l_grid")  # the loss terms, in train_log.csv's order
 
 
 def batch_mean(per_image: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,6 +158,26 @@ def backward_loss(
     return batch_mean(torch.sqrt((x_hat - x).pow(2) + eps).sum(dim=(1, 2, 3)), weight)
 
 
+def grid_loss(
+    x_hat: torch.Tensor, x: torch.Tensor, scale: int, block: int, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``mean_b w_b ‖G(x̂ − x)‖²``: the squared norm of the error's block-averaged s × s grid pattern.
+
+    ``G`` keeps, per colour, each of the ``scale × scale`` pixel positions' mean over
+    ``block × block`` pixel blocks, less the mean of the positions, spread back over the block's
+    pixels (an orthogonal projection). ``block`` is a multiple of ``scale`` that divides the
+    image sides. Each image's sum times its ``weight`` ``(b,)`` (default 1), :func:`batch_mean`.
+    """
+    b, c, h, w = x.shape
+    if block % scale or h % block or w % block:
+        raise ValueError(f"grid_loss: block {block} must be a multiple of the scale {scale} and divide {h}×{w}")
+    k = block // scale  # block side in grid cells
+    phases = F.pixel_unshuffle(x_hat - x, scale).view(b, c, scale * scale, h // scale, w // scale)
+    grid = phases - phases.mean(dim=2, keepdim=True)  # (b, C, s², P/s, P/s)
+    block_means = F.avg_pool2d(grid.view(b, c * scale * scale, h // scale, w // scale), k)  # (b, C·s², P/k/s, ...)
+    return batch_mean(block_means.pow(2).sum(dim=(1, 2, 3)) * k * k, weight)
+
+
 def run_network(
     net: IRN, x: torch.Tensor, inverse: bool = False, memory_saving: bool = False, channels_last: bool = False
 ) -> torch.Tensor:
@@ -187,7 +222,7 @@ class IRNObjective(nn.Module):
     config : TrainConfig
         Uses ``lambda_forw``, ``lambda_back``, ``lambda_distr``, ``distr_loss``, ``gaussian_scale``,
         ``quantize_gradient``, ``lambda_stress``, ``stress_eps``, ``stress_start``, ``lambda_range``,
-        ``memory_saving`` and ``channels_last``.
+        ``lambda_grid``, ``grid_block``, ``memory_saving`` and ``channels_last``.
     """
 
     def __init__(self, net: IRN, config: TrainConfig):
@@ -201,6 +236,7 @@ class IRNObjective(nn.Module):
         self.lambda_stress, self.stress_eps = config.lambda_stress, config.stress_eps
         self.stress_start = config.stress_start
         self.lambda_range = config.lambda_range
+        self.lambda_grid, self.grid_block = config.lambda_grid, config.grid_block
 
     def forward_terms(
         self, hr: torch.Tensor, lr_ref: torch.Tensor, lambda_distr: float, distr_weight: torch.Tensor | None = None
@@ -258,7 +294,7 @@ class IRNObjective(nn.Module):
             hr = hr.detach().requires_grad_(True)  # for ∇_x of the forward terms
         lr, forward_terms = self.forward_terms(hr, lr_ref, lambda_distr, distr_weight)  # lr (b, 3, P/s, P/s)
         zero = lr.new_zeros(())
-        terms = {**forward_terms, "l_back": zero, "l_stress": zero, "l_range": zero}
+        terms = {**forward_terms, "l_back": zero, "l_stress": zero, "l_range": zero, "l_grid": zero}
         if self.lambda_range:
             terms["l_range"] = self.lambda_range * range_loss(lr)
         if stress:
@@ -273,6 +309,10 @@ class IRNObjective(nn.Module):
                 self.net, y_hat, inverse=True, memory_saving=self.memory_saving, channels_last=self.channels_last
             )[:, : self.net.channels]
             terms["l_back"] = self.lambda_back * backward_loss(x_hat.float(), hr, weight=back_weight)
+            if self.lambda_grid:
+                terms["l_grid"] = self.lambda_grid * grid_loss(
+                    x_hat.float(), hr, self.net.scale, self.grid_block, weight=back_weight
+                )
         return terms
 
 
