@@ -25,6 +25,8 @@
 # Session 22 on the CPU (section 13): one 144-pixel patch a step instead of four of 48 holds coffee x2 and lifts the
 # floor a little but loosens the latent (22 of 48 moved crops); lambda_stress=4 brings it back (14-16) for 0.3-0.6 dB of floor.
 # At the paper's batch start from stage 10's recipe and try lambda_stress between 1 and 4.
+# Session 23 (results/panel/grid_x4/README.md): the floor is the upscaler's bias over draws, a third of it one 4x4
+# pattern; measure it before and after with python -m irnlib.experiments.grid_pattern (lambda_grid does not lift the floor).
 # BENCH=0 skips the benchmark; the step times then come from STEP_X2 and STEP_X4 (seconds),
 # and SHARE is how much slower each training runs beside the other (1.0 measured on an H200).
 set -u
