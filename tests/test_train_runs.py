@@ -59,8 +59,8 @@ def test_run_folder_contents(tmp_path):
     assert saved["iterations"] == 4 and saved["lambda_forw"] == 4.0 and saved["block_num"] == [1]
     log = read_csv(run_dir / "train_log.csv")
     assert [r["iteration"] for r in log] == ["2", "4"]
-    assert set(log[0]) == {"iteration", "loss", "l_forw", "l_back", "l_distr", "l_stress", "l_range", "grad_norm",
-                           "lr", "s_per_it", "samples_per_s", "data_share"}  # fmt: skip
+    assert set(log[0]) == {"iteration", "loss", "l_forw", "l_back", "l_distr", "l_stress", "l_range", "l_grid",
+                           "grad_norm", "lr", "s_per_it", "samples_per_s", "data_share"}  # fmt: skip
     assert [float(r["lr"]) for r in log] == [5e-4, 2.5e-4]  # the rate used by steps 2 and 4
     row = log[-1]
     assert float(row["loss"]) == pytest.approx(
