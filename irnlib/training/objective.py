@@ -60,8 +60,9 @@ The kit's grid term (``lambda_grid > 0``; not the paper's)::
 period s there: a reconstruction whose mean over draws of z' carries the same s × s pattern
 everywhere. L_back (Charbonnier, an L1) pulls on such a pattern only as hard as it moves the
 signs of the per-pixel errors, which on photographs are ten times larger; on smooth images the
-pattern is most of the error (measured: ``results/panel/grid_x4/README.md``). L_grid is the
-squared norm of that part of the error, an L2 on it, each sample's times its L_back weight.
+pattern is a third of the error (measured: ``results/panel/grid_x4/README.md``). L_grid is the
+squared norm of that part of the error, an L2 on it, each sample's times its L_back weight; it
+uses L_back's x̂, so with L_back off it is off too.
 
 :func:`lr_factor` is the learning-rate schedule (halved at 100k, 200k, 300k and 400k of 500k
 iterations, with an optional warm-up) and :func:`distr_factor` the kit's curriculum on L_distr.
@@ -171,11 +172,11 @@ def grid_loss(
     b, c, h, w = x.shape
     if block % scale or h % block or w % block:
         raise ValueError(f"grid_loss: block {block} must be a multiple of the scale {scale} and divide {h}×{w}")
-    k = block // scale  # block side in grid cells
+    cells = block // scale  # a block's side in s × s cells
     phases = F.pixel_unshuffle(x_hat - x, scale).view(b, c, scale * scale, h // scale, w // scale)
-    grid = phases - phases.mean(dim=2, keepdim=True)  # (b, C, s², P/s, P/s)
-    block_means = F.avg_pool2d(grid.view(b, c * scale * scale, h // scale, w // scale), k)  # (b, C·s², P/k/s, ...)
-    return batch_mean(block_means.pow(2).sum(dim=(1, 2, 3)) * k * k, weight)
+    grid = phases - phases.mean(dim=2, keepdim=True)  # (b, C, s², H/s, W/s)
+    block_means = F.avg_pool2d(grid.view(b, c * scale * scale, h // scale, w // scale), cells)  # (b, C·s², H/k, W/k)
+    return batch_mean(block_means.pow(2).sum(dim=(1, 2, 3)) * cells * cells, weight)
 
 
 def run_network(
