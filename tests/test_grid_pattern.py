@@ -24,19 +24,19 @@ def test_the_grid_is_the_mean_at_each_position_less_their_mean():
 
 
 class _Patterned:
-    """A stand-in model whose upscaling returns the HR plus a fixed 2 × 2 pattern and a draw's noise."""
+    """A stand-in model: its scale and the fixed 2 × 2 pattern the test's upscaling adds."""
 
     scale = 2
 
-    def __init__(self, hr: np.ndarray, pattern: np.ndarray):
-        self.hr, self.pattern = hr, pattern
+    def __init__(self, pattern: np.ndarray):
+        self.pattern = pattern
 
 
 def test_a_known_pattern_is_found_and_removing_it_restores_the_image(monkeypatch):
     rng = np.random.default_rng(0)
     hr = (np.linspace(40, 200, 64)[:, None, None] + np.zeros((64, 64, 3))).astype(np.uint8)  # a grey ramp
     pattern = np.array([[3.0, -3.0], [-1.0, 1.0]])  # levels of 255, the same in R, G and B
-    model = _Patterned(hr, pattern)
+    model = _Patterned(pattern)
 
     def upscale(net, lr, generator=None):
         noise = rng.normal(0, 0.3, hr.shape)  # each draw's own, small

@@ -2,7 +2,7 @@
 
 IRN upscales an 8-bit LR with a drawn latent ``z ~ N(0, 1)``. Averaged over draws, the
 reconstruction's error is the model's *bias*; on smooth images it is what keeps the ×4 models
-below Bicubic & Bicubic (issue 27's floor), and most of it is one pattern of period ``s``:
+below Bicubic & Bicubic (issue 27's floor), and a third of it or more is one pattern of period ``s``:
 the mean error at each of the ``s × s`` pixel positions of the Haar grid, less their mean, which
 takes nearly the same values on a gradient, a colour wheel and a photograph
 (``results/panel/grid_x4/README.md``). Per image this measures, in Y (0..255 levels, border
@@ -116,12 +116,13 @@ def main(argv=None) -> int:
     if args.draws < 1:
         parser.error(f"--draws must be at least 1, got {args.draws}")
     apply_thread_policy()
-    rows = []
+    rows, images = [], {}  # images: per scale, built once
     for path in args.weights:
         net = load_checkpoint(path).eval()
-        for name, img in _images(args.datasets, args.data_root, net.scale).items():
-            row = measure_grid(net, name, img, args.draws)
-            rows.append({"model": short_path(path), "sha256": sha256_file(path)[:12], **row})
+        model = {"model": short_path(path), "sha256": sha256_file(path)[:12]}
+        if net.scale not in images:
+            images[net.scale] = _images(args.datasets, args.data_root, net.scale)
+        rows += [{**model, **measure_grid(net, name, img, args.draws)} for name, img in images[net.scale].items()]
     table = pd.DataFrame(rows, columns=["model", "sha256", *COLUMNS])
     if args.csv:
         write_csv(table, args.csv)

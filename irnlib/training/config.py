@@ -131,7 +131,7 @@ class TrainConfig:
     # The kit's grid term (off in the paper, lambda_grid = 0): lambda_grid · the squared norm of
     # L_back's error at each of the s × s pixel positions averaged over grid_block² pixel blocks,
     # less the positions' mean: a fixed pattern of period s that L_back's L1 barely sees on
-    # photographs and that is most of the error on smooth images (objective.py). grid_block is a
+    # photographs and that is a third of the error on smooth images (objective.py). grid_block is a
     # multiple of the scale that divides patch_size.
     lambda_grid: float = 0.0
     grid_block: int = 16

@@ -86,15 +86,13 @@ def _block_num(value, config) -> bool:
     return len(value) == HAAR_LEVELS[config.scale] and all(_count(1)(v, config) for v in value)
 
 
-def _patch_size(value, config) -> bool:
+def _multiple_of_scale(value, config) -> bool:
     return _count(config.scale)(value, config) and value % config.scale == 0
 
 
 def _grid_block(value, config) -> bool:
     """A multiple of the scale; with the grid term on, also a divisor of the patch side."""
-    if not (_count(config.scale)(value, config) and value % config.scale == 0):
-        return False
-    return not config.lambda_grid or config.patch_size % value == 0
+    return _multiple_of_scale(value, config) and (not config.lambda_grid or config.patch_size % value == 0)
 
 
 def _val_crop(value, config) -> bool:
@@ -144,7 +142,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     "val_crop": (_optional(_val_crop), "None (whole images) or a whole number >= {min_crop} (11 x scale {scale}: "
                  "SSIM's 11x11 window needs a validation LR of at least 11x11 pixels)"),
     "data_root": (_optional(_text), "None or a folder"),
-    "patch_size": (_patch_size, "a multiple of scale {scale}, at least {scale}"),
+    "patch_size": (_multiple_of_scale, "a multiple of scale {scale}, at least {scale}"),
     "batch_size": (_count(1), COUNT.format(low=1)),
     "augment": (_flag, "true or false"),
     "sampling": (_one_of("epoch", "stream"), "'epoch' or 'stream'"),
