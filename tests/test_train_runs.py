@@ -329,6 +329,27 @@ def test_init_from_starts_from_an_exported_models_weights(tmp_path, one_thread):
         train(tiny_config(tmp_path, iterations=1, run_name="third", init_from=str(source), block_num=[2]))
 
 
+def test_init_from_a_smaller_scale_starts_the_first_levels(tmp_path, one_thread):
+    x2 = train(tiny_config(tmp_path, iterations=2, checkpoint_every=2, run_name="x2")) / "IRN_x2.pth"
+    fresh = train(tiny_config(tmp_path, iterations=0, scale=4, block_num=[1, 1], val_crop=48, run_name="fresh"))
+    grown = train(
+        tiny_config(tmp_path, iterations=0, scale=4, block_num=[1, 1], val_crop=48, run_name="grown", init_from=str(x2))
+    )
+    small, before = load_checkpoint(x2).state_dict(), load_checkpoint(fresh / "IRN_x4.pth").state_dict()
+    after = load_checkpoint(grown / "IRN_x4.pth").state_dict()
+    assert small.keys() < after.keys()
+    assert all(torch.equal(after[k], small[k]) for k in small)  # the x2's level is the first level
+    assert all(torch.equal(after[k], before[k]) for k in after.keys() - small.keys())  # the rest as initialised
+    assert any(not torch.equal(small[k], before[k]) for k in small)  # (so the check above means something)
+    # The smaller model's blocks must be the first level's exactly.
+    with pytest.raises(ValueError, match=r"init_from=.*an IRN x2 whose blocks differ"):
+        train(
+            tiny_config(
+                tmp_path, iterations=0, scale=4, block_num=[2, 1], val_crop=48, run_name="other", init_from=str(x2)
+            )
+        )
+
+
 def test_the_weight_average_is_validated_and_exported_and_changes_no_step(tmp_path, one_thread):
     d = 0.5
     plain = train(tiny_config(tmp_path, iterations=3, run_name="plain"))

@@ -284,11 +284,28 @@ def _start_from(state: TrainingState, config: TrainConfig) -> None:
     except (CheckpointError, OSError) as err:  # CheckpointError and FileNotFoundError name the file
         reason = " ".join(str(err).split())
         raise SettingsError(f"init_from={config.init_from}: {reason.removeprefix(config.init_from + ': ')}") from None
-    if initial.state_dict().keys() != state.net.state_dict().keys():
+    own, given = state.net.state_dict(), initial.state_dict()
+    if given.keys() != own.keys() and not _first_levels_fit(initial, state.net):
         raise SettingsError(
             f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "
             f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
         )
-    state.net.load_state_dict(initial.state_dict())
+    # a smaller scale's model (x2 in a x4 run) starts this run's first levels; the later levels
+    # keep their fresh initialisation (InvBlocks start as the identity: the LR is then the Haar
+    # low-pass of the smaller model's LR)
+    weights = own | given
+    state.net.load_state_dict(weights)
     if state.average is not None:  # what is validated and exported before the first step
-        state.average.module.load_state_dict(initial.state_dict())
+        state.average.module.load_state_dict(weights)
+
+
+def _first_levels_fit(smaller: IRN, net: IRN) -> bool:
+    """Whether ``smaller``'s levels are ``net``'s first levels: the same kind, blocks and shapes."""
+    levels = len(smaller.block_num)
+    own = net.state_dict()
+    return (
+        smaller.scale < net.scale
+        and smaller.downsampling == net.downsampling
+        and smaller.block_num == net.block_num[:levels]
+        and all(key in own and own[key].shape == value.shape for key, value in smaller.state_dict().items())
+    )
