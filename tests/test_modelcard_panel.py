@@ -171,6 +171,8 @@ def test_a_model_that_replaces_a_lineage_drops_its_earlier_stages(tmp_path):
     dest = M.publish(fake_run(runs / "four", 4, elsewhere), models, draws=1, progress=False, panel=False)
     card = read(dest / "card.json")
     assert card["stage"] == 2 and card["previous_card"] is None and not (dest / "started_from").exists()
+    readme = (dest / "README.md").read_text()  # its retrain command starts from the file it did, not started_from/
+    assert f"then from {elsewhere}:" in readme and "started_from/README.md" not in readme
     dest = M.publish(fake_run(runs / "six", 6, dest / "IRN_x2.pth"), models, draws=1, progress=False, panel=False)
     assert read(dest / "started_from" / "card.json") == card
     dest = M.publish(fake_run(runs / "five", seed=5), models, draws=1, progress=False, panel=False)  # from scratch

@@ -24,8 +24,9 @@ __all__ = ["STARTED_FROM", "STAGE_WORDS", "card_stage", "card_markdown"]
 
 STARTED_FROM = "started_from"  # a later stage's folder keeps the card of the model it started from
 STAGE_WORDS = dict(enumerate(zip(
-    "two three four five six seven eight nine ten".split(),
-    "second third fourth fifth sixth seventh eighth ninth tenth".split()), start=2))  # fmt: skip
+    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split(),
+    "second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth fifteenth"
+    .split()), start=2))  # fmt: skip
 
 
 def card_stage(card: dict) -> int:
@@ -120,7 +121,15 @@ def _retrain_lines(card: dict) -> list[str]:
     """How to train the model again (both stages of a second stage) and publish it here."""
     s, start, stage = card["scale"], card["training"].get("init_from"), card_stage(card)
     lines = ["## Retrain or continue", "", "```bash"]
-    if start:
+    if start and not card.get("previous_card", f"{STARTED_FROM}/README.md"):
+        # started from weights whose card is not kept here: their file, as recorded
+        overrides = " ".join(card["recipe_overrides"])
+        lines += [
+            f"# earlier stages: not in this card (see its note), then from {start['file']}:",
+            f"python -m irnlib.train --profile quick {overrides} run_name=quick_x{s}_stage{stage}",
+            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage{stage}  # measure and publish here",
+        ]
+    elif start:
         # the earlier stages' own commands, then this stage from the previous stage's export
         previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
         first = f"results/runs/{previous}/IRN_x{s}.pth"
