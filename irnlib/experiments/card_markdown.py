@@ -35,13 +35,18 @@ def card_stage(card: dict) -> int:
     return int(card.get("stage") or (2 if card.get("training", {}).get("init_from") else 1))
 
 
+def _previous_card(card: dict) -> str | None:
+    """Where the card of the model this one started from is kept (None: not kept here)."""
+    return card.get("previous_card", f"{STARTED_FROM}/README.md")  # cards older than the field kept it
+
+
 def _stage_text(card: dict) -> tuple[str, list[str]]:
     """How the card's title paragraph counts the stages, and its facts' line on this stage."""
     stage, start = card_stage(card), card["training"].get("init_from")
     if not start:
         return "", []
     count, ordinal = STAGE_WORDS.get(stage, (str(stage), f"{stage}th"))
-    kept = card.get("previous_card", f"{STARTED_FROM}/README.md")  # cards older than the field kept it
+    kept = _previous_card(card)
     line = (
         f"- {ordinal} stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), "
         + (f"the model described in `{STARTED_FROM}/`" if kept else "a model whose card is not kept here")
@@ -121,23 +126,24 @@ def _retrain_lines(card: dict) -> list[str]:
     """How to train the model again (both stages of a second stage) and publish it here."""
     s, start, stage = card["scale"], card["training"].get("init_from"), card_stage(card)
     lines = ["## Retrain or continue", "", "```bash"]
-    if start and not card.get("previous_card", f"{STARTED_FROM}/README.md"):
-        # started from weights whose card is not kept here: their file, as recorded
-        overrides = " ".join(card["recipe_overrides"])
+    if start:
+        if _previous_card(card):  # the earlier stages' own commands, then this stage from the previous export
+            previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
+            first = f"results/runs/{previous}/IRN_x{s}.pth"
+            overrides = [
+                o if not o.startswith("init_from=") else f"init_from={first}" for o in card["recipe_overrides"]
+            ]
+            earlier = (
+                f"# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then"
+                if stage <= 2
+                else f"# earlier stages: the commands in started_from/README.md "
+                f"(the last: results/runs/{previous}), then"
+            )
+        else:  # started from weights whose card is not kept here: their file, as recorded
+            overrides = card["recipe_overrides"]
+            earlier = f"# earlier stages: not in this card (see its note), then from {start['file']}:"
         lines += [
-            f"# earlier stages: not in this card (see its note), then from {start['file']}:",
-            f"python -m irnlib.train --profile quick {overrides} run_name=quick_x{s}_stage{stage}",
-            f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage{stage}  # measure and publish here",
-        ]
-    elif start:
-        # the earlier stages' own commands, then this stage from the previous stage's export
-        previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
-        first = f"results/runs/{previous}/IRN_x{s}.pth"
-        overrides = [o if not o.startswith("init_from=") else f"init_from={first}" for o in card["recipe_overrides"]]
-        lines += [
-            f"# first stage: the command in started_from/README.md (results/runs/quick_x{s}), then"
-            if stage <= 2
-            else f"# earlier stages: the commands in started_from/README.md (the last: results/runs/{previous}), then",
+            earlier,
             f"python -m irnlib.train --profile quick {' '.join(overrides)} run_name=quick_x{s}_stage{stage}",
             f"python -m irnlib.experiments.modelcard results/runs/quick_x{s}_stage{stage}  # measure and publish here",
         ]

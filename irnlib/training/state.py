@@ -285,7 +285,7 @@ def _start_from(state: TrainingState, config: TrainConfig) -> None:
         reason = " ".join(str(err).split())
         raise SettingsError(f"init_from={config.init_from}: {reason.removeprefix(config.init_from + ': ')}") from None
     own, given = state.net.state_dict(), initial.state_dict()
-    if given.keys() != own.keys() and not _first_levels_fit(initial, state.net):
+    if given.keys() != own.keys() and not _first_levels_fit(initial, state.net, given, own):
         raise SettingsError(
             f"init_from={config.init_from}: an IRN x{initial.scale} whose blocks differ from this run's "
             f"(scale={config.scale}, block_num={config.block_num}, downsampling={config.downsampling})"
@@ -299,13 +299,12 @@ def _start_from(state: TrainingState, config: TrainConfig) -> None:
         state.average.module.load_state_dict(weights)
 
 
-def _first_levels_fit(smaller: IRN, net: IRN) -> bool:
-    """Whether ``smaller``'s levels are ``net``'s first levels: the same kind, blocks and shapes."""
-    levels = len(smaller.block_num)
-    own = net.state_dict()
+def _first_levels_fit(smaller: IRN, net: IRN, given: dict, own: dict) -> bool:
+    """Whether ``smaller``'s levels (weights ``given``) are ``net``'s first levels (weights ``own``):
+    the same kind, blocks and shapes."""
     return (
         smaller.scale < net.scale
         and smaller.downsampling == net.downsampling
-        and smaller.block_num == net.block_num[:levels]
-        and all(key in own and own[key].shape == value.shape for key, value in smaller.state_dict().items())
+        and smaller.block_num == net.block_num[: len(smaller.block_num)]
+        and all(key in own and own[key].shape == value.shape for key, value in given.items())
     )
