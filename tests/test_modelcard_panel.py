@@ -151,6 +151,7 @@ def test_a_third_stage_nests_the_lineage_and_counts_its_stages(tmp_path):
     card, readme = read(dest / "card.json"), (dest / "README.md").read_text()
     assert card["stage"] == 3 and card["training"]["init_from"]["sha256"] == second["sha256"]
     assert "in three stages (the previous stage's card: `started_from/README.md`" in readme
+    assert card["first_stage_kept"] is True
     assert "- third stage: started from the weights of" in readme
     assert "init_from=results/runs/quick_x2_stage2/IRN_x2.pth run_name=quick_x2_stage3" in readme
     assert not list(dest.glob(".started_from*"))
@@ -175,6 +176,8 @@ def test_a_model_that_replaces_a_lineage_drops_its_earlier_stages(tmp_path):
     assert f"then from {elsewhere}:" in readme and "started_from/README.md" not in readme
     dest = M.publish(fake_run(runs / "six", 6, dest / "IRN_x2.pth"), models, draws=1, progress=False, panel=False)
     assert read(dest / "started_from" / "card.json") == card
+    assert read(dest / "card.json")["first_stage_kept"] is False  # its lineage begins at a card not kept
+    assert "in at least three stages (the previous stage's card" in (dest / "README.md").read_text()
     dest = M.publish(fake_run(runs / "five", seed=5), models, draws=1, progress=False, panel=False)  # from scratch
     card = read(dest / "card.json")
     assert card["stage"] == 1 and card["previous_card"] is None and not (dest / "started_from").exists()

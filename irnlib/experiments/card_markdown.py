@@ -56,7 +56,8 @@ def _stage_text(card: dict) -> tuple[str, list[str]]:
         return f" in at least {count} stages", [line]
     which = "the first stage's" if stage == 2 else "the previous stage's"
     earlier = "" if stage == 2 else f", which keeps the stages before it in its own `{STARTED_FROM}/`"
-    return f" in {count} stages ({which} card: `{kept}`{earlier})", [line]
+    at_least = "" if card.get("first_stage_kept", True) else "at least "  # cards older than the field: True
+    return f" in {at_least}{count} stages ({which} card: `{kept}`{earlier})", [line]
 
 
 def _card_facts(card: dict) -> list[str]:

@@ -221,6 +221,7 @@ def publish(
         "training": _training_record(run_dir, record, train_data),
         "stage": stage,
         "previous_card": f"{STARTED_FROM}/README.md" if kept else None,
+        "first_stage_kept": _first_stage_kept(dest, stage, kept),
         **({"note": note} if note else {}),
         "measured": card_summary(per_image),
         "health": health_summary(health),
@@ -298,6 +299,16 @@ def _keep_lineage(dest: Path, init: dict | None, scale: int) -> tuple[int, bool]
         os.replace(dest / STARTED_FROM, new / STARTED_FROM)
     os.replace(new, dest / STARTED_FROM)
     return card_stage(read(card)) + 1, True
+
+
+def _first_stage_kept(folder: Path, stage: int, kept: bool) -> bool:
+    """Whether the cards kept in ``folder/started_from/`` (nested) go back to the first stage: a
+    lineage begun from a model whose card is not kept counts its stages as "at least"."""
+    if stage == 1 or not kept:
+        return stage == 1
+    previous = json.loads((folder / STARTED_FROM / "card.json").read_text())
+    has_kept = previous.get("previous_card", "kept") is not None  # cards older than the field kept it
+    return _first_stage_kept(folder / STARTED_FROM, card_stage(previous), has_kept)
 
 
 def _drop_lineage(dest: Path) -> None:
