@@ -20,7 +20,7 @@ from irnlib.experiments.saturation_stress import saturation_card_lines
 from irnlib.paper import BICUBIC_ROW, IRN_ROW, paper_value
 from irnlib.runtime.markdown import markdown_table
 
-__all__ = ["STARTED_FROM", "STAGE_WORDS", "card_stage", "card_markdown"]
+__all__ = ["STARTED_FROM", "STAGE_WORDS", "card_stage", "previous_card", "card_markdown"]
 
 STARTED_FROM = "started_from"  # a later stage's folder keeps the card of the model it started from
 STAGE_WORDS = dict(enumerate(zip(
@@ -35,7 +35,7 @@ def card_stage(card: dict) -> int:
     return int(card.get("stage") or (2 if card.get("training", {}).get("init_from") else 1))
 
 
-def _previous_card(card: dict) -> str | None:
+def previous_card(card: dict) -> str | None:
     """Where the card of the model this one started from is kept (None: not kept here)."""
     return card.get("previous_card", f"{STARTED_FROM}/README.md")  # cards older than the field kept it
 
@@ -46,7 +46,7 @@ def _stage_text(card: dict) -> tuple[str, list[str]]:
     if not start:
         return "", []
     count, ordinal = STAGE_WORDS.get(stage, (str(stage), f"{stage}th"))
-    kept = _previous_card(card)
+    kept = previous_card(card)
     line = (
         f"- {ordinal} stage: started from the weights of `{start['file']}` (SHA-256 `{start['sha256']}`), "
         + (f"the model described in `{STARTED_FROM}/`" if kept else "a model whose card is not kept here")
@@ -128,7 +128,7 @@ def _retrain_lines(card: dict) -> list[str]:
     s, start, stage = card["scale"], card["training"].get("init_from"), card_stage(card)
     lines = ["## Retrain or continue", "", "```bash"]
     if start:
-        if _previous_card(card):  # the earlier stages' own commands, then this stage from the previous export
+        if previous_card(card):  # the earlier stages' own commands, then this stage from the previous export
             previous = f"quick_x{s}" if stage <= 2 else f"quick_x{s}_stage{stage - 1}"
             first = f"results/runs/{previous}/IRN_x{s}.pth"
             overrides = [

@@ -35,7 +35,7 @@ import pandas as pd
 
 from irnlib.data.folders import available_datasets, dataset_version
 from irnlib.experiments.card_health import HEALTH_FILE, add_health, health_summary, write_health
-from irnlib.experiments.card_markdown import STARTED_FROM, card_markdown, card_stage
+from irnlib.experiments.card_markdown import STARTED_FROM, card_markdown, card_stage, previous_card
 from irnlib.experiments.panel_card import card_panel, panel_files
 from irnlib.experiments.saturation_stress import card_saturation, saturation_file
 from irnlib.model.checkpoint import load_checkpoint
@@ -307,8 +307,7 @@ def _first_stage_kept(folder: Path, stage: int, kept: bool) -> bool:
     if stage == 1 or not kept:
         return stage == 1
     previous = json.loads((folder / STARTED_FROM / "card.json").read_text())
-    has_kept = previous.get("previous_card", "kept") is not None  # cards older than the field kept it
-    return _first_stage_kept(folder / STARTED_FROM, card_stage(previous), has_kept)
+    return _first_stage_kept(folder / STARTED_FROM, card_stage(previous), previous_card(previous) is not None)
 
 
 def _drop_lineage(dest: Path) -> None:
